@@ -1,0 +1,3 @@
+from swaprace.cli import main
+
+main()

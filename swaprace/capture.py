@@ -1,0 +1,66 @@
+"""Native captures: Parquet files holding the event table and its :class:`CaptureMeta`.
+
+Written atomically (temp file in the same directory, fsync, rename) so that an interrupted writer never
+leaves a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from swaprace.errors import SwapraceError
+from swaprace.events import Capture, CaptureMeta, normalize, to_arrow
+
+META_KEY = b"swaprace"
+PARQUET_MAGIC = b"PAR1"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def write_capture(capture: Capture, path: PathLike) -> Path:
+    """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
+    path = Path(path)
+    table = to_arrow(normalize(capture.events))
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = capture.meta.to_json().encode()
+    table = table.replace_schema_metadata(schema_meta)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_capture(path: PathLike) -> Capture:
+    """Read a native Parquet capture; any damage becomes one :class:`SwapraceError`."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    meta = CaptureMeta.from_json(raw.decode()) if raw else CaptureMeta(backend="parquet")
+    try:
+        events = normalize(table.to_pandas())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
+    return Capture(events=events, meta=meta, source_format="parquet")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

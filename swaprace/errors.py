@@ -1,0 +1,14 @@
+"""The one exception type the CLI turns into a single error line and a non-zero exit."""
+
+
+class SwapraceError(Exception):
+    """A problem the user can act on (bad input, missing symbol, not root, no swap...).
+
+    The CLI prints ``swaprace: error: <message>`` and exits with ``exit_code``; never a traceback.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
