@@ -54,12 +54,276 @@ def main() -> None:
 # === end analyze =========================================================================================
 
 # === doctor / record (issue 4: catalog, ftrace backend, recorder) ========================================
+@main.command()
+@click.option("--kallsyms", "kallsyms", type=click.Path(dir_okay=False), default=None,
+              help="Read a saved /proc/kallsyms (address type name lines) instead of the live kernel.")
+@click.option("--traceable", type=click.Path(dir_okay=False), default=None,
+              help="A saved available_filter_functions to judge traceability (with --kallsyms).")
+@click.option("--clean", is_flag=True, help="Remove tracefs leftovers of killed swaprace runs, then report.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def doctor(kallsyms, traceable, clean, as_json):
+    """Say which kernel function plays each role here, which backends work, and the swap/KSM state.
+
+    Roles are resolved from /proc/kallsyms and available_filter_functions (symbol presence, never the
+    version); for a role with no symbol it says every name tried and why each failed. Exits 0 even when
+    live tracing is impossible: the "problem:" lines say why.
+
+    \b
+    Examples:
+        swaprace doctor
+        swaprace doctor --json | jq .roles
+        swaprace doctor --kallsyms tests/fixtures/kallsyms-bookworm-6.1.txt
+    """
+    from swaprace.probes.doctor import clean_leftovers, diagnose, format_report
+
+    removed = clean_leftovers() if clean else []
+    report = diagnose(kallsyms, traceable)
+    if clean:
+        report["cleaned"] = removed
+    if as_json:
+        echo_json(report)
+    else:
+        if clean:
+            click.echo(f"removed leftovers: {', '.join(removed) or 'none'}")
+        click.echo(format_report(report))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Capture file to write (Parquet).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.option("--backend", "backend_name", type=click.Choice(["auto", "bcc", "ftrace"]), default="auto",
+              show_default=True, help="auto: bcc when it works here, else ftrace.")
+@click.option("--pid", type=int, default=None,
+              help="Keep only this process's fault-path events (releases by other tasks are always kept).")
+@click.option("--roles", default=None, help="Comma-separated roles to probe (default: all that resolve).")
+@click.option("--buffer-kb", type=click.IntRange(min=64), default=16384, show_default=True,
+              help="ftrace: per-CPU ring buffer size.")
+@click.option("--maxactive", type=click.IntRange(min=1, max=4096), default=64, show_default=True,
+              help="kretprobe instances per return probe.")
+@click.option("--stream/--no-stream", default=True, show_default=True,
+              help="bcc: write the event stream (--no-stream: in-kernel detection only).")
+@click.option("--raw-trace", type=click.Path(dir_okay=False), default=None,
+              help="ftrace: also save the raw trace_pipe text (with a '# swaprace:' metadata header).")
+@click.option("--ebpf", is_flag=True, help="Print the program (BPF C, or kprobe_events lines) and exit.")
+@click.option("--dry-run", is_flag=True, help="Resolve symbols and pick the backend, attach nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, stream, raw_trace, ebpf, dry_run,
+           as_json, cmd):
+    """Trace the swap-in path into a capture until --duration, CMD exits, or Ctrl-C/SIGTERM.
+
+    Attaches call and return probes to every role that resolves on this kernel (see `swaprace doctor`),
+    shows a live counter on a terminal, and writes CAPTURE atomically with its metadata (kernel, backend,
+    symbols, losses by source). Probes are removed on every exit path. With CMD, exits with CMD's status.
+
+    \b
+    Examples:
+        swaprace record -o run.parquet --duration 10
+        swaprace record -o run.parquet --backend ftrace -- ./swap-workload --threads 4
+        swaprace record --ebpf --backend ftrace
+    """
+    from swaprace.events import ROLES
+    from swaprace.probes.backend import backend_class, get_backend, make_plan, AUTO_ORDER
+    from swaprace.probes.record import record as run_record, tty_progress
+
+    role_list = ROLES
+    if roles:
+        role_list = tuple(r.strip() for r in roles.split(",") if r.strip())
+        unknown = [r for r in role_list if r not in ROLES]
+        if unknown:
+            raise SwapraceError(f"unknown role(s) {', '.join(unknown)} (known: {', '.join(ROLES)})")
+    plan = make_plan(role_list, pid=pid, buffer_kb=buffer_kb, maxactive=maxactive, stream_events=stream)
+    if raw_trace:
+        plan.extra["raw_trace"] = raw_trace
+    if ebpf:
+        names = AUTO_ORDER if backend_name == "auto" else (backend_name,)
+        last = None
+        for name in names:
+            try:
+                cls = backend_class(name)
+            except SwapraceError as exc:
+                last = exc
+                continue
+            if backend_name == "auto" and cls.check() is not None and name != names[-1]:
+                continue
+            click.echo(cls().program_text(plan), nl=False)
+            return
+        raise last or SwapraceError("no backend available")
+    backend = get_backend(backend_name)
+    if raw_trace and backend.name == "ftrace":
+        backend.raw_trace = raw_trace
+    if dry_run:
+        summary = {"backend": backend.name, "symbols": plan.symbols,
+                   "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
+        plan.require()
+        if as_json:
+            echo_json(summary)
+        else:
+            click.echo(f"backend: {backend.name}")
+            for role, res in plan.resolutions.items():
+                click.echo(f"  {role:<13} {res.symbol or '-  (' + str(res.reason) + ')'}")
+        return
+    if not output:
+        raise SwapraceError("missing -o/--output CAPTURE (or use --dry-run / --ebpf)")
+    if duration is None and not cmd:
+        click.echo("recording until Ctrl-C (or SIGTERM)...", err=True)
+    capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
+                         progress=tty_progress())
+    if raw_trace and backend.name == "ftrace":
+        _write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
+    summary = _record_summary(output, capture)
+    if as_json:
+        echo_json(summary)
+    else:
+        lost = "unknown" if capture.meta.lost_events is None else f"{capture.meta.lost_events:,}"
+        click.echo(f"wrote {output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
+                   f"lost {lost} ({summary['backend']}, {summary['duration_s']} s)")
+    status = capture.meta.extra.get("command_status")
+    if status:
+        sys.exit(status if 0 < status < 256 else 1)
+
+
+def _record_summary(output, capture) -> dict:
+    events = capture.events
+    roles = events["role"].astype(str)
+    phases = events["phase"].astype(str)
+    meta = capture.meta
+    return {
+        "output": output,
+        "events": int(len(events)),
+        "windows": int(((roles == "fault") & (phases == "return")).sum()),
+        "by_role": {r: int(n) for r, n in roles.value_counts().sort_index().items()},
+        "backend": meta.backend,
+        "symbols": meta.symbols,
+        "lost": meta.lost,
+        "lost_events": meta.lost_events,
+        "duration_s": meta.duration_s,
+        "stopped_by": meta.extra.get("stopped_by"),
+        "command_status": meta.extra.get("command_status"),
+    }
+
+
+def _write_raw_trace(path, lines, meta) -> None:
+    """The raw trace text with the metadata as a leading '# swaprace: {json}' comment (the offline reader's
+    header), written atomically."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".raw.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# swaprace: {meta.to_json()}\n")
+        for line in lines:
+            fh.write(line + "\n")
+    os.replace(tmp, path)
+
+
 # === end doctor / record =================================================================================
 
 # === watch (issue 4: bcc backend, in-kernel detection) ===================================================
 # === end watch ===========================================================================================
 
 # === vm (issue 3) ========================================================================================
+
+from swaprace.vm.image import KERNELS as VM_KERNELS  # noqa: E402  (stdlib-only module, cheap to import)
+
+KERNEL_CHOICE = click.Choice(list(VM_KERNELS))
+
+
+def _vm_note(message: str) -> None:
+    click.echo(f"swaprace vm: {message}", err=True)
+
+
+@main.group()
+def vm() -> None:
+    """The swaprace test box: a Debian guest under QEMU with kprobes, BTF, bcc and bpftrace.
+
+    Kernels: bookworm (6.1) and trixie-backports (7.x, the reworked swap code). Images are cached in
+    ~/.cache/swaprace/vm and rebuilt only when vm-setup/ changes. See vm-setup/README.md.
+
+    \b
+    Example:
+        swaprace vm build --kernel trixie-backports
+        swaprace vm run -- python3 -m pytest tests/test_events.py
+        swaprace vm shell
+    """
+
+
+@vm.command("build")
+@click.option("--kernel", type=KERNEL_CHOICE, default="bookworm", show_default=True, help="Which test box.")
+@click.option("--rebuild", is_flag=True, help="Rebuild even when the cached image is current.")
+@click.option("--json", "as_json", is_flag=True, help="Print the image's facts as JSON.")
+def vm_build(kernel: str, rebuild: bool, as_json: bool) -> None:
+    """Build (or reuse) the test box image of one kernel.
+
+    \b
+    Example:
+        swaprace vm build --kernel bookworm --json
+    """
+    from swaprace.vm import ensure_image
+
+    image = ensure_image(kernel, progress=_vm_note, rebuild=rebuild)
+    if as_json:
+        echo_json(image.to_json())
+        return
+    how = "cached" if image.build_seconds is None else f"built in {image.build_seconds:.0f} s"
+    click.echo(
+        f"{kernel}: kernel {image.release}, {how}; disk {image.disk} "
+        f"({image.disk_bytes / 2**20:.0f} MiB used of {image.disk_size / 2**20:.0f} MiB)"
+    )
+
+
+@vm.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--kernel", type=KERNEL_CHOICE, default="bookworm", show_default=True, help="Which test box.")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds before the guest is killed.")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Set in the guest (repeatable).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def vm_run(ctx: click.Context, kernel: str, timeout: float, env_pairs: tuple, command: tuple) -> None:
+    """Run COMMAND as root in a fresh guest, in the shared checkout (/mnt/swaprace), swaprace importable.
+
+    The command's stdout and stderr stream to this terminal's; its exit status is swaprace's. The guest's
+    root disk is a throw-away overlay; files written under the checkout stay. Which accelerator (KVM or TCG)
+    and why is printed on stderr.
+
+    \b
+    Example:
+        swaprace vm run --kernel trixie-backports -- python3 -c 'import swaprace'
+        swaprace vm run -- sh -c 'swaprace-testbox swap-on && swaprace-testbox info'
+    """
+    from swaprace.vm import run_in_guest
+
+    env = {}
+    for pair in env_pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--env")
+        env[name] = value
+    result = run_in_guest(
+        list(command), kernel, timeout=timeout, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, env=env,
+        progress=_vm_note,
+    )
+    _vm_note(f"exit status {result.returncode} (boot {result.boot_seconds:.1f} s, total {result.total_seconds:.1f} s)")
+    ctx.exit(result.returncode)
+
+
+@vm.command("shell")
+@click.option("--kernel", type=KERNEL_CHOICE, default="bookworm", show_default=True, help="Which test box.")
+@click.pass_context
+def vm_shell(ctx: click.Context, kernel: str) -> None:
+    """Boot a guest with an interactive root shell on this terminal (the serial console).
+
+    `exit` powers the guest off; Ctrl-A X kills it at once.
+
+    \b
+    Example:
+        swaprace vm shell --kernel trixie-backports
+    """
+    from swaprace.vm.runner import shell_in_guest
+
+    ctx.exit(shell_in_guest(kernel, progress=_vm_note))
+
 # === end vm ==============================================================================================
 
 # === stress (issue 5) ====================================================================================

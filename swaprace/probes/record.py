@@ -1,0 +1,214 @@
+"""The recorder loop behind ``swaprace record`` (and the stress companion's ``--record``).
+
+Attach, poll the backend, optionally run a command, and stop on the first of: the duration elapsed, the
+command exited, SIGINT/SIGTERM/SIGHUP. Whatever happens -- the workload fails, the backend fails midway, a
+signal arrives -- the probes are removed and the events captured so far are written (atomically) with their
+metadata; a backend failure is re-raised only after the capture is safe on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import pandas as pd
+
+from swaprace import __version__
+from swaprace.capture import write_capture
+from swaprace.errors import SwapraceError
+from swaprace.events import Capture, CaptureMeta, empty_events, normalize
+from swaprace.probes.backend import Backend, ProbePlan
+
+POLL_INTERVAL_S = 0.2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class Progress:
+    """Live counters, handed to the progress callback after every poll."""
+
+    elapsed_s: float = 0.0
+    events: int = 0
+    windows: int = 0  # completed fault windows (do_swap_page returns)
+    lost: int = 0
+    by_role: Dict[str, int] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def tty_progress(stream=None) -> Optional[ProgressFn]:
+    """A one-line live counter on a terminal; None (silence) when ``stream`` is not a TTY."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+
+    def show(p: Progress) -> None:
+        stream.write(f"\r  {p.elapsed_s:7.1f} s  events {p.events:>10,}  windows {p.windows:>9,}  "
+                     f"lost {p.lost:>8,}   ")
+        stream.flush()
+
+    return show
+
+
+class _StopFlag:
+    """Turns the stop signals into a flag the loop polls; restores the previous handlers on exit."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._old: Dict[int, object] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in STOP_SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except (ValueError, OSError):  # not the main thread: the caller handles signals
+                pass
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting (teardown still runs in finally)
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: Optional[float] = None,
+           cmd: Optional[Sequence[str]] = None, pid: Optional[int] = None,
+           progress: Optional[ProgressFn] = None, stop: Optional[Callable[[], bool]] = None) -> Capture:
+    """Trace until ``duration`` seconds, ``cmd`` exits, a stop signal, or ``stop()`` returns True.
+
+    Writes the capture to ``output`` (unless None) and returns it. ``pid`` (or ``plan.pid``) limits the
+    fault-path events to one process. Raises :class:`SwapraceError` when nothing could be attached (nothing is
+    written then), or after writing the capture when the backend failed midway.
+    """
+    if pid is not None:
+        plan.pid = pid
+    if plan.pid is not None and not Path(f"/proc/{plan.pid}").exists():
+        raise SwapraceError(f"no process with pid {plan.pid}")
+    frames: List[pd.DataFrame] = []
+    meta = CaptureMeta(backend=backend.name, kernel_release=plan.kernel_release or os.uname().release,
+                       symbols=plan.symbols, host=socket.gethostname(), tool_version=__version__,
+                       command=list(cmd) if cmd else None)
+    prog = Progress()
+    failure: Optional[BaseException] = None
+    child: Optional[subprocess.Popen] = None
+    started = False
+    with _StopFlag() as flag:
+        try:
+            meta.start_time_ns = time.time_ns()
+            meta.start_ts_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            backend.start(plan)
+            started = True
+            t0 = time.monotonic()
+            if cmd:
+                child = _spawn(cmd)
+            while flag.signum is None:
+                time.sleep(POLL_INTERVAL_S)
+                _collect(backend, frames, prog)
+                prog.elapsed_s = time.monotonic() - t0
+                if progress:
+                    progress(prog)
+                if duration is not None and prog.elapsed_s >= duration:
+                    break
+                if child is not None and child.poll() is not None:
+                    break
+                if stop is not None and stop():
+                    break
+        except KeyboardInterrupt:
+            pass
+        except SwapraceError as exc:
+            if not started:
+                raise  # nothing attached (start() cleans up after itself): nothing to write
+            failure = exc
+        except Exception as exc:  # a backend bug midway: keep the data, report after writing
+            failure = exc
+        finally:
+            _teardown(backend, child, frames, prog)
+    if progress:
+        sys.stderr.write("\n")
+    meta.duration_s = round(time.monotonic() - t0, 3) if started else 0.0
+    meta.lost = {k: int(v) for k, v in backend.losses().items()}
+    meta.lost_known = True
+    meta.detector = backend.detector()
+    hits = backend.hits()
+    if hits:
+        meta.extra["kernel_hits"] = hits
+    skipped = getattr(backend, "skipped_lines", 0)
+    if skipped:
+        meta.extra["skipped_lines"] = int(skipped)
+    if flag.signum is not None:
+        meta.extra["stopped_by"] = signal.Signals(flag.signum).name
+    if child is not None:
+        meta.extra["command_status"] = child.returncode
+    if failure is not None:
+        meta.extra["backend_failure"] = f"{type(failure).__name__}: {failure}"
+    if plan.pid is not None:
+        meta.extra["pid_filter"] = plan.pid
+    events = normalize(pd.concat(frames, ignore_index=True)) if frames else empty_events()
+    capture = Capture(events=events, meta=meta, source_format="parquet")
+    if output is not None:
+        write_capture(capture, output)
+    if failure is not None:
+        where = f"; the {len(events)} events captured before it are in {output}" if output else ""
+        raise SwapraceError(f"tracing failed midway ({failure}){where}")
+    return capture
+
+
+def _spawn(cmd: Sequence[str]) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(list(cmd))
+    except OSError as exc:
+        raise SwapraceError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+
+
+def _collect(backend: Backend, frames: List[pd.DataFrame], prog: Progress) -> None:
+    df = backend.drain()
+    if len(df):
+        frames.append(df)
+        prog.events += len(df)
+        roles = df["role"].astype(str)
+        prog.windows += int(((roles == "fault") & (df["phase"].astype(str) == "return")).sum())
+        for role, n in roles.value_counts().items():
+            prog.by_role[role] = prog.by_role.get(role, 0) + int(n)
+    prog.lost = int(sum(backend.losses().values()))
+
+
+def _teardown(backend: Backend, child: Optional[subprocess.Popen], frames: List[pd.DataFrame],
+              prog: Progress) -> None:
+    """Stop the command (politely, then firmly), detach the probes, and keep the last events."""
+    # Signals arriving now must not interrupt the teardown half-way.
+    old = {}
+    for sig in STOP_SIGNALS:
+        try:
+            old[sig] = signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+    try:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        try:
+            backend.stop()
+        finally:
+            try:
+                _collect(backend, frames, prog)
+            except Exception:
+                pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
