@@ -1,0 +1,206 @@
+"""report.html: one self-contained page (inline CSS, images inlined as data URIs, no script, no network).
+
+Each image is also a PNG file next to the page; every ``<img>`` links to its file so the full-size picture
+opens on click, and the page still shows everything when mailed alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import pandas as pd
+
+from swaprace import __version__
+from swaprace.analysis.report import style
+
+MAX_RACE_ROWS = 2000
+
+_CSS = """
+body { font: 14px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 1450px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+.sub { color: #666; } code, .mono { font-family: "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+table { border-collapse: collapse; margin: .5em 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; }
+th { background: #f3f3f3; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.verdict { padding: .7em 1em; border-radius: 4px; font-weight: bold; margin: 1em 0; }
+.bad { background: #fde0dd; border: 1px solid #b2182b; color: #7f0000; }
+.warn { background: #fff3e0; border: 1px solid #e08214; color: #7a4100; }
+.good { background: #e5f5e0; border: 1px solid #31a354; color: #00441b; }
+.stale-install { color: #b2182b; font-weight: bold; } .recovered { color: #b35806; }
+figure { margin: 1.2em 0; } figcaption { color: #444; margin-top: .3em; } img { max-width: 100%; border: 1px solid #eee; }
+.cols { display: flex; flex-wrap: wrap; gap: 2em; } details { margin: .5em 0; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] = ()) -> str:
+    """An HTML table; cells are escaped unless given as ``Markup``."""
+    out = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            cls = ' class="n"' if i < len(numeric) and numeric[i] else ""
+            text = cell.html if isinstance(cell, Markup) else esc(cell)
+            cells.append(f"<td{cls}>{text}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+class Markup:
+    """Already-escaped HTML for a table cell."""
+
+    def __init__(self, html_text: str):
+        self.html = html_text
+
+
+def image(path: Path, relative: str, alt: str, width: int, height: int) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<a href="{esc(relative)}"><img src="data:image/png;base64,{data}" data-file="{esc(relative)}" '
+            f'alt="{esc(alt)}" width="{width}" height="{height}"></a>')
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def verdict(races: pd.DataFrame) -> str:
+    classes = races["class"].value_counts().to_dict() if len(races) else {}
+    stale, recovered = int(classes.get("stale-install", 0)), int(classes.get("recovered", 0))
+    if stale:
+        return (f'<div class="verdict bad">{stale:,} stale-install race(s): a fault installed a swap entry that was '
+                f"released and bound to another folio inside its window (the ABA of do_swap_page). "
+                f"{recovered:,} recovered race(s).</div>")
+    if recovered:
+        return (f'<div class="verdict warn">{recovered:,} recovered race(s): an entry was released and bound again '
+                f"inside a fault window, and the faulting thread did not install it. No stale install.</div>")
+    return '<div class="verdict good">No entry was reused inside a fault window in this capture.</div>'
+
+
+def metadata_rows(capture, source: Optional[str]) -> List[List[Any]]:
+    meta = capture.meta
+    started = None
+    if meta.start_time_ns:
+        started = _dt.datetime.fromtimestamp(meta.start_time_ns / 1e9, _dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC")
+    rows = [
+        ["capture", source or "-"],
+        ["kernel", meta.kernel_release or "unknown"],
+        ["backend", meta.backend or "unknown"],
+        ["read as", capture.source_format],
+        ["host", meta.host or "-"],
+        ["started", started or "-"],
+        ["duration", f"{meta.duration_s:.2f} s" if meta.duration_s is not None else "-"],
+        ["command", " ".join(meta.command) if meta.command else "-"],
+        ["recorded by", meta.tool_version or "-"],
+        ["lines skipped by the reader", f"{capture.skipped_lines:,}"],
+    ]
+    return rows
+
+
+def losses_rows(meta) -> List[List[Any]]:
+    if not meta.lost_known:
+        return [["(all)", "unknown: this capture's source does not report losses"]]
+    rows = [[source, f"{count:,}"] for source, count in sorted(meta.lost.items())]
+    rows.append(["total", f"{meta.lost_events:,}"])
+    return rows
+
+
+def render(report) -> str:
+    """The page for a :class:`swaprace.analysis.report.Report`."""
+    a = report.analysis
+    meta = a.capture.meta
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>swaprace report: {esc(report.source_name)}</title><style>{_CSS}</style></head><body>"]
+    parts.append(f"<h1>swaprace report: <span class=\"mono\">{esc(report.source_name)}</span></h1>")
+    parts.append(f'<div class="sub">kernel {esc(meta.kernel_release or "unknown")} · backend '
+                 f'{esc(meta.backend or "unknown")} · {len(a.capture.events):,} events · '
+                 f"{esc(report.loss_text)}</div>")
+    parts.append(verdict(a.races))
+    parts.append('<nav>Sections: <a href="#summary">summary</a> · <a href="#races">races</a> · '
+                 '<a href="#activity">activity</a> · <a href="#timelines">race timelines</a> · '
+                 '<a href="#busiest">busiest entries</a> · <a href="#capture">capture</a></nav>')
+
+    parts.append('<h2 id="summary">Summary</h2><div class="cols">')
+    summary_rows = [[k, _num(v)] for k, v in report.summary_items()]
+    parts.append(table(["measure", "value"], summary_rows, numeric=(False, True)))
+    parts.append(table(["role", "kernel symbol", "calls", "returns"], report.role_rows(),
+                       numeric=(False, False, True, True)))
+    parts.append(table(["lost from", "events"], losses_rows(meta), numeric=(False, True)))
+    parts.append("</div>")
+
+    parts.append(f'<h2 id="races">Races ({len(a.races):,})</h2>')
+    if len(report.race_rows):
+        shown = report.race_rows[:MAX_RACE_ROWS]
+        parts.append(table(
+            ["#", "class", "swap entry", "thread", "window start", "window", "released (+ from start)",
+             "bound again (+)", "installed by the faulting thread (+)", "timeline"],
+            [[r["n"], Markup(f'<span class="{esc(r["class"])}">{esc(r["class"])}</span>'),
+              Markup(f'<span class="mono">{esc(r["entry_text"])}</span>'), f'{r["comm"]}/{r["tid"]}',
+              r["start_text"], r["window_text"], r["release_text"], r["rebind_text"], r["install_text"],
+              Markup(f'<a href="#{esc(r["anchor"])}">picture</a>') if r.get("anchor") else "-"]
+             for r in shown],
+            numeric=(True, False, False, False, True, True, False, False, False, False)))
+        if len(report.race_rows) > MAX_RACE_ROWS:
+            parts.append(f"<p>{len(report.race_rows) - MAX_RACE_ROWS:,} more races are in report.json.</p>")
+    else:
+        parts.append("<p>None flagged.</p>")
+
+    parts.append('<h2 id="activity">Activity</h2>')
+    for fig in report.figures_of("overview"):
+        parts.append(_figure(report, fig))
+
+    parts.append(f'<h2 id="timelines">Race timelines ({len(report.figures_of("race"))} drawn)</h2>')
+    if report.races_not_drawn:
+        parts.append(f"<p>{report.races_not_drawn:,} further races are listed above but not drawn "
+                     f"(--max-timelines).</p>")
+    for fig in report.figures_of("race"):
+        parts.append(_figure(report, fig))
+    if not report.figures_of("race"):
+        parts.append("<p>No race to draw.</p>")
+
+    parts.append(f'<h2 id="busiest">Busiest entries</h2><p>The entries with the most generations and fault '
+                 f"windows, over the whole capture.</p>")
+    for fig in report.figures_of("busiest"):
+        parts.append(_figure(report, fig))
+    if not report.figures_of("busiest"):
+        parts.append("<p>No entry has a generation or a fault window in this capture.</p>")
+
+    parts.append('<h2 id="capture">Capture</h2><div class="cols">')
+    parts.append(table(["", ""], metadata_rows(a.capture, report.source_name)))
+    symbols = sorted((meta.symbols or {}).items())
+    parts.append(table(["role", "symbol probed"], symbols or [["-", "not recorded in the capture"]]))
+    parts.append("</div>")
+    full = json.dumps(json.loads(meta.to_json()), indent=2, sort_keys=True)
+    parts.append(f"<details><summary>full capture metadata (JSON)</summary><pre class=\"mono\">{esc(full)}</pre>"
+                 f"</details>")
+    summary_json = json.dumps(a.summary, indent=2, sort_keys=True, default=str)
+    parts.append(f"<details><summary>analysis summary (<code>swaprace analyze --json</code>)</summary>"
+                 f"<pre class=\"mono\">{esc(summary_json)}</pre></details>")
+    parts.append(f'<p class="sub">Made by swaprace {esc(__version__)}. Times are on the capture\'s event clock; '
+                 f"entries read as raw swp_entry_t value (swap type, slot offset).</p></body></html>")
+    return "\n".join(parts)
+
+
+def _figure(report, fig) -> str:
+    caption = f"<figcaption>{esc(fig.caption)} <a href=\"{esc(fig.file)}\">{esc(fig.file)}</a></figcaption>"
+    return (f'<figure id="{esc(fig.anchor)}">'
+            f"{image(report.directory / fig.file, fig.file, fig.title, fig.width, fig.height)}{caption}</figure>")
+
+
+def relative_text(ns: Optional[int], origin: int) -> str:
+    return "-" if ns is None else "+" + style.format_duration(ns - origin)

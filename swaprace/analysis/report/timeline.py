@@ -1,0 +1,409 @@
+"""The life of one swap entry: its generations, every thread's fault window on it, releases, rebinds, installs.
+
+Two steps, kept apart so tests can check what a picture shows without looking at pixels:
+:func:`entry_timeline` selects the data (pure pandas/numpy), :func:`draw_entry_timeline` draws it.
+
+Rows, top to bottom: the entry's generations as bars (bind -> release), then one row per thread that held a
+fault window on the entry or acted on it (looked it up, released it, bound it again, dropped its swap count
+after installing it). Markers: lookup (v), bind (o), release (X), install (*). A raced window is outlined in
+its race class's colour and labelled with the class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from swaprace.analysis.report import style
+
+#: Thread rows drawn at most; the rest are counted in the y-axis label (race threads are always kept).
+MAX_THREAD_ROWS = 14
+#: The view around a single race extends this fraction of the window's span on each side.
+FOCUS_MARGIN = 0.12
+
+RELEASE_ROLES = ("free_cache", "cache_delete", "slot_free")
+BIND_ROLES = ("lookup", "cache_add", "slot_alloc")
+MARK_KINDS = ("lookup", "bind", "release", "install")
+
+
+class EventIndex:
+    """Numpy views of the event table, built once per report and shared by every timeline.
+
+    Filtering a 10-million-row table by entry is one vectorised compare on these arrays.
+    """
+
+    def __init__(self, events: pd.DataFrame):
+        self.ts = events["ts_ns"].to_numpy(dtype="int64")
+        self.tid = events["tid"].to_numpy(dtype="int64")
+        self.entry = events["entry"].to_numpy(dtype="uint64", na_value=0)
+        self.role = events["role"].astype("string").fillna("").to_numpy(dtype=object)
+        self.phase = events["phase"].astype("string").fillna("").to_numpy(dtype=object)
+        self.comm = events["comm"].astype("string").fillna("?").to_numpy(dtype=object)
+        self.func = events["func"].astype("string").fillna("?").to_numpy(dtype=object)
+        self._sorted = bool(len(self.ts) < 2 or np.all(self.ts[1:] >= self.ts[:-1]))
+
+    def comm_of(self, tid: int) -> str:
+        hits = np.flatnonzero(self.tid == tid)
+        return str(self.comm[hits[0]]) if len(hits) else "?"
+
+    def actor_at(self, ts_ns: int, roles, entry: Optional[int] = None) -> Optional[int]:
+        """Index of the event at exactly ``ts_ns`` that plays one of ``roles`` (the entry's if it has one)."""
+        if self._sorted:
+            lo, hi = np.searchsorted(self.ts, ts_ns, "left"), np.searchsorted(self.ts, ts_ns, "right")
+            candidates = np.arange(lo, hi)
+        else:
+            candidates = np.flatnonzero(self.ts == ts_ns)
+        fallback = None
+        for i in candidates:
+            if self.role[i] not in roles:
+                continue
+            if entry is not None and self.entry[i] == entry:
+                return int(i)
+            if fallback is None:
+                fallback = int(i)
+        return fallback
+
+
+@dataclass
+class EntryTimeline:
+    """Everything one entry's timeline shows, in nanoseconds of the capture's event clock."""
+
+    entry: int
+    anchor_ns: int  # x = 0 on the plot
+    anchor_label: str  # what x = 0 is, for the axis label
+    start_ns: int
+    end_ns: int
+    generations: pd.DataFrame  # generation, bind_ns, release_ns (nullable), folio, bind_kind, release_kind
+    rows: pd.DataFrame  # row (1..), tid, comm, label, windows
+    windows: pd.DataFrame  # tid, start_ns, end_ns, outcome, race_class
+    marks: pd.DataFrame  # kind, ts_ns, tid (-1: nobody known), detail
+    races: pd.DataFrame  # the analysis' races on this entry in view, plus comm
+    focus: Optional[Dict] = None  # the race this view is centred on
+    hidden_threads: int = 0
+    notes: List[str] = field(default_factory=list)
+
+
+def _u64(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="uint64", na_value=0)
+
+
+def _overlaps(start: pd.Series, end: pd.Series, t0: int, t1: int) -> np.ndarray:
+    return ((start.to_numpy(dtype="int64") <= t1) & (end.to_numpy(dtype="int64") >= t0))
+
+
+def entry_timeline(analysis, entry: int, focus: Optional[Dict] = None, since_ns: Optional[int] = None,
+                   until_ns: Optional[int] = None, index: Optional[EventIndex] = None) -> EntryTimeline:
+    """Select what the timeline of ``entry`` shows.
+
+    ``focus`` is one row of ``analysis.races`` (as a dict): the view is that race's fault window plus a
+    margin, and x = 0 is the window's start. Without it the view is the entry's whole recorded life (or
+    ``since_ns``/``until_ns``), and x = 0 is the first event of the capture.
+    """
+    entry = int(entry)
+    index = index or EventIndex(analysis.capture.events)
+    gens_all = analysis.generations[_u64(analysis.generations["entry"]) == np.uint64(entry)]
+    wins_all = analysis.windows[_u64(analysis.windows["entry"]) == np.uint64(entry)]
+    on_entry = index.entry == np.uint64(entry)
+
+    if focus is not None:
+        w0, w1 = int(focus["window_start_ns"]), int(focus["window_end_ns"])
+        lo = min(w0, int(focus["release_ns"]), int(focus["rebind_ns"]))
+        hi = max(w1, int(focus["release_ns"]), int(focus["rebind_ns"]))
+        margin = max(int((hi - lo) * FOCUS_MARGIN), 1)
+        t0, t1 = lo - margin, hi + margin
+        anchor, anchor_label = w0, f"the fault start of tid {int(focus['tid'])}"
+    else:
+        times = [gens_all["bind_ns"].to_numpy(dtype="int64"), wins_all["start_ns"].to_numpy(dtype="int64"),
+                 wins_all["end_ns"].to_numpy(dtype="int64"), index.ts[on_entry],
+                 gens_all["release_ns"].dropna().to_numpy(dtype="int64")]
+        times = np.concatenate([t for t in times if len(t)]) if any(len(t) for t in times) else np.array([])
+        if len(times) == 0:
+            from swaprace.errors import SwapraceError
+
+            raise SwapraceError(f"swap entry {entry:#x} does not appear in this capture")
+        t0 = int(since_ns) if since_ns is not None else int(times.min())
+        t1 = int(until_ns) if until_ns is not None else int(times.max())
+        if t1 <= t0:
+            t1 = t0 + 1
+        pad = max(int((t1 - t0) * 0.02), 1)
+        t0, t1 = t0 - pad, t1 + pad
+        anchor = int(index.ts.min()) if len(index.ts) else t0
+        anchor_label = "the capture's first event"
+
+    release_end = gens_all["release_ns"].astype("Float64").fillna(np.inf).to_numpy(dtype="float64")
+    in_view = (gens_all["bind_ns"].to_numpy(dtype="int64") <= t1) & (release_end >= t0)
+    generations = gens_all[in_view].reset_index(drop=True)
+    windows = wins_all[_overlaps(wins_all["start_ns"], wins_all["end_ns"], t0, t1)].reset_index(drop=True)
+
+    marks = _marks(index, entry, on_entry, gens_all, t0, t1)
+    races = analysis.races[_u64(analysis.races["entry"]) == np.uint64(entry)]
+    races = races[_overlaps(races["window_start_ns"], races["window_end_ns"], t0, t1)].reset_index(drop=True)
+    races = races.assign(comm=[index.comm_of(int(t)) for t in races["tid"]])
+    if focus is not None and not focus.get("comm"):
+        focus = {**focus, "comm": index.comm_of(int(focus["tid"]))}
+
+    rows, hidden = _rows(index, windows, marks, races, focus)
+    return EntryTimeline(entry=entry, anchor_ns=anchor, anchor_label=anchor_label, start_ns=t0, end_ns=t1,
+                         generations=generations, rows=rows, windows=windows, marks=marks, races=races,
+                         focus=focus, hidden_threads=hidden)
+
+
+def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFrame, t0: int, t1: int):
+    """Lookups and installs straight from the events; binds and releases from the generations, each with
+    the thread whose event made it (found by its timestamp and role)."""
+    in_view = (index.ts >= t0) & (index.ts <= t1) & on_entry
+    frames = []
+    lookup = in_view & (index.role == "lookup") & (index.phase == "call")
+    frames.append(pd.DataFrame({"kind": "lookup", "ts_ns": index.ts[lookup], "tid": index.tid[lookup],
+                                "detail": index.func[lookup]}))
+    # The faulting thread's own swap-count drop on E after it set the pte: the install of E.
+    install = in_view & (index.role == "swap_put")
+    frames.append(pd.DataFrame({"kind": "install", "ts_ns": index.ts[install], "tid": index.tid[install],
+                                "detail": index.func[install]}))
+    rows = []
+    for gen in gens.itertuples(index=False):
+        bind = int(gen.bind_ns)
+        if t0 <= bind <= t1:
+            actor = index.actor_at(bind, BIND_ROLES, entry)
+            rows.append(("bind", bind, -1 if actor is None else int(index.tid[actor]),
+                         f"gen {int(gen.generation)} via {gen.bind_kind}"))
+        if not pd.isna(gen.release_ns) and t0 <= int(gen.release_ns) <= t1:
+            actor = index.actor_at(int(gen.release_ns), RELEASE_ROLES, entry)
+            rows.append(("release", int(gen.release_ns), -1 if actor is None else int(index.tid[actor]),
+                         f"gen {int(gen.generation)} by {gen.release_kind}"))
+    frames.append(pd.DataFrame(rows, columns=["kind", "ts_ns", "tid", "detail"]))
+    marks = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
+        pd.DataFrame(columns=["kind", "ts_ns", "tid", "detail"])
+    return marks.astype({"ts_ns": "int64", "tid": "int64"}).sort_values("ts_ns", kind="stable") \
+        .reset_index(drop=True)
+
+
+def _rows(index: EventIndex, windows: pd.DataFrame, marks: pd.DataFrame, races: pd.DataFrame,
+          focus: Optional[Dict]):
+    """One row per thread: the focus race's thread first, then raced threads, then the busiest others."""
+    stats: Dict[int, List[float]] = {}
+    for tid, start in zip(windows["tid"].to_numpy(dtype="int64"), windows["start_ns"].to_numpy(dtype="int64")):
+        s = stats.setdefault(int(tid), [0, 0, 0, start])
+        s[1] += 1
+        s[3] = min(s[3], start)
+    for tid, ts in zip(marks["tid"].to_numpy(dtype="int64"), marks["ts_ns"].to_numpy(dtype="int64")):
+        if tid < 0:
+            continue
+        s = stats.setdefault(int(tid), [0, 0, 0, ts])
+        s[2] += 1
+        s[3] = min(s[3], ts)
+    for tid in races["tid"].to_numpy(dtype="int64"):
+        stats.setdefault(int(tid), [0, 0, 0, 0])[0] = 1
+    if focus is not None:
+        stats.setdefault(int(focus["tid"]), [0, 0, 0, 0])[0] = 2
+    # Priority: focus thread, race threads, then most windows and actions; the kept rows are shown in order
+    # of first appearance so the picture reads left to right, top to bottom.
+    ranked = sorted(stats, key=lambda t: (-stats[t][0], -(stats[t][1] + stats[t][2]), stats[t][3]))
+    kept = ranked[:MAX_THREAD_ROWS]
+    kept.sort(key=lambda t: (-stats[t][0] if focus is not None else 0, stats[t][3]))
+    rows = pd.DataFrame({
+        "row": np.arange(1, len(kept) + 1),
+        "tid": np.array(kept, dtype="int64"),
+        "comm": [index.comm_of(t) for t in kept],
+        "windows": [int(stats[t][1]) for t in kept],
+    })
+    rows["label"] = [f"{c}/{t}" for c, t in zip(rows["comm"], rows["tid"])]
+    return rows, len(ranked) - len(kept)
+
+
+# --- drawing -------------------------------------------------------------------------------------------
+
+_MARK_STYLE = {
+    "lookup": dict(marker="v", color="#252525", s=46, label="lookup of the entry"),
+    "bind": dict(marker="o", color="#238b45", s=56, label="bound to a folio (new generation)"),
+    "release": dict(marker="X", color="#cb181d", s=80, label="released (generation ends)"),
+    "install": dict(marker="*", color="#6a51a3", s=170, label="install: swap count dropped after set_pte"),
+}
+
+
+def draw_entry_timeline(tl: EntryTimeline, size_px=style.TIMELINE_PX) -> Figure:
+    """Draw ``tl``; busy rows are merged at pixel resolution, never one rectangle per event."""
+    fig = style.new_figure(size_px)
+    ax = fig.add_subplot()
+    span = max(tl.end_ns - tl.start_ns, 1)
+    scale, unit = style.time_unit(span / 4)
+    to_x = lambda ns: (np.asarray(ns, dtype="float64") - tl.anchor_ns) / scale  # noqa: E731
+    pixel = (span / scale) / (size_px[0] * 0.8)  # one pixel, in x units
+    row_of = dict(zip(tl.rows["tid"], tl.rows["row"]))
+    x_end = float(to_x(tl.end_ns))
+
+    _draw_generations(ax, tl, to_x, pixel, x_end)
+    _draw_windows(ax, tl, to_x, pixel, row_of)
+    _draw_marks(ax, tl, to_x, pixel, row_of)
+    _draw_race_labels(ax, tl, to_x, pixel, row_of)
+
+    n_rows = len(tl.rows) + 1
+    ax.set_ylim(n_rows - 0.4, -0.6)
+    ax.set_yticks(range(n_rows), ["entry generations"] + list(tl.rows["label"]))
+    ax.set_xlim(float(to_x(tl.start_ns)), x_end)
+    ax.set_xlabel(f"time since {tl.anchor_label} ({unit})")
+    ylabel = "thread (comm/tid)"
+    if tl.hidden_threads:
+        ylabel += f"  [+{tl.hidden_threads} more threads not shown]"
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(_title(tl), loc="left", fontsize=11)
+    _legend(fig, tl)
+    return fig
+
+
+def _draw_generations(ax, tl: EntryTimeline, to_x, pixel: float, x_end: float) -> None:
+    gens = tl.generations
+    if not len(gens):
+        ax.text(float(to_x(tl.start_ns)) + 2 * pixel, 0, "no binding of this entry recorded in view",
+                va="center", fontsize=9, color="#777777")
+        return
+    starts = to_x(gens["bind_ns"].to_numpy(dtype="int64"))
+    open_ = gens["release_ns"].isna().to_numpy()
+    ends = np.where(open_, x_end, to_x(gens["release_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")))
+    numbers = gens["generation"].to_numpy(dtype="int64")
+    for parity, color in enumerate(style.GENERATION_COLORS):
+        pick = numbers % 2 == parity
+        s, e = style.coalesce_intervals(starts[pick], ends[pick], pixel)
+        ax.broken_barh(list(zip(s, np.maximum(e - s, pixel))), (-0.32, 0.64), facecolors=color,
+                       edgecolors="#31a354", linewidth=0.6)
+    if len(gens) <= 200:  # labels only where they fit: a label is ~60 px wide
+        last_label_end = -np.inf
+        for start, end, number, is_open, folio in zip(starts, ends, numbers, open_, gens["folio"]):
+            width_px = (end - start) / pixel
+            text = _generation_label(number, folio, is_open, width_px)
+            if text is None or start < last_label_end:
+                continue
+            ax.text((start + end) / 2, 0, text, ha="center", va="center", fontsize=8, clip_on=True)
+            last_label_end = end
+
+
+def _generation_label(number: int, folio, is_open: bool, width_px: float) -> Optional[str]:
+    """The longest label that fits in a bar ``width_px`` wide (8 pt text is ~5.5 px a character)."""
+    tail = " (still bound)" if is_open else ""
+    candidates = [f"gen {number}{tail}", f"gen {number}"]
+    if not pd.isna(folio):
+        candidates.insert(0, f"gen {number} · folio {int(folio):#x}{tail}")
+    for text in candidates:
+        if len(text) * 5.5 + 8 <= width_px:
+            return text
+    return None
+
+
+def _draw_windows(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int]) -> None:
+    wins = tl.windows
+    if not len(wins):
+        return
+    tids = wins["tid"].to_numpy(dtype="int64")
+    starts, ends = to_x(wins["start_ns"].to_numpy(dtype="int64")), to_x(wins["end_ns"].to_numpy(dtype="int64"))
+    outcomes = wins["outcome"].astype("string").fillna("minor").to_numpy(dtype=object)
+    raced = wins["race_class"].astype("string").fillna("").to_numpy(dtype=object)
+    for tid, row in row_of.items():
+        on_row = tids == tid
+        for outcome in style.OUTCOME_ORDER:
+            pick = on_row & (outcomes == outcome) & (raced == "")
+            s, e = style.coalesce_intervals(starts[pick], ends[pick], pixel)
+            if len(s):
+                ax.broken_barh(list(zip(s, np.maximum(e - s, pixel))), (row - 0.27, 0.54),
+                               facecolors=style.OUTCOME_COLORS[outcome], edgecolors="none")
+        for i in np.flatnonzero(on_row & (raced != "")):
+            ax.broken_barh([(starts[i], max(ends[i] - starts[i], pixel))], (row - 0.3, 0.6),
+                           facecolors=style.OUTCOME_COLORS.get(outcomes[i], "#cccccc"),
+                           edgecolors=style.RACE_COLORS.get(raced[i], "#000000"), linewidth=2.4, hatch="//")
+
+
+def _draw_marks(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int]) -> None:
+    marks = tl.marks
+    for kind in MARK_KINDS:
+        of_kind = marks[marks["kind"] == kind]
+        xs_all, ys_all = [], []
+        for tid, group in of_kind.groupby("tid", sort=False):
+            row = row_of.get(int(tid))
+            if row is None:
+                continue
+            xs = style.thin_points(to_x(group["ts_ns"].to_numpy(dtype="int64")), pixel * 3)
+            xs_all.append(xs)
+            ys_all.append(np.full(len(xs), row))
+        if kind in ("bind", "release"):  # generation boundaries also show on the generation row
+            xs = style.thin_points(to_x(of_kind["ts_ns"].to_numpy(dtype="int64")), pixel * 3)
+            xs_all.append(xs)
+            ys_all.append(np.zeros(len(xs)))
+        if xs_all:
+            ax.scatter(np.concatenate(xs_all), np.concatenate(ys_all), zorder=4, edgecolors="white",
+                       linewidths=0.6, **{k: v for k, v in _MARK_STYLE[kind].items() if k != "label"})
+    if tl.focus is not None:
+        for key, color, text in (("release_ns", "#cb181d", "released "), ("rebind_ns", "#238b45", " bound again")):
+            x = float(to_x(int(tl.focus[key])))
+            ax.axvline(x, color=color, linestyle=":", linewidth=1.3, zorder=1)
+            # release label left of its line, rebind label right of its: they never collide
+            ax.text(x, 0.995, text, transform=ax.get_xaxis_transform(), color=color, fontsize=8.5, va="top",
+                    ha="right" if key == "release_ns" else "left")
+
+
+def _draw_race_labels(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int]) -> None:
+    """The class of each race above its window; labels that would overlap on one row are skipped (the
+    legend and title still count them)."""
+    last_x: Dict[int, float] = {}
+    for race in tl.races.sort_values("window_start_ns").to_dict("records"):
+        row = row_of.get(int(race["tid"]))
+        if row is None:
+            continue
+        x = float(to_x(int(race["window_start_ns"])))
+        if x - last_x.get(row, -np.inf) < 160 * pixel:
+            continue
+        last_x[row] = x
+        cls = race["class"]
+        ax.annotate(cls.upper() if cls == "stale-install" else cls, (max(x, float(to_x(tl.start_ns))), row - 0.3),
+                    xytext=(2, 3), textcoords="offset points", fontsize=9, fontweight="bold",
+                    color=style.RACE_COLORS.get(cls, "#000000"), va="bottom", clip_on=True)
+
+
+def _title(tl: EntryTimeline) -> str:
+    entry = style.format_entry(tl.entry)
+    if tl.focus is not None:
+        f = tl.focus
+        cls = f["class"]
+        start = int(f["window_start_ns"])
+        comm = f.get("comm") or "?"
+        line1 = f"{cls} race on swap entry {entry} in tid {int(f['tid'])} ({comm})"
+        line2 = (f"fault window {style.format_duration(int(f['window_end_ns']) - start)}; "
+                 f"entry released at +{style.format_duration(int(f['release_ns']) - start)}, "
+                 f"bound again at +{style.format_duration(int(f['rebind_ns']) - start)}")
+        installed = tl.marks[(tl.marks["kind"] == "install") & (tl.marks["tid"] == int(f["tid"]))
+                             & (tl.marks["ts_ns"] >= int(f["rebind_ns"]))
+                             & (tl.marks["ts_ns"] <= int(f["window_end_ns"]))]
+        line2 += ("; the faulting thread then installed it" if len(installed)
+                  else "; the faulting thread did not install it")
+        return f"{line1}\n{line2}"
+    n_races = len(tl.races)
+    classes = tl.races["class"].value_counts().to_dict() if n_races else {}
+    race_text = ", ".join(f"{n} {c}" for c, n in sorted(classes.items())) or "no race"
+    return (f"swap entry {entry}\n{len(tl.generations)} generations, {len(tl.windows)} fault windows, "
+            f"{race_text} in view ({style.format_duration(tl.end_ns - tl.start_ns)} shown)")
+
+
+def _legend(fig: Figure, tl: EntryTimeline) -> None:
+    handles = []
+    outcomes = set(tl.windows["outcome"].astype("string").dropna()) if len(tl.windows) else set()
+    for outcome in style.OUTCOME_ORDER:
+        if outcome in outcomes:
+            handles.append(Patch(facecolor=style.OUTCOME_COLORS[outcome], label=f"fault window: {outcome}"))
+    for cls in sorted(set(tl.races["class"])) if len(tl.races) else []:
+        handles.append(Patch(facecolor="white", edgecolor=style.RACE_COLORS.get(cls, "#000"), hatch="//",
+                             linewidth=2, label=f"window with a {cls} race"))
+    handles.append(Patch(facecolor=style.GENERATION_COLORS[0], edgecolor="#31a354", label="generation (bound)"))
+    present = set(tl.marks["kind"])
+    for kind in MARK_KINDS:
+        if kind in present:
+            st = _MARK_STYLE[kind]
+            handles.append(Line2D([], [], linestyle="none", marker=st["marker"], color=st["color"],
+                                  markersize=8 if kind != "install" else 12, label=st["label"]))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=8.5,
+               frameon=False)
