@@ -126,6 +126,19 @@ def parse_entry(text: str) -> int:
                             f"or TYPE:OFFSET like 0:0x12a)") from None
 
 
+def load_analysis(path, fmt: Optional[str] = None, status: Optional[Callable[[str], None]] = None):
+    """Read a capture of any supported format and analyse it (``status`` hears what is going on)."""
+    from swaprace.analysis.readers import read_any
+    from swaprace.analysis.model import analyze
+
+    if status:
+        status(f"reading {path}")
+    capture = read_any(path, fmt)
+    if status:
+        status(f"analysing {len(capture.events):,} events")
+    return analyze(capture)
+
+
 # --- single plots (the `swaprace plot` commands) ---------------------------------------------------------
 
 def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until_ns: Optional[int] = None,
@@ -266,7 +279,7 @@ def _race_figure(report: Report, index: timeline.EventIndex, n: int, race: Dict[
          f"race {n}: {race['class']} on {int(race['entry']):#x}",
          f"Race {n}: {race['class']} on swap entry {style.format_entry(int(race['entry']))}, "
          f"tid {int(race['tid'])} ({tl.focus.get('comm', '?')}).", entry=int(race["entry"]),
-         data=_timeline_data(tl))
+         data=timeline_summary(tl))
     race["anchor"] = name.rsplit(".", 1)[0]
 
 
@@ -275,10 +288,10 @@ def _busiest_figure(report: Report, index: timeline.EventIndex, n: int, entry: i
     name = f"entry-{n:02d}-{entry:x}.png"
     _add(report, timeline.draw_entry_timeline(tl), "busiest", name, f"busiest entry {n}: {entry:#x}",
          f"Busiest entry {n}: {style.format_entry(entry)}: {len(tl.generations)} generations, "
-         f"{len(tl.windows)} fault windows, {len(tl.races)} races.", entry=entry, data=_timeline_data(tl))
+         f"{len(tl.windows)} fault windows, {len(tl.races)} races.", entry=entry, data=timeline_summary(tl))
 
 
-def _timeline_data(tl: timeline.EntryTimeline) -> Dict[str, Any]:
+def timeline_summary(tl: timeline.EntryTimeline) -> Dict[str, Any]:
     """What a timeline shows, in plain JSON types: tests and scripts check this instead of pixels."""
     return {
         "entry": tl.entry,

@@ -55,8 +55,12 @@ def new_figure(size_px: Tuple[int, int]) -> Figure:
 def save_png(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG of its nominal size (no tight bbox: the size stays predictable)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+    try:
+        fig.savefig(path, format="png", dpi=DPI)
+    except OSError as exc:
+        from swaprace.errors import SwapraceError
+
+        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
