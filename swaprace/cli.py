@@ -330,6 +330,174 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 # === end stress ==========================================================================================
 
 # === report / plot (issue 6) =============================================================================
+def _tty_status(message: str) -> None:
+    """A one-line status on stderr, only when a person is watching (quiet when piped or captured)."""
+    if sys.stderr.isatty():
+        click.echo(f"swaprace: {message}...", err=True)
+
+
+class _TtyProgress:
+    """A click progress bar on stderr when it is a terminal; a no-op otherwise."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
+                                         item_show_func=lambda item: item, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos, what)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+_FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "ftrace", "perf"]),
+                              help="Capture format (default: detected from the content).")
+
+
+@main.command("report")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for report.html, report.json and the PNGs (created if missing).")
+@_FORMAT_OPTION
+@click.option("--max-timelines", default=24, show_default=True, type=click.IntRange(min=0),
+              help="Draw a timeline for at most this many races (all are listed in the table).")
+@click.option("--busiest", default=4, show_default=True, type=click.IntRange(min=0),
+              help="Also draw the whole life of this many of the busiest entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report's index (files, races, figures) as JSON.")
+def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
+    """Write an HTML report with pictures of every flagged race, window durations, reuse distance, rates.
+
+    DIR/report.html opens offline (images inlined; each is also a PNG in DIR); DIR/report.json indexes it.
+
+    \b
+    Example:
+        swaprace report capture.parquet -o report/
+        xdg-open report/report.html
+    """
+    from pathlib import Path
+
+    from swaprace.analysis.report import build_report, load_analysis
+
+    analysis = load_analysis(capture, fmt, status=_tty_status)
+    progress = _TtyProgress("rendering")
+    try:
+        result = build_report(analysis, out_dir, source_name=Path(capture).name, max_timelines=max_timelines,
+                              busiest=busiest, progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        echo_json(result.to_json())
+        return
+    races = result.race_rows
+    stale = sum(1 for r in races if r["class"] == "stale-install")
+    click.echo(f"wrote {result.html_path} ({len(result.figures)} pictures; {len(races)} races, {stale} stale-install;"
+               f" {result.loss_text})")
+
+
+@main.group("plot")
+def plot_group() -> None:
+    """Draw one picture of a capture into a PNG file.
+
+    \b
+    Example:
+        swaprace plot entry 0x400000000012a capture.parquet -o entry.png
+        swaprace plot windows capture.parquet -o windows.png
+    """
+
+
+def _plot_done(path, data: dict, as_json: bool) -> None:
+    from matplotlib.image import imread
+
+    height, width = imread(str(path)).shape[:2]
+    if as_json:
+        echo_json({"file": str(path), "width": width, "height": height, **data})
+    else:
+        click.echo(f"wrote {path} ({width}x{height})")
+
+
+@plot_group.command("entry")
+@click.argument("entry")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_FORMAT_OPTION
+@click.option("--race", type=click.IntRange(min=0), help="Zoom on this entry's N-th race (0 = first).")
+@click.option("--json", "as_json", is_flag=True, help="Print what the picture shows as JSON.")
+def plot_entry_command(entry, capture, output, fmt, race, as_json):
+    """The life of swap entry ENTRY: generations, each thread's fault windows, releases, rebinds, installs.
+
+    ENTRY is the swp_entry_t value (0x... or decimal) or TYPE:OFFSET.
+
+    \b
+    Example:
+        swaprace plot entry 0:0x12a capture.parquet -o entry.png
+        swaprace plot entry 0x12a capture.parquet --race 0 -o race.png
+    """
+    from swaprace.analysis.report import timeline_summary, load_analysis, parse_entry, plot_entry
+
+    value = parse_entry(entry)
+    analysis = load_analysis(capture, fmt, status=_tty_status)
+    path, data = plot_entry(analysis, value, output, race=race)
+    _plot_done(path, timeline_summary(data), as_json)
+
+
+@plot_group.command("windows")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the histogram's sizes and medians as JSON.")
+def plot_windows_command(capture, output, fmt, as_json):
+    """Fault-window durations (log axis) split by outcome, raced windows on top.
+
+    \b
+    Example:
+        swaprace plot windows capture.parquet -o windows.png
+    """
+    from swaprace.analysis.report import load_analysis, plot_windows
+
+    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output)
+    _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns}, as_json)
+
+
+@plot_group.command("reuse")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the histogram's sizes and medians as JSON.")
+def plot_reuse_command(capture, output, fmt, as_json):
+    """Reuse distance: time from an entry's release to its next binding, by release kind.
+
+    \b
+    Example:
+        swaprace plot reuse capture.parquet -o reuse.png
+    """
+    from swaprace.analysis.report import load_analysis, plot_reuse
+
+    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output)
+    _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes}, as_json)
+
+
+@plot_group.command("rate")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the per-role counts and bucket width as JSON.")
+def plot_rate_command(capture, output, fmt, as_json):
+    """Events per second over the capture, one line per role, lost events marked.
+
+    \b
+    Example:
+        swaprace plot rate capture.parquet -o rate.png
+    """
+    from swaprace.analysis.report import load_analysis, plot_rate
+
+    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output)
+    _plot_done(path, {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text}, as_json)
 # === end report / plot ===================================================================================
 
 
