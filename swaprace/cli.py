@@ -222,6 +222,64 @@ def _write_raw_trace(path, lines, meta) -> None:
 # === end doctor / record =================================================================================
 
 # === watch (issue 4: bcc backend, in-kernel detection) ===================================================
+@main.command()
+@click.argument("interval", type=click.FloatRange(min=0.05), default=1.0, required=False)
+@click.argument("count", type=click.IntRange(min=1), default=None, required=False)
+@click.option("--pid", type=int, default=None,
+              help="Follow only this process's faults (releases by other tasks are always followed).")
+@click.option("--maxactive", type=click.IntRange(min=1, max=4096), default=64, show_default=True,
+              help="kretprobe instances per return probe.")
+@click.option("--ebpf", is_flag=True, help="Print the BPF program (defines + C) and exit.")
+@click.option("--dry-run", is_flag=True, help="Resolve the roles and say what would be attached; attach nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: intervals and races.")
+def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
+    """Flag swap-entry reuse inside do_swap_page's race window live, with the in-kernel detector (bcc).
+
+    Prints one line per INTERVAL seconds (faults, closed fault windows, lookups, releases, reuses, races,
+    lost events in that interval), COUNT times or until Ctrl-C/SIGTERM, and one RACE line the moment a race
+    is detected: class stale-install (the faulting thread went on to install the reused entry) or recovered.
+    Nothing per event crosses to user space, so the overhead is the probes' own.
+
+    \b
+    Examples:
+        swaprace watch            # every second until Ctrl-C
+        swaprace watch 5 12       # twelve 5-second lines
+        swaprace watch --json 1 3 | jq 'select(.type == "race")'
+        swaprace watch --ebpf
+    """
+    from swaprace.probes.backend import make_plan
+    from swaprace.probes.bcc_backend import BccBackend, attachments
+    from swaprace.probes.watch import WatchOptions, watch as run_watch
+
+    plan = make_plan(pid=pid, maxactive=maxactive, stream_events=False, detect=True)
+    if ebpf:
+        click.echo(BccBackend().program_text(plan), nl=False)
+        return
+    if dry_run:
+        plan.require(("fault", "lookup"))
+        why = BccBackend.check()
+        summary = {"backend": "bcc", "usable": why is None, "reason": why, "symbols": plan.symbols,
+                   "probes": [{"kind": k, "symbol": s, "program": f} for k, s, f in attachments(plan)]}
+        if as_json:
+            echo_json(summary)
+        else:
+            click.echo(f"bcc: {'usable' if why is None else 'NOT usable: ' + why}")
+            for kind, symbol, fn in attachments(plan):
+                click.echo(f"  {kind:<9} {symbol:<28} {fn}")
+        return
+    if pid is not None and not __import__("os").path.exists(f"/proc/{pid}"):
+        raise SwapraceError(f"no process with pid {pid}")
+
+    def write(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    totals = run_watch(plan, WatchOptions(interval=interval, count=count, as_json=as_json), write)
+    if not as_json:
+        click.echo(f"total: {totals.get('races', 0)} race(s), {totals.get('stale', 0)} stale-install, "
+                   f"{totals.get('lost', 0)} lost", err=True)
+
+
 # === end watch ===========================================================================================
 
 # === vm (issue 3) ========================================================================================
