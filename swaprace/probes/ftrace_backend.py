@@ -18,7 +18,7 @@ Works on any kernel with kprobes and tracefs, without bcc or a compiler. Design 
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import time
 from pathlib import Path
@@ -335,6 +335,7 @@ class FtraceBackend(Backend):
                     self._mounted = False
 
 
+@functools.lru_cache(maxsize=1)
 def _kernel_has_kprobes() -> bool:
     """Feature detection by symbol: a kernel with CONFIG_KPROBES has register_kprobe."""
     try:
