@@ -336,9 +336,15 @@ def vm_build(kernel: str, rebuild: bool, as_json: bool) -> None:
 @click.option("--kernel", type=KERNEL_CHOICE, default="bookworm", show_default=True, help="Which test box.")
 @click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds before the guest is killed.")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Set in the guest (repeatable).")
+@click.option(
+    "--out", "out_dir", type=click.Path(exists=True, file_okay=False, writable=True),
+    help="Host directory mounted read-write at /mnt/out in the guest (captures, logs).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def vm_run(ctx: click.Context, kernel: str, timeout: float, env_pairs: tuple, command: tuple) -> None:
+def vm_run(
+    ctx: click.Context, kernel: str, timeout: float, env_pairs: tuple, out_dir: "str | None", command: tuple
+) -> None:
     """Run COMMAND as root in a fresh guest, in the shared checkout (/mnt/swaprace), swaprace importable.
 
     The command's stdout and stderr stream to this terminal's; its exit status is swaprace's. The guest's
@@ -349,6 +355,7 @@ def vm_run(ctx: click.Context, kernel: str, timeout: float, env_pairs: tuple, co
     Example:
         swaprace vm run --kernel trixie-backports -- python3 -c 'import swaprace'
         swaprace vm run -- sh -c 'swaprace-testbox swap-on && swaprace-testbox info'
+        swaprace vm run --out /tmp/caps -- swaprace record -o /mnt/out/run.parquet -- sleep 5
     """
     from swaprace.vm import run_in_guest
 
@@ -360,7 +367,7 @@ def vm_run(ctx: click.Context, kernel: str, timeout: float, env_pairs: tuple, co
         env[name] = value
     result = run_in_guest(
         list(command), kernel, timeout=timeout, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, env=env,
-        progress=_vm_note,
+        progress=_vm_note, out_dir=out_dir,
     )
     _vm_note(f"exit status {result.returncode} (boot {result.boot_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     ctx.exit(result.returncode)
