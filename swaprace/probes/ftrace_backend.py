@@ -176,9 +176,10 @@ class FtraceBackend(Backend):
         self._pipe_fd = os.open(self._instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         tracefs.write_text(self._instance / "events" / self._group / "enable", "1")
 
-    def _read_pipe(self) -> List[str]:
+    def _read_pipe(self) -> bytes:
+        """Every complete line trace_pipe has now (non-blocking); a trailing partial line waits."""
         if self._pipe_fd is None:
-            return []
+            return b""
         chunks = [self._partial]
         while True:
             try:
@@ -194,19 +195,22 @@ class FtraceBackend(Backend):
         cut = buf.rfind(b"\n")
         if cut < 0:
             self._partial = buf
-            return []
+            return b""
         self._partial = buf[cut + 1:]
-        return buf[:cut].decode(errors="replace").splitlines()
+        return buf[:cut + 1]
 
-    def _parse(self, lines: List[str]) -> pd.DataFrame:
-        if self.raw_trace is not None:
-            self._raw.extend(lines)
-        if not lines:
+    def _parse(self, data: bytes) -> pd.DataFrame:
+        if self.raw_trace is not None and data:
+            self._raw.extend(data.decode(errors="replace").splitlines())
+        if not data:
             return empty_events()
-        from swaprace.analysis.ftrace_text import parse_ftrace_lines
+        from swaprace.analysis.ftrace_text import parse_ftrace_bytes
 
-        events, skipped = parse_ftrace_lines(lines)
-        self._skipped += int(skipped)
+        # The recorder knows what it probed: compiler clones (foo.isra.0) map to their role too.
+        overrides = {res.symbol: role for role, res in self._plan.probed.items()} if self._plan else None
+        chunk = parse_ftrace_bytes(data, overrides)
+        self._skipped += int(chunk.skipped)
+        events = chunk.events
         if len(events):
             events = self._with_tgid(events)
             events = self._filter_pid(events)

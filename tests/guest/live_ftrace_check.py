@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Guest side of the live ftrace tests: one boot runs every check and writes results to OUT_DIR.
+
+Run inside the test box (root, the checkout at /mnt/swaprace):
+
+    python3 tests/guest/live_ftrace_check.py /mnt/out
+
+Writes to OUT_DIR:
+  kallsyms.txt / traceable.txt   the kernel's swap-related symbols (trimmed) and traceable functions
+  record.parquet, record.trace   a capture of the swap workload (KSM on) and its raw ftrace text
+  record.json                    `swaprace record --json` summary
+  workload.json                  the workload's own summary (vmstat deltas, corruption)
+  term.parquet                   a capture stopped by SIGTERM mid-run
+  result.json                    what the host-side tests assert on
+The host side compares: capture counts vs kprobe_profile hits, analyze windows vs do_swap_page returns, and
+that no kprobe event, instance or group is left after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+WORKLOAD = [sys.executable, str(CHECKOUT / "tests/guest/swap_workload.py")]
+SWAPRACE = [sys.executable, "-m", "swaprace"]
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+def sh(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def leftovers() -> dict:
+    """What swaprace might leave behind in tracefs: kprobe events, instances, and events in kprobe_profile."""
+    events = [l for l in (TRACEFS / "kprobe_events").read_text().splitlines() if "swaprace_" in l]
+    instances = [p.name for p in (TRACEFS / "instances").iterdir() if p.name.startswith("swaprace_")]
+    return {"kprobe_events": events, "instances": instances}
+
+
+def main(out_dir: str) -> int:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"release": os.uname().release, "steps": {}}
+    sh(["swaprace-testbox", "swap-on"], check=True)
+    # 1. the kernel's symbols, for the kallsyms fixtures and the catalog test
+    trim = sh([sys.executable, str(CHECKOUT / "tests/fixtures/trim_kallsyms.py")],
+              input=Path("/proc/kallsyms").read_text())
+    (out / "kallsyms.txt").write_text(trim.stdout)
+    traceable = (TRACEFS / "available_filter_functions").read_text().splitlines()
+    wanted = {line.split()[2] for line in trim.stdout.splitlines() if len(line.split()) >= 3}
+    (out / "traceable.txt").write_text("".join(f"{name}\n" for name in traceable
+                                               if name.split()[0] in wanted))
+    doctor = sh(SWAPRACE + ["doctor", "--json"])
+    result["doctor"] = json.loads(doctor.stdout) if doctor.returncode == 0 else {"error": doctor.stderr}
+    result["before"] = leftovers()
+
+    # 2. record the swap workload with KSM on
+    t0 = time.monotonic()
+    rec = sh(SWAPRACE + ["record", "-o", str(out / "record.parquet"), "--backend", "ftrace", "--json",
+                         "--raw-trace", str(out / "record.trace"), "--"] + WORKLOAD +
+             ["--threads", "2", "--mem", "40", "--limit", "24", "--passes", "2", "--ksm", "--json"])
+    result["steps"]["record"] = {"rc": rec.returncode, "stderr": rec.stderr[-3000:],
+                                 "seconds": round(time.monotonic() - t0, 1)}
+    lines = rec.stdout.strip().splitlines()
+    # the workload prints its JSON line first (it shares stdout), then record prints its summary
+    try:
+        (out / "workload.json").write_text(lines[0] + "\n")
+        (out / "record.json").write_text("\n".join(lines[1:]) + "\n")
+    except IndexError:
+        pass
+    result["after_record"] = leftovers()
+
+    # 3. SIGTERM mid-record: no kprobe event left behind, the capture readable
+    t0 = time.monotonic()
+    proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(out / "term.parquet"), "--backend", "ftrace",
+                                        "--"] + WORKLOAD + ["--threads", "2", "--mem", "40", "--limit", "24",
+                                                            "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not leftovers()["kprobe_events"]:
+        time.sleep(0.2)  # wait until the probes are attached
+    result["during_term"] = leftovers()
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    result["steps"]["term"] = {"rc": proc.returncode, "stdout": stdout[-2000:], "stderr": stderr[-2000:],
+                               "seconds": round(time.monotonic() - t0, 1)}
+    result["after_term"] = leftovers()
+    workloads = sh(["pgrep", "-f", "swap_workload.py"])
+    result["stray_workloads"] = workloads.stdout.split()
+    result["cgroups_left"] = [p.name for p in Path("/sys/fs/cgroup").iterdir()
+                              if p.name.startswith("swaprace-wl-")]
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "/mnt/out"))
