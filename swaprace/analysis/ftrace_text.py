@@ -1,0 +1,364 @@
+"""Reader for ftrace text (``trace`` / ``trace_pipe``) of kprobe events, vectorized over the raw bytes.
+
+A kprobe event line looks like (record-tgid adds the ``(  TGID)`` column, irq-info the flags column)::
+
+    <comm>-<pid> [(<tgid>)] [<cpu>] [<flags>] <sec>.<usec>: <event>: (<sym>+0x0/0x9f0) <name>=<value> ...
+    <comm>-<pid> [(<tgid>)] [<cpu>] [<flags>] <sec>.<usec>: <event>: (<caller>+0x86b/0xfa0 <- <sym>) <name>=<value>
+
+The role comes from the kernel symbol (``<sym>``), never from the event name; a call's first fetch argument is
+the role's key value (:data:`swaprace.events.KEY_COLUMN`), a return's first fetch argument is the return value.
+Values may be hex (``0x...``) or decimal (7.x prints ``$retval`` in decimal unless ``:x64`` is given). A later
+argument literally named ``entry`` is kept as the entry where the key is a folio (``add_to_swap_cache``).
+
+Speed: Python's ``re`` costs several microseconds a line, so lines are not parsed one by one. The text is one
+numpy byte array; the positions of the few punctuation bytes that delimit fields (``: (``, ``[]``, ``()``,
+``<``, ``+``, ``=``) are found once, and every field is located per line with ``searchsorted`` and decoded
+from small fixed-width windows. Only comment and ``CPU:N [LOST M EVENTS]`` lines (a handful) go through Python.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from swaprace.analysis.symbols import role_of_symbol
+from swaprace.events import KEY_COLUMN, CaptureMeta, empty_events, normalize
+
+_NL, _CR, _SP, _HASH = 10, 13, 32, 35
+_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR, _DOT, _DASH = (ord(c) for c in ":()<+=[].-")
+_SPECIAL = np.zeros(256, np.uint8)
+for _i, _c in enumerate((_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR), start=1):
+    _SPECIAL[_c] = _i
+_DIGIT = np.zeros(256, bool)
+_DIGIT[48:58] = True
+_HEXVAL = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEXVAL[_c] = _i
+for _i, _c in enumerate(b"ABCDEF", start=10):
+    _HEXVAL[_c] = _i
+_POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
+
+_LOST_RE = re.compile(r"^CPU:(\d+) \[LOST (\d+) EVENTS\]")
+_ENTRIES_RE = re.compile(r"^#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
+_META_PREFIX = "# swaprace:"
+
+
+@dataclass
+class FtraceChunk:
+    """What one piece of ftrace text held."""
+
+    events: pd.DataFrame  # normalized event table
+    skipped: int = 0  # non-blank lines that did not become events (comments, other events, garbage)
+    comment_lines: int = 0  # of which comments ('#' lines)
+    lost_reports: Dict[int, int] = field(default_factory=dict)  # CPU -> events ftrace said it lost
+    lost_report_lines: int = 0  # "CPU:N [LOST M EVENTS]" lines (understood: not counted as skipped)
+    entries_in_buffer: Optional[int] = None  # from the `trace` header
+    entries_written: Optional[int] = None
+    meta: Optional[CaptureMeta] = None  # a `# swaprace: {...}` line, if any
+
+
+def parse_ftrace_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] = None
+                       ) -> Tuple[pd.DataFrame, int]:
+    """Parse ftrace text lines into (normalized events, skipped line count).
+
+    Works on any chunk of lines (the live ftrace backend feeds trace_pipe text through it incrementally).
+    ``symbols`` maps extra kernel symbols to roles (e.g. the inverse of ``CaptureMeta.symbols``).
+    """
+    text = "\n".join(line.rstrip("\n") for line in lines)
+    chunk = parse_ftrace_bytes(text.encode("utf-8", "surrogateescape"), symbols)
+    return chunk.events, chunk.skipped
+
+
+def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None) -> FtraceChunk:
+    """Parse a block of ftrace text (whole lines) into events; see the module docstring."""
+    if not data.endswith(b"\n"):
+        data = data + b"\n"
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == _NL)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR)
+    ends = ends - cr
+    nonblank = ends > starts
+    chunk = FtraceChunk(events=empty_events())
+    _parse_side_lines(data, buf, starts, ends, chunk)
+
+    special = np.flatnonzero(_SPECIAL[buf])
+    kinds = _SPECIAL[buf[special]]
+    pos = {c: special[kinds == _SPECIAL[c]] for c in (_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR)}
+    colons = pos[_COLON]
+    loc_colons = colons[(buf[np.minimum(colons + 1, len(buf) - 1)] == _SP)
+                        & (buf[np.minimum(colons + 2, len(buf) - 1)] == _LPAR)]
+
+    # Lines with a ": (" (a kprobe event's location) are candidates; '#' lines never are.
+    line_no = np.arange(len(starts))
+    lc, ok = _first_after(loc_colons, starts, ends)
+    ok &= buf[starts] != _HASH
+    lines = line_no[ok]
+    ls, le, lc = starts[ok], ends[ok], lc[ok]
+
+    # Timestamp: "<sec>.<frac>" right before the colon that precedes the event name.
+    tc, ok = _last_before(colons, lc, ls)
+    frac, nfrac = _digits_back(buf, tc, 12)
+    dot = tc - nfrac - 1
+    has_dot = (nfrac > 0) & (buf[np.maximum(dot, 0)] == _DOT)
+    sec, nsec = _digits_back(buf, np.where(has_dot, dot, tc), 12)
+    ts = np.where(has_dot, sec * np.uint64(10**9) + frac * _POW10[np.clip(9 - nfrac, 0, 19)], frac)
+    ts_start = np.where(has_dot, dot - nsec, tc - nfrac)
+    ok &= (nfrac > 0) & (~has_dot | (nsec > 0)) & (nfrac <= 9)
+
+    # Header, read from the right: "[cpu]" is the last "]" before the timestamp.
+    rb, ok_rb = _last_before(pos[_RBR], ts_start, ls)
+    lb, ok_lb = _last_before(pos[_LBR], rb, ls)
+    cpu, ncpu = _digits_back(buf, rb, 6)
+    ok &= ok_rb & ok_lb & (ncpu > 0) & (rb - ncpu - 1 == lb)
+    before_cpu = _skip_spaces_back(buf, lb, ls)  # position just after the field before "[cpu]"
+    has_tgid = buf[np.maximum(before_cpu - 1, 0)] == _RPAR
+    lp_tgid, ok_tg = _last_before(pos[_LPAR], before_cpu - 1, ls)
+    tgid_end = _skip_spaces_back(buf, before_cpu - 1, ls)
+    tgid, ntgid = _digits_back(buf, tgid_end, 8)
+    tgid_known = has_tgid & ok_tg & (ntgid > 0) & (tgid_end - ntgid - 1 >= lp_tgid)
+    ok &= ~has_tgid | ok_tg
+    pid_end = np.where(has_tgid, _skip_spaces_back(buf, np.where(ok_tg, lp_tgid, ls), ls), before_cpu)
+    tid, ntid = _digits_back(buf, pid_end, 8)
+    dash = pid_end - ntid - 1
+    ok &= (ntid > 0) & (dash >= ls) & (buf[np.maximum(dash, 0)] == _DASH)
+    comm_start = _skip_spaces_fwd(buf, ls, dash)
+
+    # Location: "(sym+0x../0x..)" for a call, "(caller+0x../0x.. <- sym)" for a return.
+    lpar = lc + 2
+    rpar, ok_rp = _first_after(pos[_RPAR], lpar, le)
+    lt, has_lt = _first_after(pos[_LT], lpar, rpar)
+    is_ret = has_lt & (buf[np.minimum(lt + 1, len(buf) - 1)] == _DASH)
+    plus, has_plus = _first_after(pos[_PLUS], lpar, rpar)
+    sym_start = np.where(is_ret, _skip_spaces_fwd(buf, lt + 2, rpar), lpar + 1)
+    sym_end = np.where(is_ret, rpar, np.where(has_plus, plus, rpar))
+    ok &= ok_rp & (sym_end > sym_start)
+
+    # First fetch argument: "<name>=<value>" after the location; and a later "entry=<value>".
+    eq1, has_eq1 = _first_after(pos[_EQ], rpar, le)
+    value, value_ok = _number_fwd(buf, eq1 + 1)
+    value_ok &= has_eq1
+    eq2, has_eq2 = _first_after(pos[_EQ], eq1 + 1, le)
+    named_entry = has_eq1 & has_eq2 & _is_word_before(buf, eq2, b"entry")
+    entry2, entry2_ok = _number_fwd(buf, eq2 + 1)
+    entry2_ok &= named_entry
+
+    sel = np.flatnonzero(ok)
+    funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
+    func_names = [str(s) for s in funcs.dictionary.to_pylist()]
+    func_roles = [role_of_symbol(name, symbols) for name in func_names]
+    func_codes = funcs.indices.to_numpy(zero_copy_only=False)
+    role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
+    sel = sel[role_known]
+    func_codes = func_codes[role_known]
+    chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines
+    if len(sel) == 0:
+        return chunk
+
+    comms = _strings(buf, comm_start[sel], dash[sel]).dictionary_encode()
+    roles = np.array([r or "" for r in func_roles], dtype=object)[func_codes]
+    is_ret_s = is_ret[sel]
+    role_of_row = pd.Categorical(roles)
+    val, vok = value[sel], value_ok[sel]
+    key_is_entry = np.isin(roles, [r for r, k in KEY_COLUMN.items() if k == "entry"])
+    key_is_folio = np.isin(roles, [r for r, k in KEY_COLUMN.items() if k == "folio"])
+    call = ~is_ret_s
+    e2, e2ok = entry2[sel], entry2_ok[sel]
+    entry_ok = (call & key_is_entry & vok) | (call & key_is_folio & e2ok)
+    entry_val = np.where(call & key_is_entry, val, e2)
+    folio_ok = call & key_is_folio & vok
+    ret_ok = is_ret_s & vok
+    tid_s = tid[sel].astype(np.int64)
+    frame = pd.DataFrame({
+        "ts_ns": ts[sel].astype(np.int64),
+        "cpu": cpu[sel].astype(np.int32),
+        "pid": np.where(tgid_known[sel], tgid[sel].astype(np.int64), tid_s).astype(np.int32),
+        "tid": tid_s.astype(np.int32),
+        "comm": pd.Categorical.from_codes(comms.indices.to_numpy(zero_copy_only=False),
+                                          [str(s) for s in comms.dictionary.to_pylist()]),
+        "func": pd.Categorical.from_codes(func_codes, func_names),
+        "role": role_of_row,
+        "phase": pd.Categorical.from_codes(is_ret_s.astype(np.int8), ["call", "return"]),
+        "entry": pd.arrays.IntegerArray(np.where(entry_ok, entry_val, 0).astype(np.uint64), ~entry_ok),
+        "folio": pd.arrays.IntegerArray(np.where(folio_ok, val, 0).astype(np.uint64), ~folio_ok),
+        "retval": pd.arrays.IntegerArray(np.where(ret_ok, val, 0).astype(np.uint64), ~ret_ok),
+    })
+    chunk.events = normalize(frame)
+    return chunk
+
+
+# --- comment and loss lines -----------------------------------------------------------------------------------
+
+
+def _parse_side_lines(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                      chunk: FtraceChunk) -> None:
+    """Comments (header, ``# swaprace:`` metadata) and ``CPU:N [LOST M EVENTS]`` lines, in Python (few)."""
+    first = buf[starts]
+    comment = np.flatnonzero((first == _HASH) & (ends > starts))
+    chunk.comment_lines = len(comment)
+    for i in comment:
+        line = data[starts[i]:ends[i]].decode("utf-8", "replace")
+        if line.startswith(_META_PREFIX):
+            try:
+                chunk.meta = CaptureMeta.from_json(line[len(_META_PREFIX):].strip())
+            except (ValueError, TypeError):
+                pass  # a damaged metadata line is just a comment
+            continue
+        m = _ENTRIES_RE.match(line)
+        if m:
+            chunk.entries_in_buffer, chunk.entries_written = int(m.group(1)), int(m.group(2))
+    cpu_lines = np.flatnonzero((first == ord("C")) & (ends - starts >= 4))
+    for i in cpu_lines:
+        m = _LOST_RE.match(data[starts[i]:ends[i]].decode("utf-8", "replace"))
+        if m:
+            cpu_no, lost = int(m.group(1)), int(m.group(2))
+            chunk.lost_reports[cpu_no] = chunk.lost_reports.get(cpu_no, 0) + lost
+            chunk.lost_report_lines += 1
+
+
+# --- vectorized field helpers ---------------------------------------------------------------------------------
+
+
+def _first_after(positions: np.ndarray, after: np.ndarray, limit: np.ndarray):
+    """First position > ``after`` (and < ``limit``) of a sorted array; (position, found)."""
+    idx = np.searchsorted(positions, after, side="right")
+    found = idx < len(positions)
+    p = positions[np.minimum(idx, max(len(positions) - 1, 0))] if len(positions) else np.zeros_like(after)
+    found &= p < limit
+    return np.where(found, p, limit), found
+
+
+def _last_before(positions: np.ndarray, before: np.ndarray, floor: np.ndarray):
+    """Last position < ``before`` (and >= ``floor``) of a sorted array; (position, found)."""
+    idx = np.searchsorted(positions, before, side="left") - 1
+    found = idx >= 0
+    p = positions[np.maximum(idx, 0)] if len(positions) else np.zeros_like(before)
+    found &= p >= floor
+    return np.where(found, p, floor), found
+
+
+def _window(buf: np.ndarray, start: np.ndarray, width: int, step: int = 1) -> np.ndarray:
+    """Bytes buf[start + step*k] for k < width as an (n, width) matrix; out of range reads as NUL."""
+    idx = start[:, None] + step * np.arange(width)[None, :]
+    inside = (idx >= 0) & (idx < len(buf))
+    return np.where(inside, buf[np.clip(idx, 0, len(buf) - 1)], 0).astype(np.uint8)
+
+
+def _digits_back(buf: np.ndarray, end: np.ndarray, width: int):
+    """Decimal number whose last digit is at ``end - 1``; (value uint64, number of digits)."""
+    w = _window(buf, end - 1, width, step=-1)
+    isdig = _DIGIT[w]
+    ndig = np.argmin(np.concatenate([isdig, np.zeros((len(w), 1), bool)], axis=1), axis=1)
+    digits = (w.astype(np.uint64) - np.uint64(48)) * (np.arange(width)[None, :] < ndig[:, None])
+    value = (digits * _POW10[:width][None, :]).sum(axis=1, dtype=np.uint64)
+    return value, ndig
+
+
+def _number_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
+    """Hex (``0x..``) or decimal (optionally negative) number starting at ``start``; (uint64, ok)."""
+    w = _window(buf, start, width)
+    hexa = (w[:, 0] == 48) & ((w[:, 1] == ord("x")) | (w[:, 1] == ord("X")))
+    neg = w[:, 0] == _DASH
+    skip = np.where(hexa, 2, np.where(neg, 1, 0))
+    col = np.arange(width)[None, :]
+    nib = _HEXVAL[w]
+    is_hex_digit = nib < 16
+    is_dec_digit = _DIGIT[w]
+    digit_ok = np.where(hexa[:, None], is_hex_digit, is_dec_digit) & (col >= skip[:, None])
+    # number of digits: first column at/after `skip` that is not a digit
+    stop = np.where(col < skip[:, None], True, digit_ok)
+    ndig = np.argmin(np.concatenate([stop, np.zeros((len(w), 1), bool)], axis=1), axis=1) - skip
+    inside = (col >= skip[:, None]) & (col < (skip + ndig)[:, None])
+    power = np.clip((skip + ndig)[:, None] - 1 - col, 0, 19)
+    nibv = np.where(inside, nib, 0).astype(np.uint64)
+    hex_val = (nibv << (np.uint64(4) * power.astype(np.uint64))).sum(axis=1, dtype=np.uint64)
+    dec_val = (nibv * _POW10[power]).sum(axis=1, dtype=np.uint64)
+    value = np.where(hexa, hex_val, dec_val)
+    value = np.where(neg, (~value) + np.uint64(1), value)  # two's complement of a negative decimal
+    ok = (ndig > 0) & np.where(hexa, ndig <= 16, ndig <= 20)
+    return value, ok
+
+
+def _skip_spaces_back(buf: np.ndarray, end: np.ndarray, floor: np.ndarray, width: int = 16) -> np.ndarray:
+    """Position just after the last non-space byte before ``end`` (not below ``floor``)."""
+    w = _window(buf, end - 1, width, step=-1)
+    nsp = np.argmin(np.concatenate([w == _SP, np.zeros((len(w), 1), bool)], axis=1), axis=1)
+    return np.maximum(end - nsp, floor)
+
+
+def _skip_spaces_fwd(buf: np.ndarray, start: np.ndarray, limit: np.ndarray, width: int = 32) -> np.ndarray:
+    """First non-space position at/after ``start`` (not beyond ``limit``)."""
+    w = _window(buf, start, width)
+    nsp = np.argmin(np.concatenate([w == _SP, np.zeros((len(w), 1), bool)], axis=1), axis=1)
+    return np.minimum(start + nsp, limit)
+
+
+def _is_word_before(buf: np.ndarray, eq: np.ndarray, word: bytes) -> np.ndarray:
+    """True where the bytes right before ``eq`` are `` word`` (a whole argument name)."""
+    n = len(word)
+    w = _window(buf, eq - n - 1, n + 1)
+    return (w[:, 0] == _SP) & np.all(w[:, 1:] == np.frombuffer(word, np.uint8)[None, :], axis=1)
+
+
+def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.StringArray:
+    """buf[start:end] for every row, as an Arrow string array (one gather, no Python loop)."""
+    lengths = np.maximum(end - start, 0).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    idx = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = buf[idx].tobytes()
+    return pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data)).cast(
+        pa.string())
+
+
+# --- whole files -----------------------------------------------------------------------------------------------
+
+
+def merge_chunk_meta(chunks: List[FtraceChunk], fallback_backend: str = "ftrace-text") -> CaptureMeta:
+    """The capture metadata a set of chunks implies (see :func:`ftrace_meta`)."""
+    meta = next((c.meta for c in chunks if c.meta is not None), None)
+    lost_reports: Dict[int, int] = {}
+    for c in chunks:
+        for cpu, n in c.lost_reports.items():
+            lost_reports[cpu] = lost_reports.get(cpu, 0) + n
+    header = next((c for c in chunks if c.entries_written is not None), None)
+    return ftrace_meta(meta, lost_reports, header.entries_in_buffer if header else None,
+                       header.entries_written if header else None, fallback_backend)
+
+
+def ftrace_meta(meta: Optional[CaptureMeta], lost_reports: Dict[int, int], in_buffer: Optional[int],
+                written: Optional[int], fallback_backend: str = "ftrace-text") -> CaptureMeta:
+    """Metadata of a text capture.
+
+    A ``# swaprace: {...}`` line (written by swaprace's own ftrace recorder) is authoritative, losses included;
+    the text's own loss reports are then only noted in ``extra``. Otherwise losses come from ftrace itself:
+    ``entries-written - entries-in-buffer`` of the ``trace`` header (overwritten events) and ``CPU:N [LOST M
+    EVENTS]`` lines (trace_pipe). When neither is present the text cannot say (``lost_events`` is None).
+    """
+    lost_lines = int(sum(lost_reports.values()))
+    if meta is not None:
+        if lost_reports:
+            meta.extra["ftrace_lost_lines"] = lost_lines
+        return meta
+    meta = CaptureMeta(backend=fallback_backend)
+    if written is not None and in_buffer is not None:
+        meta.lost["ftrace_overrun"] = max(int(written) - int(in_buffer), 0)
+        meta.lost_known = True
+    if lost_reports:
+        meta.lost["ftrace_lost_events"] = lost_lines
+        meta.lost_known = True  # a lower bound at least, which beats "unknown"
+        meta.extra["lost_by_cpu"] = {str(k): v for k, v in sorted(lost_reports.items())}
+    return meta
+
+
+def meta_line(meta: CaptureMeta) -> str:
+    """The ``# swaprace: {...}`` comment line a text capture carries its metadata in."""
+    return f"{_META_PREFIX} {json.dumps(json.loads(meta.to_json()), sort_keys=True)}"

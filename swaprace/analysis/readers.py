@@ -1,0 +1,217 @@
+"""Read any capture a user can hand swaprace: native Parquet, JSON Lines, ftrace text, perf script text.
+
+:func:`read_any` detects the format from the file's first bytes (``--format`` overrides it) and turns every
+way a file can be wrong -- empty, truncated, an image, text with no swap-path events -- into one
+:class:`SwapraceError` line. Text files are read in blocks of whole lines, so a multi-gigabyte ``trace`` dump
+is never held twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterator, List, Optional, Union
+
+import pandas as pd
+
+from swaprace.analysis.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes
+from swaprace.analysis.perf_script import looks_like_perf, parse_perf_lines
+from swaprace.analysis.symbols import role_of_symbol, symbol_overrides
+from swaprace.capture import PARQUET_MAGIC, read_capture
+from swaprace.errors import SwapraceError
+from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, empty_events, normalize
+
+FORMATS = ("parquet", "jsonl", "ftrace", "perf")
+PathLike = Union[str, "os.PathLike[str]"]
+_BLOCK = 32 << 20  # text is parsed in blocks of about this many bytes (whole lines)
+_SNIFF = 64 << 10
+_FTRACE_LINE = re.compile(rb"^\s*.+-\d+\s+(\(\s*[\d-]+\)\s+)?\[\d+\]\s+(\S+\s+)?\d+(\.\d+)?: ", re.M)
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "gzip-compressed (decompress it first)",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed (decompress it first)",
+    b"PK\x03\x04": "a zip archive",
+    b"\x7fELF": "an ELF binary",
+    b"PERFILE2": "a perf.data file (run `perf script -i FILE > FILE.txt` and analyze the text)",
+}
+
+
+def read_any(path: PathLike, fmt: Optional[str] = None) -> Capture:
+    """Read a capture in any supported format; ``fmt`` in :data:`FORMATS` overrides detection."""
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise SwapraceError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if not path.exists():
+        raise SwapraceError(f"{path}: no such file")
+    if path.is_dir():
+        raise SwapraceError(f"{path}: is a directory, not a capture")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        raise SwapraceError(f"{path}: cannot read ({exc.strerror})") from None
+    if not head.strip():
+        raise SwapraceError(f"{path}: empty file, not a capture")
+    fmt = fmt or detect_format(path, head)
+    if fmt == "parquet":
+        capture = read_capture(path)
+    elif fmt == "jsonl":
+        capture = read_jsonl(path)
+    elif fmt == "ftrace":
+        capture = read_ftrace(path)
+    else:
+        capture = read_perf(path)
+    if fmt in ("ftrace", "perf", "jsonl") and len(capture.events) == 0:
+        raise SwapraceError(
+            f"{path}: no swap-path events found ({capture.skipped_lines} lines skipped; expected kprobe events "
+            f"on do_swap_page, swap_cache_get_folio, ... -- see `swaprace analyze --help`)")
+    return capture
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    """The format of a file from its first bytes; a clear error when it is none of :data:`FORMATS`."""
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise SwapraceError(f"{path}: {what}, not a capture")
+    if b"\x00" in head:
+        raise SwapraceError(f"{path}: binary data of unknown format, not a capture (formats: {', '.join(FORMATS)})")
+    text = head.decode("utf-8", "replace")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    if "# tracer:" in text or text.startswith("# swaprace:") or _FTRACE_LINE.search(head):
+        return "ftrace"
+    if any(looks_like_perf(ln) for ln in text.splitlines()[:200]):
+        return "perf"
+    raise SwapraceError(
+        f"{path}: unknown capture format (not Parquet, JSON Lines, ftrace or perf script text); "
+        f"pass --format to force one")
+
+
+# --- text -------------------------------------------------------------------------------------------------
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file in blocks that end on a line boundary."""
+    with open(path, "rb") as fh:
+        rest = b""
+        while True:
+            data = fh.read(_BLOCK)
+            if not data:
+                if rest:
+                    yield rest
+                return
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            yield data[: cut + 1]
+            rest = data[cut + 1:]
+
+
+def read_ftrace(path: PathLike, symbols: Optional[dict] = None) -> Capture:
+    """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.analysis.ftrace_text`."""
+    path = Path(path)
+    chunks: List[FtraceChunk] = []
+    overrides = dict(symbols or {})
+    for block in _blocks(path):
+        if not chunks and block.startswith(b"# swaprace:"):
+            meta_chunk = parse_ftrace_bytes(block[: block.find(b"\n") + 1])
+            if meta_chunk.meta:
+                overrides.update(symbol_overrides(meta_chunk.meta.symbols))
+        chunks.append(parse_ftrace_bytes(block, overrides))
+    frames = [c.events for c in chunks if len(c.events)]
+    events = normalize(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else (
+        frames[0] if frames else empty_events())
+    meta = merge_chunk_meta(chunks)
+    skipped = sum(c.skipped for c in chunks)
+    meta.extra.setdefault("comment_lines", sum(c.comment_lines for c in chunks))
+    return Capture(events=events, meta=meta, source_format="ftrace", skipped_lines=skipped)
+
+
+def read_perf(path: PathLike) -> Capture:
+    """Read ``perf script`` text of kprobe events."""
+    path = Path(path)
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        events, skipped = parse_perf_lines(fh)
+    meta = CaptureMeta(backend="perf-script")
+    return Capture(events=events, meta=meta, source_format="perf", skipped_lines=skipped)
+
+
+# --- JSON Lines -------------------------------------------------------------------------------------------
+
+
+def read_jsonl(path: PathLike) -> Capture:
+    """Read JSON Lines: one event object per line (the columns of :mod:`swaprace.events`), optionally a first
+    line ``{"meta": {...CaptureMeta...}}``. ``role`` may be left out (derived from ``func``); ``entry``,
+    ``folio`` and ``retval`` may be integers or ``"0x..."`` strings; ``pid`` defaults to ``tid``."""
+    path = Path(path)
+    meta = CaptureMeta(backend="jsonl")
+    records = []
+    skipped = 0
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise SwapraceError(f"{path}:{n}: not valid JSON ({line.strip()[:60]!r})") from None
+            if not isinstance(obj, dict):
+                raise SwapraceError(f"{path}:{n}: expected a JSON object per line")
+            if "meta" in obj and len(obj) == 1:
+                meta = CaptureMeta.from_json(json.dumps(obj["meta"]))
+                continue
+            records.append(obj)
+    if not records:
+        return Capture(events=empty_events(), meta=meta, source_format="jsonl", skipped_lines=skipped)
+    frame = pd.DataFrame.from_records(records)
+    overrides = symbol_overrides(meta.symbols)
+    if "role" not in frame.columns and "func" in frame.columns:
+        frame["role"] = [role_of_symbol(str(f), overrides) for f in frame["func"]]
+    if "comm" not in frame.columns:
+        frame["comm"] = ""
+    if "cpu" not in frame.columns:
+        frame["cpu"] = 0
+    for col in ("entry", "folio", "retval"):
+        frame[col] = _u64_column(frame[col] if col in frame.columns else None, len(frame), path, col)
+    required = [c for c in INPUT_COLUMNS if c not in ("pid",)]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise SwapraceError(f"{path}: JSON Lines events lack {', '.join(missing)}")
+    unknown = frame["role"].isna()
+    skipped += int(unknown.sum())
+    frame = frame[~unknown]
+    bad_phase = ~frame["phase"].isin(["call", "return"])
+    if bad_phase.any():
+        raise SwapraceError(f"{path}: phase must be 'call' or 'return' (got {frame['phase'][bad_phase].iloc[0]!r})")
+    try:
+        events = normalize(frame)
+    except (ValueError, TypeError) as exc:
+        raise SwapraceError(f"{path}: JSON Lines events have bad values ({str(exc).splitlines()[0]})") from None
+    return Capture(events=events, meta=meta, source_format="jsonl", skipped_lines=skipped)
+
+
+def _u64_column(values: Optional[pd.Series], n: int, path: Path, name: str) -> pd.arrays.IntegerArray:
+    if values is None:
+        return pd.array([None] * n, dtype="UInt64")
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and v != v):
+            out.append(None)
+        elif isinstance(v, str):
+            try:
+                out.append(int(v, 0) & (2**64 - 1))
+            except ValueError:
+                raise SwapraceError(f"{path}: bad {name} value {v!r}") from None
+        else:
+            out.append(int(v) & (2**64 - 1))
+    return pd.array(out, dtype="UInt64")
