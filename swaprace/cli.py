@@ -115,7 +115,8 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
 
     Attaches call and return probes to every role that resolves on this kernel (see `swaprace doctor`),
     shows a live counter on a terminal, and writes CAPTURE atomically with its metadata (kernel, backend,
-    symbols, losses by source). Probes are removed on every exit path. With CMD, exits with CMD's status.
+    symbols, losses by source). Probes are removed on every exit path. With CMD, exits with CMD's status
+    when CMD ended on its own (a CMD stopped by Ctrl-C/SIGTERM/--duration is not a failure).
 
     \b
     Examples:
@@ -180,8 +181,8 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
         click.echo(f"wrote {output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
                    f"lost {lost} ({summary['backend']}, {summary['duration_s']} s)")
     status = capture.meta.extra.get("command_status")
-    if status:
-        sys.exit(status if 0 < status < 256 else 1)
+    if status and capture.meta.extra.get("command_finished"):
+        sys.exit(status if 0 < status < 256 else 1)  # CMD failed on its own: say so through our status
 
 
 def _record_summary(output, capture) -> dict:

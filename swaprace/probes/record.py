@@ -122,6 +122,7 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
                 if duration is not None and prog.elapsed_s >= duration:
                     break
                 if child is not None and child.poll() is not None:
+                    child.swaprace_finished = True  # type: ignore[attr-defined]
                     break
                 if stop is not None and stop():
                     break
@@ -151,6 +152,8 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
         meta.extra["stopped_by"] = signal.Signals(flag.signum).name
     if child is not None:
         meta.extra["command_status"] = child.returncode
+        # Did the command end on its own (its status means something), or did we stop it?
+        meta.extra["command_finished"] = bool(getattr(child, "swaprace_finished", False))
     if failure is not None:
         meta.extra["backend_failure"] = f"{type(failure).__name__}: {failure}"
     if plan.pid is not None:

@@ -1,0 +1,62 @@
+"""`swaprace record` in the test box: doctor resolves every kernel's roles, SIGTERM mid-record leaves no
+kprobe event, instance or workload behind, and the interrupted capture is readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from live_ftrace_support import guest_run
+from swaprace.capture import read_capture
+from swaprace.probes.catalog import load_symbols, resolve_roles
+from vm_support import KERNELS
+
+pytestmark = pytest.mark.vm
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_NAME = {"bookworm": "kallsyms-bookworm-6.1.txt", "trixie-backports": "kallsyms-trixie-bpo-7.3.txt"}
+
+
+@pytest.fixture(scope="module", params=KERNELS)
+def run(request):
+    run = guest_run(request.param)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_doctor_in_guest(run):
+    doctor = run.result["doctor"]
+    assert "error" not in doctor, doctor
+    assert doctor["kernel"]["features"]["kprobes"] is True
+    assert doctor["backends"]["status"]["ftrace"] is None
+    for role in ("fault", "lookup", "ksm_copy", "free_cache"):
+        assert doctor["roles"][role], (role, doctor["resolution"][role])
+
+
+def test_committed_kallsyms_fixture_resolves_like_the_guest(run):
+    fixture = FIXTURES / FIXTURE_NAME[run.kernel]
+    if not fixture.exists():
+        pytest.skip(f"{fixture.name} not committed")
+    live = resolve_roles(load_symbols(str(run.out / "kallsyms.txt"), str(run.out / "traceable.txt")))
+    saved = resolve_roles(load_symbols(str(fixture)))
+    assert {r: x.symbol for r, x in live.items()} == {r: x.symbol for r, x in saved.items()}
+    assert {r: x.symbol for r, x in live.items()} == run.result["doctor"]["roles"]
+
+
+def test_nothing_left_after_record(run):
+    assert run.result["after_record"] == {"kprobe_events": [], "instances": []}
+
+
+def test_sigterm_mid_record_leaves_nothing_and_keeps_the_capture(run):
+    assert run.result["during_term"]["kprobe_events"], "the probes never attached"
+    step = run.result["steps"]["term"]
+    assert step["rc"] == 0, step["stderr"]
+    assert "Traceback" not in step["stderr"]
+    assert run.result["after_term"] == {"kprobe_events": [], "instances": []}
+    assert run.result["stray_workloads"] == []
+    assert run.result["cgroups_left"] == []
+    capture = read_capture(run.out / "term.parquet")
+    assert capture.meta.extra["stopped_by"] == "SIGTERM"
+    assert len(capture.events) > 0
+    assert capture.meta.lost_known
