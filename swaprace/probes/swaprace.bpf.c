@@ -48,7 +48,7 @@
 
 // Counters (per-CPU array `stats`). The first NR_ROLES*2 slots count probe hits per role and phase.
 #define STAT_HITS 0
-#define STAT_EVENT_DROPS (NR_ROLES * 2)   // event record not written: ring/perf buffer full
+#define STAT_EVENT_DROPS 20               // = NR_ROLES * 2: event record not written, buffer full
 #define STAT_WINDOWS 21                   // do_swap_page returns that closed a window
 #define STAT_WINDOWS_WITH_ENTRY 22        // ... whose thread made a lookup inside it
 #define STAT_LOOKUP_HITS 23               // lookups returning a folio
@@ -56,11 +56,11 @@
 #define STAT_RELEASES 25                  // releases attributed to an entry
 #define STAT_REUSES 26                    // bindings after a release: generation changes
 #define STAT_RACES_RECOVERED 27
-#define STAT_RACES_STALE 28
+#define STAT_RACES_STALE_INSTALL 28
 #define STAT_RACE_TABLE_FULL 29           // race found but the race table was full (still counted above)
 #define STAT_STATE_MAP_FULL 30            // detector state could not be stored
-#define STAT_RACE_DROPS 31                // race record not streamed (still in the race table)
-#define STAT_RETURN_WITHOUT_CALL 32       // return probe without a matching call (attached mid-call)
+#define STAT_RACE_STREAM_DROPS 31                // race record not streamed (still in the race table)
+#define STAT_RETURNS_WITHOUT_CALL 32       // return probe without a matching call (attached mid-call)
 #define STAT_RELEASES_UNATTRIBUTED 33     // release of a folio with no known entry
 #define NR_STATS 40
 
@@ -107,23 +107,21 @@ struct sr_race {
     u32 pad;
 };
 
-// One reuse of an entry: the releases since its previous binding and the binding that ended them.
+// One reuse of an entry: the release that ended its previous generation and the binding that began the next.
 struct sr_reuse {
-    u64 first_release_ts;
-    u64 first_release_seq;
-    u64 last_release_ts;
-    u64 last_release_seq;
+    u64 release_ts;
+    u64 release_seq;
     u64 bind_ts;
 };
 
-// Life of one swap entry as the detector follows it.
+// Life of one swap entry as the detector follows it. Bindings and releases alternate: a binding while unbound
+// starts a generation, a release while bound ends it, repeats are no-ops (the offline analysis' rules).
 struct sr_entry_state {
     u64 generation;        // bindings after a release so far
-    u64 release_seq;       // releases so far (orders releases against a thread's lookup)
-    u64 released;          // 1 when released since the last binding
-    u64 first_release_ts;  // first release since the last binding
-    u64 first_release_seq;
-    u64 last_release_ts;
+    u64 release_seq;       // generation-ending releases so far (orders them against a thread's lookup)
+    u64 released;          // 1 when the current generation has ended
+    u64 release_ts;        // when it ended
+    u64 bound_folio;       // folio of the latest binding
     struct sr_reuse reuses[REUSE_RING];  // the last reuses, slot = generation % REUSE_RING
 };
 
@@ -243,7 +241,7 @@ static __always_inline int unstash(u32 role, struct sr_pending *out)
     struct sr_pending_key key = {.tid = current_tid(), .role = role};
     struct sr_pending *value = pending.lookup(&key);
     if (!value) {
-        count(STAT_RETURN_WITHOUT_CALL);
+        count(STAT_RETURNS_WITHOUT_CALL);
         return 0;
     }
     *out = *value;
@@ -271,16 +269,12 @@ static __always_inline void release_entry(u64 entry, u64 now)
     if (!entry)
         return;
     struct sr_entry_state *state = entry_state(entry);
-    if (!state)
+    if (!state || state->released)
         return;
     count(STAT_RELEASES);
     state->release_seq++;
-    if (!state->released) {
-        state->released = 1;
-        state->first_release_ts = now;
-        state->first_release_seq = state->release_seq;
-    }
-    state->last_release_ts = now;
+    state->released = 1;
+    state->release_ts = now;
 }
 
 static __always_inline void bind_entry(u64 entry, u64 folio, u64 now)
@@ -291,18 +285,30 @@ static __always_inline void bind_entry(u64 entry, u64 folio, u64 now)
     if (folio && folio_entries.update(&folio, &entry) != 0)
         count(STAT_STATE_MAP_FULL);
     struct sr_entry_state *state = entry_state(entry);
-    if (!state || !state->released)
+    if (!state)
+        return;
+    state->bound_folio = folio;
+    if (!state->released)
         return;
     // A binding after a release: the entry's next generation, i.e. a reuse.
     struct sr_reuse *slot = &state->reuses[state->generation & (REUSE_RING - 1)];
-    slot->first_release_ts = state->first_release_ts;
-    slot->first_release_seq = state->first_release_seq;
-    slot->last_release_ts = state->last_release_ts;
-    slot->last_release_seq = state->release_seq;
+    slot->release_ts = state->release_ts;
+    slot->release_seq = state->release_seq;
     slot->bind_ts = now;
     state->generation++;
     state->released = 0;
     count(STAT_REUSES);
+}
+
+// The entry a folio is bound to: its latest binding, provided that entry was not bound to another folio since.
+static __always_inline u64 bound_entry(u64 folio)
+{
+    u64 *entry = folio_entries.lookup(&folio);
+    if (!entry)
+        return 0;
+    u64 key = *entry;
+    struct sr_entry_state *state = entry_states.lookup(&key);
+    return state && state->bound_folio == folio ? key : 0;
 }
 
 // The first reuse of the window's entry whose release came after the thread's lookup: fills release/rebind.
@@ -315,12 +321,11 @@ static __always_inline int find_race(struct sr_window *window, u64 *release, u64
     u64 generation = state->generation;
 #pragma unroll
     for (int back = REUSE_RING; back >= 1; back--) {
-        // Oldest kept reuse first, so the first match is the earliest race.
+        // Oldest kept reuse first, so the first match is the first generation that ended after the lookup.
         if (!found && generation >= back) {
             struct sr_reuse *reuse = &state->reuses[(generation - back) & (REUSE_RING - 1)];
-            if (reuse->last_release_seq > window->release_seq_at_lookup && reuse->bind_ts >= window->lookup_ts) {
-                *release = reuse->first_release_seq > window->release_seq_at_lookup ? reuse->first_release_ts
-                                                                                      : reuse->last_release_ts;
+            if (reuse->release_seq > window->release_seq_at_lookup) {
+                *release = reuse->release_ts;
                 *rebind = reuse->bind_ts;
                 found = 1;
             }
@@ -341,16 +346,16 @@ static __always_inline void report_race(struct pt_regs *ctx, struct sr_window *w
     race.tid = tid;
     race.pid = bpf_get_current_pid_tgid() >> 32;
     race.klass = klass;
-    count(klass ? STAT_RACES_STALE : STAT_RACES_RECOVERED);
+    count(klass ? STAT_RACES_STALE_INSTALL : STAT_RACES_RECOVERED);
     struct sr_race_key key = {.tid = tid, .window_start = window->start};
     if (races.update(&key, &race) != 0)
         count(STAT_RACE_TABLE_FULL);
 #ifdef USE_RINGBUF
     if (race_events.ringbuf_output(&race, sizeof(race), 0) != 0)
-        count(STAT_RACE_DROPS);
+        count(STAT_RACE_STREAM_DROPS);
 #else
     if (race_events.perf_submit(ctx, &race, sizeof(race)) != 0)
-        count(STAT_RACE_DROPS);
+        count(STAT_RACE_STREAM_DROPS);
 #endif
 }
 
@@ -420,7 +425,7 @@ int sr_ret_fault(struct pt_regs *ctx)
     emit(ctx, now, ROLE_FAULT, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
     struct sr_window *window = windows.lookup(&tid);
     if (!window) {
-        count(STAT_RETURN_WITHOUT_CALL);
+        count(STAT_RETURNS_WITHOUT_CALL);
         return 0;
     }
     count(STAT_WINDOWS);
@@ -508,14 +513,11 @@ int sr_ret_ksm_copy(struct pt_regs *ctx)
 }
 #endif
 
-// A release of a folio is attributed to the entry the kernel passed, else the entry the folio still holds,
-// else the folio's latest binding.
+// A release of a folio is attributed to the entry the event carries (passed by the kernel, or held by the
+// folio), else to the folio's binding.
 static __always_inline u64 released_entry(u64 folio, u64 known_entry)
 {
-    if (known_entry)
-        return known_entry;
-    u64 *bound = folio_entries.lookup(&folio);
-    return bound ? *bound : 0;
+    return known_entry ? known_entry : bound_entry(folio);
 }
 
 #ifdef HAVE_FREE_CACHE
@@ -525,9 +527,10 @@ int sr_call_free_cache(struct pt_regs *ctx)
     u64 now = bpf_ktime_get_ns();
     count(STAT_HITS + ROLE_FREE_CACHE * 2 + PHASE_CALL);
     u64 folio = arg_n(ctx, FREE_CACHE_KEY_ARG);
-    // Read at the call: a successful free clears folio->swap before the return probe runs.
+    // The entry the folio holds goes into the event (read at the call: a successful free clears it); the
+    // release is attributed through the folio's binding, as the offline analysis does.
     u64 entry = CALL_ENTRY(ctx, FREE_CACHE);
-    stash(ROLE_FREE_CACHE, released_entry(folio, entry), folio, VALID_FOLIO);
+    stash(ROLE_FREE_CACHE, bound_entry(folio), folio, VALID_FOLIO);
     emit(ctx, now, ROLE_FREE_CACHE, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
     return 0;
 }

@@ -1,0 +1,249 @@
+"""The bcc backend: program configuration and record decoding on any host; the live backend in the test box.
+
+Host tests need no bcc: they check that the Python side and swaprace.bpf.c agree (role ids, counter slots,
+record layout), how a plan becomes -D defines, and the CLI's one-line errors. The ``vm`` tests boot each test
+box once (tests/bcc_vm.py runs tests/guest/live_bcc_check.py there) and assert on what the guest measured.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from swaprace.capture import read_capture, write_capture
+from swaprace.cli import main
+from swaprace.events import ROLES, Capture, CaptureMeta, swp_entry
+from swaprace.probes.backend import ProbePlan
+from swaprace.probes.bcc_backend import (
+    BPF_SOURCE,
+    EVENT_DTYPE,
+    RACE_DTYPE,
+    STAT_NAMES,
+    BccBackend,
+    attachments,
+    compile_flags,
+    decode_events,
+    decode_races,
+    render_program,
+    summarize_stats,
+)
+from swaprace.probes.catalog import SymbolTable, load_symbols, resolve_roles
+
+FIXTURES = Path(__file__).parent / "fixtures"
+C_SOURCE = BPF_SOURCE.read_text()
+
+
+def c_defines(prefix: str) -> dict:
+    """``#define <prefix>NAME value`` lines of the BPF program, as {NAME: int}."""
+    out = {}
+    for name, value in re.findall(rf"^#define {prefix}(\w+)\s+(\d+)\b", C_SOURCE, flags=re.M):
+        out[name] = int(value)
+    return out
+
+
+def plan_for(names) -> ProbePlan:
+    table = SymbolTable(names=set(names), traceable=None, source="test")
+    return ProbePlan(resolutions=resolve_roles(table))
+
+
+# Symbol sets as measured in the two guests (kernel-history.md).
+BOOKWORM = ["do_swap_page", "swap_cache_get_folio", "ksm_might_need_to_copy", "folio_free_swap", "swap_free",
+            "put_swap_folio", "folio_alloc_swap", "add_to_swap", "delete_from_swap_cache",
+            "free_swap_and_cache", "swapcache_prepare", "add_to_swap_cache", "__delete_from_swap_cache"]
+TRIXIE_BPO = ["do_swap_page", "swap_cache_get_folio", "ksm_might_need_to_copy", "folio_free_swap",
+              "folio_alloc_swap", "swap_cache_del_folio", "__swap_cache_add_folio", "__swap_cache_del_folio",
+              "swap_put_entries_direct", "folio_put_swap", "folio_dup_swap", "swap_cache_alloc_folio"]
+
+
+def test_role_ids_match_events_roles():
+    ids = c_defines("ROLE_")
+    ids.pop("NR_ROLES", None)  # not a role
+    assert {name.lower(): value for name, value in ids.items()} == {role: i for i, role in enumerate(ROLES)}
+
+
+def test_counter_slots_match_the_c_program():
+    slots = c_defines("STAT_")
+    named = {value: name.lower() for name, value in slots.items() if name != "HITS"}
+    assert named == STAT_NAMES
+    assert slots["EVENT_DROPS"] == 2 * len(ROLES)  # right after the per-role hit counters
+    assert c_defines("NR_")["STATS"] >= max(STAT_NAMES) + 1
+
+
+def test_record_layouts_match_the_c_structs():
+    event = re.search(r"struct sr_event \{(.*?)\};", C_SOURCE, flags=re.S).group(1)
+    fields = re.findall(r"\b(?:u64|u32|u16|u8|char)\s+(\w+)", event)
+    assert fields == [f for f in EVENT_DTYPE.names]
+    race = re.search(r"struct sr_race \{(.*?)\};", C_SOURCE, flags=re.S).group(1)
+    assert re.findall(r"\b(?:u64|u32)\s+(\w+)", race) == list(RACE_DTYPE.names)
+
+
+def test_flags_bookworm_layout():
+    plan = plan_for(BOOKWORM)
+    flags = compile_flags(plan, ringbuf=True)
+    assert "-DHAVE_FAULT=1" in flags and "-DFAULT_RETURN=1" in flags
+    assert "-DLOOKUP_KEY_ARG=0" in flags
+    assert "-DFREE_CACHE_RET_BOOL=1" in flags  # folio_free_swap returns bool
+    assert "-DSWAP_PUT_ENTRY_ARG_N=0" in flags  # swap_free(entry)
+    assert "-DUSE_RINGBUF=1" in flags and "-DEMIT_EVENTS=1" in flags
+    assert not any(f.startswith("-DFILTER_TGID") for f in flags)
+    # void functions get no return probe; the detector's roles always do
+    kinds = {(k, s) for k, s, _ in attachments(plan)}
+    assert ("kretprobe", "swap_free") not in kinds
+    assert ("kretprobe", "do_swap_page") in kinds and ("kretprobe", "folio_free_swap") in kinds
+
+
+def test_flags_trixie_reads_the_entry_from_the_folio():
+    plan = plan_for(TRIXIE_BPO)
+    plan.pid = 4242
+    plan.stream_events = False
+    flags = compile_flags(plan, ringbuf=False)
+    assert "-DSWAP_PUT_ENTRY_ARG_N=-1" in flags and "-DSWAP_PUT_FOLIO_ARG_N=0" in flags  # folio_put_swap
+    assert "-DCACHE_DELETE_KEY_ARG=1" in flags and "-DCACHE_DELETE_ENTRY_ARG_N=2" in flags
+    assert "-DFILTER_TGID=4242" in flags and "-DEMIT_EVENTS=0" in flags
+    assert "-DUSE_RINGBUF=1" not in flags
+    assert "-DHAVE_PREPARE=1" not in flags  # swapcache_prepare is gone on 7.x
+
+
+def test_rendered_program_starts_with_its_defines():
+    text = render_program(["-DHAVE_FAULT=1", "-DEMIT_EVENTS=0"])
+    assert text.splitlines()[1:3] == ["#define HAVE_FAULT 1", "#define EMIT_EVENTS 0"]
+    assert "int sr_call_fault(struct pt_regs *ctx)" in text
+
+
+def _records(rows) -> bytes:
+    rec = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            rec[i][key] = value
+    return rec.tobytes()
+
+
+def test_decode_events_to_the_event_model(tmp_path):
+    entry = swp_entry(1, 0x12A)
+    raw = _records([
+        dict(ts=200, tid=11, pid=10, cpu=1, role=ROLES.index("lookup"), phase=0, valid=1, entry=entry,
+             comm=b"stress"),
+        dict(ts=100, tid=11, pid=10, cpu=1, role=ROLES.index("fault"), phase=0, valid=0, comm=b"stress"),
+        dict(ts=300, tid=11, pid=10, cpu=0, role=ROLES.index("lookup"), phase=1, valid=4,
+             retval=0xFFFFEA0004A1B2C0, comm=b"stress"),
+    ])
+    symbols = {"fault": "do_swap_page", "lookup": "swap_cache_get_folio"}
+    df = decode_events(raw + b"\x00" * 7, symbols)  # a torn tail record is ignored
+    assert list(df["ts_ns"]) == [100, 200, 300]  # sorted by time
+    assert list(df["func"].astype(str)) == ["do_swap_page", "swap_cache_get_folio", "swap_cache_get_folio"]
+    assert list(df["phase"].astype(str)) == ["call", "call", "return"]
+    assert df["entry"].isna().tolist() == [True, False, True]
+    assert int(df["entry"][1]) == entry and int(df["swap_offset"][1]) == 0x12A
+    assert int(df["retval"][2]) == 0xFFFFEA0004A1B2C0 and df["retval"][:2].isna().all()
+    assert set(df["comm"].astype(str)) == {"stress"}
+    path = write_capture(Capture(df, CaptureMeta(backend="bcc")), tmp_path / "c.parquet")
+    assert len(read_capture(path).events) == 3
+
+
+def test_decode_races_and_counters():
+    rec = np.zeros(1, dtype=RACE_DTYPE)
+    rec[0] = (swp_entry(0, 7), 1000, 0, 1500, 1700, 42, 40, 1, 0)
+    (race,) = decode_races(rec.tobytes())
+    assert race == {"entry": 7, "tid": 42, "pid": 40, "window_start_ns": 1000, "window_end_ns": None,
+                    "release_ns": 1500, "rebind_ns": 1700, "class": "stale-install"}
+    slots = list(range(40))
+    summary = summarize_stats(slots, {"fault": "do_swap_page"})
+    assert summary["hits"] == {"fault": {"call": 0, "return": 1}}
+    assert summary["windows"] == 21 and summary["races_stale_install"] == 28
+
+
+def test_check_explains_why_not_here():
+    why = BccBackend.check()
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        assert why and "python3-bpfcc" in why
+
+
+def test_watch_without_bcc_is_one_error_line():
+    if BccBackend.check() is None:
+        pytest.skip("bcc works here: nothing to refuse")
+    result = CliRunner().invoke(main, ["watch", "0.1", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("swaprace: error: watch needs the bcc backend")
+    assert "Traceback" not in result.output
+
+
+def test_watch_ebpf_prints_the_program_for_this_kernel():
+    names = load_symbols().names
+    if "do_swap_page" not in names:
+        pytest.skip("this kernel has no do_swap_page symbol")
+    result = CliRunner().invoke(main, ["watch", "--ebpf"])
+    assert result.exit_code == 0, result.output
+    assert "#define HAVE_FAULT 1" in result.output and "#define EMIT_EVENTS 0" in result.output
+    assert "// kretprobe do_swap_page -> sr_ret_fault" in result.output
+
+
+# --- in the test box ----------------------------------------------------------------------------------------
+
+KERNEL_PARAMS = ["bookworm", "trixie-backports"]
+
+
+@pytest.fixture(scope="module", params=KERNEL_PARAMS)
+def guest(request):
+    from bcc_vm import guest_result
+
+    return guest_result(request.param)
+
+
+@pytest.mark.vm
+def test_record_counts_equal_kernel_counts(guest):
+    rec = guest["record"]
+    assert rec.get("status") == 0, rec
+    counts, hits = rec["capture_counts"], rec["detector"]["counters"]["hits"]
+    lost = rec["lost_events"]
+    assert lost is not None, "bcc must know its losses"
+    for role, phases in hits.items():
+        for phase, kernel_n in phases.items():
+            got = counts.get(role, {}).get(phase, 0)
+            # every probe hit is one record unless a buffer dropped it (counted in lost)
+            assert kernel_n - lost <= got <= kernel_n, (role, phase, got, kernel_n, rec["lost"])
+    # kprobe_profile's own count of bcc's kretprobes agrees with the records (no BPF counter involved)
+    assert any(k.startswith("kretprobe_missed:") for k in rec["lost"])
+    assert counts["fault"]["return"] > 100 and counts["lookup"]["call"] >= counts["fault"]["return"] * 0.9
+
+
+@pytest.mark.vm
+def test_analyze_windows_equal_fault_returns(guest):
+    rec = guest["record"]
+    assert rec["analysis"]["windows"] == rec["capture_counts"]["fault"]["return"] - _unpaired(rec)
+    assert rec["analysis"]["windows"] > 100
+
+
+def _unpaired(rec) -> int:
+    """Fault returns whose call preceded the start of tracing (at most one per CPU-bound thread)."""
+    c = rec["capture_counts"]["fault"]
+    return max(0, c["return"] - c["call"])
+
+
+@pytest.mark.vm
+def test_both_backends_same_counts(guest):
+    both = guest["both"]
+    assert "error" not in both, both
+    bcc_counts, ftrace_counts = both["bcc"]["workload_counts"], both["ftrace"]["workload_counts"]
+    lost = sum(both["bcc"]["lost"].values()) + sum(both["ftrace"]["lost"].values())
+    assert bcc_counts["fault"]["call"] > 100
+    for role in ("fault", "lookup", "ksm_copy", "swap_put"):
+        for phase in ("call", "return"):
+            a = bcc_counts.get(role, {}).get(phase, 0)
+            b = ftrace_counts.get(role, {}).get(phase, 0)
+            assert abs(a - b) <= lost, (role, phase, a, b, both["bcc"]["lost"], both["ftrace"]["lost"])
+
+
+@pytest.mark.vm
+def test_sigterm_leaves_no_probe(guest):
+    term = guest["sigterm"]
+    assert term["attached"] > 0, term
+    assert term["probes_after"] == term["probes_before"], term
+    assert term["bcc_kprobe_events_after"] == []
+    assert term.get("capture_events", 0) > 0 and term["stopped_by"] == "SIGTERM", term
