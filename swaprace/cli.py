@@ -51,6 +51,65 @@ def main() -> None:
 
 
 # === analyze (issue 2) ===================================================================================
+
+
+def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a swap entry value (decimal or 0x hex)") from None
+
+
+@main.command("analyze")
+@click.argument("capture", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "ftrace", "perf"]), default=None,
+              help="Input format (default: detected from the file).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the summary) on stdout.")
+@click.option("--since", type=float, default=None, metavar="SECONDS",
+              help="Ignore events before this time (seconds on the capture's clock, as ftrace prints it).")
+@click.option("--until", type=float, default=None, metavar="SECONDS", help="Ignore events after this time.")
+@click.option("--entry", default=None, callback=_parse_entry_option, metavar="E",
+              help="Report only windows, generations and races of this swap entry (decimal or 0x hex).")
+@click.option("--tid", type=int, default=None, help="Report only windows and races of this thread.")
+@click.option("--races-limit", type=int, default=50, show_default=True,
+              help="Rows of the races table in the readable summary (0: all).")
+def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: Any, entry: Any, tid: Any,
+                    races_limit: int) -> None:
+    """Analyze a capture: fault windows, swap-entry generations, entry reuse inside a race window.
+
+    CAPTURE is a swaprace Parquet capture, JSON Lines, ftrace text (a `trace` or `trace_pipe` dump of kprobe
+    events on do_swap_page, swap_cache_get_folio, folio_free_swap, ...) or `perf script` text of such probes;
+    the format is detected. A race is a swap entry released and bound again inside a do_swap_page window
+    after the faulting thread looked it up: `stale-install` when that thread then installed it (the ABA of
+    the 2010 "fix swapin race condition" thread), `recovered` otherwise.
+
+    \b
+    Examples:
+        swaprace analyze capture.parquet
+        swaprace analyze /sys/kernel/tracing/trace --json | jq .races
+        swaprace analyze trace.txt --entry 0x3a5 --since 5170.1 --until 5171
+    """
+    from swaprace.analysis.model import analyze
+    from swaprace.analysis.readers import read_any
+    from swaprace.analysis.summary_text import render_summary
+
+    tty = sys.stderr.isatty()
+    if tty:
+        click.echo(f"reading {capture} ...", err=True)
+    cap = read_any(capture, fmt)
+    if tty:
+        click.echo(f"analyzing {len(cap.events):,} events ...", err=True)
+    since_ns = None if since is None else int(round(since * 1e9))
+    until_ns = None if until is None else int(round(until * 1e9))
+    result = analyze(cap, since_ns=since_ns, until_ns=until_ns, entry=entry, tid=tid)
+    if as_json:
+        echo_json(result.summary)
+    else:
+        click.echo(render_summary(result, source=capture, races_limit=races_limit))
+
+
 # === end analyze =========================================================================================
 
 # === doctor / record (issue 4: catalog, ftrace backend, recorder) ========================================

@@ -10,10 +10,11 @@ Definitions (the same ones the reference model in tests/test_model_based.py impl
   first ``lookup`` call inside W; that lookup is "T's lookup".
 * **Bindings.** A ``lookup`` return with a non-zero, non-error folio binds (entry of its call) -> folio; a
   ``cache_add`` call that carries an entry binds entry -> folio.
-* **Releases.** A ``slot_free`` call releases its entry. A ``free_cache`` return that is true releases, and a
-  ``cache_delete`` call releases, the entry their folio is bound to: the entry of that folio's latest binding,
-  provided the entry's own latest binding is still that folio (a ``cache_delete`` that carries an entry
-  releases that entry directly).
+* **Releases.** A ``slot_free`` call releases its entry. A ``free_cache`` return that is true (low byte of the
+  bool/int return non-zero) releases, and a ``cache_delete`` call releases, the entry their folio is bound to:
+  the entry of that folio's latest binding, provided the entry's own latest binding is still that folio. A
+  ``free_cache``/``cache_delete`` call that also carries an entry (read from ``folio->swap`` by the live
+  tracer) releases that entry directly.
 * **Generations.** Per entry, bindings and releases alternate states: a binding while unbound starts a
   generation, a release while bound ends it; repeated bindings/releases are no-ops. An entry first seen being
   released had a generation that began before the capture (``bind_ns`` null). A binding after a release is a
@@ -306,6 +307,10 @@ def _releases(ev: _Events, free_pairs: Tuple[np.ndarray, np.ndarray], binds: _Bi
     fc_ret, fc_ret_ok = ev.u64("retval", fc_rets)
     fc_folio, fc_folio_ok = ev.u64("folio", fc_calls)
     freed = fc_ret_ok & fc_folio_ok & ((fc_ret & np.uint64(0xFF)) != 0)
+    # A call that also carries the entry (the live tracer reads folio->swap.val) names it directly.
+    fc_entry, fc_entry_ok = ev.u64("entry", fc_calls)
+    fc_direct = freed & fc_entry_ok
+    freed &= ~fc_entry_ok
     del_rows = ev.rows("cache_delete", "call")
     del_folio, del_folio_ok = ev.u64("folio", del_rows)
     del_entry, del_entry_ok = ev.u64("entry", del_rows)
@@ -317,10 +322,12 @@ def _releases(ev: _Events, free_pairs: Tuple[np.ndarray, np.ndarray], binds: _Bi
 
     slot_rows = ev.rows("slot_free", "call")
     slot_entry, slot_ok = ev.u64("entry", slot_rows)
-    row = np.concatenate([by_folio_rows[mapped_ok], del_rows[del_entry_ok], slot_rows[slot_ok]])
-    entry = np.concatenate([mapped_entry[mapped_ok], del_entry[del_entry_ok], slot_entry[slot_ok]])
-    kind = np.concatenate([by_folio_kind[mapped_ok], np.ones(int(del_entry_ok.sum()), np.int8),
-                           np.full(int(slot_ok.sum()), 2, np.int8)])
+    row = np.concatenate([by_folio_rows[mapped_ok], fc_rets[fc_direct], del_rows[del_entry_ok],
+                          slot_rows[slot_ok]])
+    entry = np.concatenate([mapped_entry[mapped_ok], fc_entry[fc_direct], del_entry[del_entry_ok],
+                            slot_entry[slot_ok]])
+    kind = np.concatenate([by_folio_kind[mapped_ok], np.zeros(int(fc_direct.sum()), np.int8),
+                           np.ones(int(del_entry_ok.sum()), np.int8), np.full(int(slot_ok.sum()), 2, np.int8)])
     order = np.argsort(row, kind="stable")
     return _Releases(row[order], entry[order], kind[order], int((~mapped_ok).sum()))
 
