@@ -300,6 +300,7 @@ def timeline_summary(tl: timeline.EntryTimeline) -> Dict[str, Any]:
         "rows": [str(x) for x in tl.rows["label"]],
         "hidden_threads": tl.hidden_threads,
         "generations": int(len(tl.generations)),
+        "folios": [None if pd.isna(f) else int(f) for f in tl.generations["folio"]],
         "windows": int(len(tl.windows)),
         "marks": {k: int(v) for k, v in tl.marks["kind"].value_counts().items()},
         "races": [{"tid": int(r["tid"]), "class": str(r["class"]), "window_start_ns": int(r["window_start_ns"]),

@@ -78,14 +78,14 @@ def reuse_distances(generations: pd.DataFrame) -> Histogram:
     entries = gens["entry"].to_numpy(dtype="uint64", na_value=0)
     released = gens["release_ns"].notna().to_numpy()
     release_ns = gens["release_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")
-    bind_ns = gens["bind_ns"].to_numpy(dtype="float64")
+    bind_ns = gens["bind_ns"].astype("Float64").fillna(np.nan).to_numpy(dtype="float64")
     kinds = gens["release_kind"].astype("string").fillna("?").to_numpy(dtype=object)
     has_next = np.zeros(len(gens), dtype=bool)
     if len(gens) > 1:
         has_next[:-1] = entries[1:] == entries[:-1]
-    next_bind = np.empty(len(gens))
+    next_bind = np.full(len(gens), np.nan)
     next_bind[:-1] = bind_ns[1:] if len(gens) > 1 else []
-    reused = released & has_next
+    reused = released & has_next & ~np.isnan(next_bind)
     distance = next_bind[reused] - release_ns[reused] if reused.any() else np.array([])
     series = {k: distance[kinds[reused] == k] for k in sorted(set(kinds[reused]))}
     hist = _histogram(series)

@@ -89,6 +89,11 @@ class EntryTimeline:
     notes: List[str] = field(default_factory=list)
 
 
+def _float(series: pd.Series, missing: float) -> np.ndarray:
+    """A nullable integer column as float64 with ``missing`` for nulls (ns values stay exact below 2**53)."""
+    return series.astype("Float64").fillna(missing).to_numpy(dtype="float64")
+
+
 def _u64(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="uint64", na_value=0)
 
@@ -119,7 +124,7 @@ def entry_timeline(analysis, entry: int, focus: Optional[Dict] = None, since_ns:
         t0, t1 = lo - margin, hi + margin
         anchor, anchor_label = w0, f"the fault start of tid {int(focus['tid'])}"
     else:
-        times = [gens_all["bind_ns"].to_numpy(dtype="int64"), wins_all["start_ns"].to_numpy(dtype="int64"),
+        times = [gens_all["bind_ns"].dropna().to_numpy(dtype="int64"), wins_all["start_ns"].to_numpy(dtype="int64"),
                  wins_all["end_ns"].to_numpy(dtype="int64"), index.ts[on_entry],
                  gens_all["release_ns"].dropna().to_numpy(dtype="int64")]
         times = np.concatenate([t for t in times if len(t)]) if any(len(t) for t in times) else np.array([])
@@ -136,8 +141,10 @@ def entry_timeline(analysis, entry: int, focus: Optional[Dict] = None, since_ns:
         anchor = int(index.ts.min()) if len(index.ts) else t0
         anchor_label = "the capture's first event"
 
-    release_end = gens_all["release_ns"].astype("Float64").fillna(np.inf).to_numpy(dtype="float64")
-    in_view = (gens_all["bind_ns"].to_numpy(dtype="int64") <= t1) & (release_end >= t0)
+    # A generation with no bind_ns began before the capture; one with no release_ns is still bound.
+    bind_start = _float(gens_all["bind_ns"], -np.inf)
+    release_end = _float(gens_all["release_ns"], np.inf)
+    in_view = (bind_start <= t1) & (release_end >= t0)
     generations = gens_all[in_view].reset_index(drop=True)
     windows = wins_all[_overlaps(wins_all["start_ns"], wins_all["end_ns"], t0, t1)].reset_index(drop=True)
 
@@ -168,8 +175,8 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
                                 "detail": index.func[install]}))
     rows = []
     for gen in gens.itertuples(index=False):
-        bind = int(gen.bind_ns)
-        if t0 <= bind <= t1:
+        bind = None if pd.isna(gen.bind_ns) else int(gen.bind_ns)
+        if bind is not None and t0 <= bind <= t1:
             actor = index.actor_at(bind, BIND_ROLES, entry)
             rows.append(("bind", bind, -1 if actor is None else int(index.tid[actor]),
                          f"gen {int(gen.generation)} via {gen.bind_kind}"))
@@ -265,9 +272,10 @@ def _draw_generations(ax, tl: EntryTimeline, to_x, pixel: float, x_end: float) -
         ax.text(float(to_x(tl.start_ns)) + 2 * pixel, 0, "no binding of this entry recorded in view",
                 va="center", fontsize=9, color="#777777")
         return
-    starts = to_x(gens["bind_ns"].to_numpy(dtype="int64"))
+    x_start = float(to_x(tl.start_ns))
+    starts = np.maximum(to_x(_float(gens["bind_ns"], -np.inf)), x_start)
     open_ = gens["release_ns"].isna().to_numpy()
-    ends = np.where(open_, x_end, to_x(gens["release_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")))
+    ends = np.where(open_, x_end, to_x(_float(gens["release_ns"], 0)))
     numbers = gens["generation"].to_numpy(dtype="int64")
     for parity, color in enumerate(style.GENERATION_COLORS):
         pick = numbers % 2 == parity
@@ -321,6 +329,9 @@ def _draw_windows(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, i
 
 def _draw_marks(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int]) -> None:
     marks = tl.marks
+    # Zoomed out, a window's lookup, bind and install fall on one pixel: lift lookups and drop installs
+    # a little so none hides another. Zoomed on one race they are apart already and stay on the row's centre.
+    lift = {"lookup": -0.17, "install": 0.17} if tl.focus is None else {}
     for kind in MARK_KINDS:
         of_kind = marks[marks["kind"] == kind]
         xs_all, ys_all = [], []
@@ -330,7 +341,7 @@ def _draw_marks(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int
                 continue
             xs = style.thin_points(to_x(group["ts_ns"].to_numpy(dtype="int64")), pixel * 3)
             xs_all.append(xs)
-            ys_all.append(np.full(len(xs), row))
+            ys_all.append(np.full(len(xs), row + lift.get(kind, 0.0)))
         if kind in ("bind", "release"):  # generation boundaries also show on the generation row
             xs = style.thin_points(to_x(of_kind["ts_ns"].to_numpy(dtype="int64")), pixel * 3)
             xs_all.append(xs)
