@@ -1,0 +1,46 @@
+"""The in-kernel detector against the offline analysis, on the same real run in the test box.
+
+tests/guest/live_bcc_check.py records the swap workload (KSM on) with `swaprace record --backend bcc`; the
+capture then carries both the event stream and the BPF maps' verdict (``CaptureMeta.detector``). With no event
+lost, the two must agree exactly: same windows, same lookup hits, same reuses, same races (entry, thread,
+window, release, rebind, class) -- they implement the same rules, one per event in the kernel, one
+column-wise offline.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_live_bcc import guest  # noqa: F401 -- the module-scoped, per-kernel guest run
+
+pytestmark = pytest.mark.vm
+
+RACE_KEYS = ("entry", "tid", "window_start_ns", "release_ns", "rebind_ns", "class")
+
+
+def _lossless(rec) -> bool:
+    return rec["lost_events"] == 0 and rec["detector"]["counters"]["state_map_full"] == 0
+
+
+def test_detector_counters_agree_with_offline_analysis(guest):  # noqa: F811
+    rec = guest["record"]
+    assert rec.get("status") == 0, rec
+    if not _lossless(rec):
+        pytest.fail(f"the run lost events, cannot compare exactly: {rec['lost']}")
+    det, off = rec["detector"]["counters"], rec["analysis"]
+    assert det["windows"] == off["windows"]
+    assert det["windows_with_entry"] == off["windows_with_entry"]
+    assert det["lookup_hits"] == off["lookup_hits"]
+    assert det["reuses"] == off["reuses"]
+    assert off["reuses"] > 0, "the workload should reuse swap entries (swap-out after swap-in)"
+
+
+def test_detector_races_agree_with_offline_analysis(guest):  # noqa: F811
+    rec = guest["record"]
+    if not _lossless(rec):
+        pytest.fail(f"the run lost events, cannot compare exactly: {rec['lost']}")
+    kernel = sorted(tuple(r[k] for k in RACE_KEYS) for r in rec["detector"]["races"])
+    offline = sorted(tuple(r[k] for k in RACE_KEYS) for r in rec["analysis"]["races"])
+    assert kernel == offline
+    counters = rec["detector"]["counters"]
+    assert counters["races_recovered"] + counters["races_stale_install"] == len(kernel)
