@@ -452,6 +452,62 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 # === end vm ==============================================================================================
 
 # === stress (issue 5) ====================================================================================
+@main.command()
+@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of workload.")
+@click.option("--threads", type=int, default=4, show_default=True, help="Threads per process faulting the same pages.")
+@click.option("--processes", type=int, default=2, show_default=True, help="Unrelated workload processes.")
+@click.option("--mem", default="32M", show_default=True, help="Working set per process (e.g. 64M).")
+@click.option("--limit", default=None, help="Memory cgroup limit for all processes [default: a quarter of the working set].")
+@click.option("--swap", default=None, help="Swap file size [default: working set + 16M: stays > half full].")
+@click.option("--ksm/--no-ksm", default=True, show_default=True, help="Identical pages merged by a fast KSM scan.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of page choice and content.")
+@click.option("--swap-file", default=None, help="Where to create the swap file [default: /var/tmp/swaprace-stress.swap].")
+@click.option("--yes", is_flag=True, help="Allow changing swap, cgroups and KSM on this machine (not needed in the test box).")
+@click.option("--record", "record_path", default=None, metavar="CAPTURE",
+              help="Run the live tracer for the same run, write CAPTURE, and match its races to the oracle.")
+@click.option("--cleanup", is_flag=True, help="Undo what a crashed stress run left behind, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--inject-corruption", type=int, default=0, hidden=True,
+              help="Corrupt N pages behind the oracle's back (tests the oracle).")
+def stress(duration, threads, processes, mem, limit, swap, ksm, seed, swap_file, yes, record_path, cleanup,
+           as_json, inject_corruption):
+    """Drive swap-in races with a data oracle: every page read back is checked.
+
+    Sets up a small swap file, a memory cgroup below the working set and a fast KSM scan (all restored on
+    exit, Ctrl-C or SIGTERM), runs threads and forked readers faulting the same pages at once, prints the
+    /proc/vmstat counters, and fails when any page holds something other than what was last written.
+
+    \b
+    Example:
+        swaprace stress --yes --duration 20
+        swaprace stress --yes --record run.parquet --json
+        swaprace stress --cleanup
+    """
+    from swaprace.stress import machine, run as stress_run
+
+    if cleanup:
+        undone = machine.cleanup()
+        if as_json:
+            echo_json({"undone": undone})
+        else:
+            click.echo(f"stress: undid {len(undone)} recorded changes" if undone else "stress: nothing to clean up")
+        return
+    opts = stress_run.StressOptions(
+        duration=duration, threads=threads, processes=processes, mem_bytes=stress_run.parse_size(mem),
+        limit_bytes=stress_run.parse_size(limit) if limit else None,
+        swap_bytes=stress_run.parse_size(swap) if swap else None, ksm=ksm, seed=seed, yes=yes,
+        swap_file=swap_file, inject_corruption=inject_corruption, record=record_path)
+    tty = sys.stderr.isatty()
+    summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None)
+    summary["verdict"] = stress_run.verdict(summary)
+    if as_json:
+        echo_json(summary)
+    else:
+        for line in stress_run.format_summary(summary):
+            click.echo(line)
+        click.echo(summary["verdict"])
+    if not summary["ok"]:
+        sys.exit(1)
 # === end stress ==========================================================================================
 
 # === report / plot (issue 6) =============================================================================

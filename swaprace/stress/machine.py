@@ -1,0 +1,352 @@
+"""The machine set-up a stress run needs, and its exact undo.
+
+A run changes three things: a small swap file (swapon at top priority), a memory cgroup with a limit below
+the working set (cgroup v2, or the v1 memory controller where that is what the machine has), and the KSM
+knobs (run, pages_to_scan, sleep_millisecs). Every change is appended to a state file *before* it is made,
+so that a crashed run can be undone by ``swaprace stress --cleanup``; every undo step is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from swaprace.errors import SwapraceError
+
+KSM_DIR = Path("/sys/kernel/mm/ksm")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: Put in the guest image by vm-setup: on the swaprace test box a stress run needs no --yes.
+TESTBOX_MARKER = Path("/etc/swaprace-testbox")
+MiB = 1 << 20
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("SWAPRACE_STATE_DIR", "/var/lib/swaprace"))
+
+
+def state_file() -> Path:
+    return state_dir() / "stress-state.json"
+
+
+def in_testbox() -> bool:
+    return TESTBOX_MARKER.exists()
+
+
+# --- what the machine offers ---------------------------------------------------------------------------
+
+@dataclass
+class CgroupLayout:
+    version: int  # 2 or 1
+    parent: Path  # where our cgroup is created
+
+
+def detect_cgroup() -> CgroupLayout:
+    """The memory controller's hierarchy: v2 when the unified root offers ``memory``, else v1's."""
+    controllers = CGROUP_ROOT / "cgroup.controllers"
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return CgroupLayout(2, CGROUP_ROOT)
+    if (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
+        return CgroupLayout(1, CGROUP_ROOT / "memory")
+    raise SwapraceError("no memory cgroup controller found (neither cgroup v2 with 'memory' at "
+                        f"{CGROUP_ROOT} nor cgroup v1 at {CGROUP_ROOT / 'memory'})")
+
+
+def ksm_available() -> bool:
+    return (KSM_DIR / "run").exists()
+
+
+def sbin(tool: str) -> str:
+    found = shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}")
+                                        if os.access(p, os.X_OK)), None)
+    if not found:
+        raise SwapraceError(f"{tool} not found (util-linux): it is needed to set up the swap file")
+    return found
+
+
+def active_swaps() -> List[Dict[str, int]]:
+    """/proc/swaps as dicts: filename, size and used in KiB."""
+    rows = []
+    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 4:
+            rows.append({"filename": parts[0], "size_kib": int(parts[2]), "used_kib": int(parts[3])})
+    return rows
+
+
+# --- the plan ------------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    swap_path: str
+    swap_bytes: int
+    cgroup_version: int
+    cgroup_path: str
+    limit_bytes: int
+    ksm: Dict[str, str] = field(default_factory=dict)  # knob -> value to set (empty: KSM left alone)
+
+    def describe(self) -> List[str]:
+        lines = [
+            f"create swap file {self.swap_path} ({self.swap_bytes // MiB} MiB) and swapon it at priority 32767",
+            f"create memory cgroup {self.cgroup_path} (v{self.cgroup_version}) limited to "
+            f"{self.limit_bytes // MiB} MiB and run the workload in it",
+        ]
+        for knob, value in self.ksm.items():
+            old = _read(KSM_DIR / knob)
+            lines.append(f"set {KSM_DIR / knob} = {value} (now {old})")
+        if not self.ksm:
+            lines.append("leave KSM as it is (--no-ksm)")
+        return lines
+
+
+def make_plan(swap_bytes: int, limit_bytes: int, ksm: bool, swap_path: Optional[str] = None) -> Plan:
+    layout = detect_cgroup()
+    knobs: Dict[str, str] = {}
+    if ksm:
+        if not ksm_available():
+            raise SwapraceError(f"KSM is not available ({KSM_DIR} missing; kernel without CONFIG_KSM?): "
+                                "run with --no-ksm")
+        # fast scan: a full pass over a few tens of MiB every fraction of a second
+        knobs = {"run": "1", "pages_to_scan": "2000", "sleep_millisecs": "10"}
+    cgroup = layout.parent / f"swaprace-stress-{os.getpid()}"
+    return Plan(swap_path=swap_path or "/var/tmp/swaprace-stress.swap", swap_bytes=swap_bytes,
+                cgroup_version=layout.version, cgroup_path=str(cgroup), limit_bytes=limit_bytes, ksm=knobs)
+
+
+# --- state file: a write-ahead log of changes ----------------------------------------------------------
+
+class StateLog:
+    """Append-only record of the changes made, rewritten atomically after each append."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.changes: List[Dict[str, str]] = []
+
+    def claim(self) -> None:
+        """Refuse when another run's changes are recorded (live run, or a crashed one not cleaned up)."""
+        if self.path.exists():
+            try:
+                pid = int(json.loads(self.path.read_text()).get("pid", 0))
+            except (ValueError, OSError):
+                pid = 0
+            if pid and _alive(pid):
+                raise SwapraceError(f"another swaprace stress run (pid {pid}) owns the machine set-up "
+                                    f"({self.path})")
+            raise SwapraceError(f"a previous stress run did not restore the machine ({self.path}): "
+                                "run `swaprace stress --cleanup` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+
+    def add(self, **change: str) -> None:
+        self.changes.append({k: str(v) for k, v in change.items()})
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "changes": self.changes}, indent=1))
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> "StateLog":
+        log = cls(path)
+        try:
+            log.changes = json.loads(path.read_text())["changes"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SwapraceError(f"{path}: unreadable stress state file ({exc})") from None
+        return log
+
+
+# --- applying and undoing ------------------------------------------------------------------------------
+
+class Machine:
+    """Context manager: applies a :class:`Plan`, and restores everything on exit (also on exceptions)."""
+
+    def __init__(self, plan: Plan, log: Optional[StateLog] = None):
+        self.plan = plan
+        self.log = log or StateLog(state_file())
+        self.cgroup = Path(plan.cgroup_path)
+
+    def __enter__(self) -> "Machine":
+        self.log.claim()
+        try:
+            self._apply()
+        except BaseException:
+            restore(self.log)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        restore(self.log)
+
+    def apply_limit(self) -> None:
+        """Set the cgroup limit once the workload has filled its memory: the write itself reclaims down
+        to the limit. Filling under the limit instead races swap writeback and ends in the OOM killer."""
+        name = "memory.max" if self.plan.cgroup_version == 2 else "memory.limit_in_bytes"
+        for attempt in range(50):
+            try:
+                _write(self.cgroup / name, str(self.plan.limit_bytes))
+                return
+            except SwapraceError:
+                if attempt == 49:  # v1 answers EBUSY while it cannot reclaim enough yet
+                    raise
+                time.sleep(0.2)
+
+    @property
+    def procs_file(self) -> str:
+        return str(self.cgroup / "cgroup.procs")
+
+    def _apply(self) -> None:
+        plan = self.plan
+        self.log.add(kind="swapfile", path=plan.swap_path)
+        _create_swap_file(Path(plan.swap_path), plan.swap_bytes)
+        self.log.add(kind="swapon", path=plan.swap_path)
+        _run([sbin("swapon"), "--priority", "32767", plan.swap_path], "swapon")
+        if plan.cgroup_version == 2:
+            control = self.cgroup.parent / "cgroup.subtree_control"
+            if "memory" not in control.read_text().split():
+                self.log.add(kind="subtree_control", path=str(control), controller="memory")
+                _write(control, "+memory")
+        self.log.add(kind="cgroup", path=str(self.cgroup), version=plan.cgroup_version)
+        try:
+            self.cgroup.mkdir()
+        except OSError as exc:
+            raise SwapraceError(f"cannot create cgroup {self.cgroup}: {exc.strerror}") from None
+        for knob, value in plan.ksm.items():
+            path = KSM_DIR / knob
+            self.log.add(kind="ksm", path=str(path), old=_read(path))
+            _write(path, value)
+
+
+def restore(log: StateLog) -> None:
+    """Undo every recorded change, newest first; remove the state file only when all succeeded."""
+    problems: List[str] = []
+    for change in reversed(log.changes):
+        try:
+            _undo(change)
+        except (OSError, SwapraceError, subprocess.SubprocessError) as exc:
+            problems.append(f"{change.get('kind')} {change.get('path')}: {exc}")
+    if problems:
+        raise SwapraceError("could not restore: " + "; ".join(problems) +
+                            f" (state kept in {log.path}; retry with `swaprace stress --cleanup`)")
+    log.path.unlink(missing_ok=True)
+
+
+def cleanup(path: Optional[Path] = None) -> List[Dict[str, str]]:
+    """Undo what a crashed run recorded. Returns the changes undone (empty when nothing was left)."""
+    path = path or state_file()
+    if not path.exists():
+        return []
+    log = StateLog.load(path)
+    pid = json.loads(path.read_text()).get("pid")
+    if pid and int(pid) != os.getpid() and _alive(int(pid)):
+        raise SwapraceError(f"stress run pid {pid} is still running: stop it (it restores on SIGTERM)")
+    restore(log)
+    return log.changes
+
+
+def _undo(change: Dict[str, str]) -> None:
+    kind, path = change["kind"], Path(change["path"])
+    if kind == "ksm":
+        _write(path, change["old"])
+    elif kind == "cgroup":
+        _remove_cgroup(path)
+    elif kind == "subtree_control":
+        _write(path, "-" + change["controller"])
+    elif kind == "swapon":
+        if any(row["filename"] == str(path) for row in active_swaps()):
+            _run([sbin("swapoff"), str(path)], "swapoff")
+    elif kind == "swapfile":
+        path.unlink(missing_ok=True)
+
+
+def _remove_cgroup(path: Path) -> None:
+    """Stop the stress processes left inside (they are all ours), move anything else out, rmdir."""
+    if not path.exists():
+        return
+    procs = path / "cgroup.procs"
+    for pid in _pids(procs):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while _pids(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in _pids(procs):  # survivors (e.g. stuck in D state): out of the way of rmdir
+        try:
+            _write(path.parent / "cgroup.procs", str(pid))
+        except OSError:
+            pass
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    path.rmdir()
+
+
+def _create_swap_file(path: Path, size: int) -> None:
+    """Zero-filled (no holes: swapon refuses sparse files), mode 0600, mkswap'd."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = bytes(MiB)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SwapraceError(f"{path} already exists: not overwriting it (remove it or pass --swap-file)") from None
+    except OSError as exc:
+        raise SwapraceError(f"cannot create swap file {path}: {exc.strerror}") from None
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, chunk[: min(MiB, size - written)])
+        os.fsync(fd)
+    except OSError as exc:
+        raise SwapraceError(f"cannot write swap file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    _run([sbin("mkswap"), str(path)], "mkswap")
+
+
+def _run(argv: List[str], what: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        message = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}").splitlines()[-1]
+        raise SwapraceError(f"{what} failed: {message}")
+
+
+def _pids(procs: Path) -> List[int]:
+    try:
+        return [int(x) for x in procs.read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        with open(path, "w") as fh:
+            fh.write(value)
+    except OSError as exc:
+        raise SwapraceError(f"cannot write {value!r} to {path}: {exc.strerror}") from None

@@ -1,0 +1,172 @@
+"""Build and load the native stress helper (stress_helper.c) with the system C compiler.
+
+The helper is compiled once per source version into a cache directory and loaded with ctypes. Its
+pthreads do the page touching, so Python's GIL never serializes the faults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from swaprace.errors import SwapraceError
+
+SOURCE = Path(__file__).with_name("stress_helper.c")
+CFLAGS = ["-O2", "-Wall", "-shared", "-fPIC", "-pthread"]
+
+
+class Config(ctypes.Structure):
+    _fields_ = [
+        ("npages", ctypes.c_uint64),
+        ("seed", ctypes.c_uint64),
+        ("duration_ns", ctypes.c_uint64),
+        ("slow_ns", ctypes.c_uint64),
+        ("max_windows", ctypes.c_uint64),
+        ("max_mismatches", ctypes.c_uint64),
+        ("proc_index", ctypes.c_uint32),
+        ("threads", ctypes.c_uint32),
+        ("batch", ctypes.c_uint32),
+        ("shared_permille", ctypes.c_uint32),
+        ("group_size", ctypes.c_uint32),
+        ("write_permille", ctypes.c_uint32),
+        ("fork_every", ctypes.c_uint32),
+        ("pageout", ctypes.c_uint32),
+        ("mergeable", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class Mismatch(ctypes.Structure):
+    _fields_ = [
+        ("addr", ctypes.c_uint64),
+        ("page_index", ctypes.c_uint64),
+        ("expected_tag", ctypes.c_uint64),
+        ("expected_gen", ctypes.c_uint64),
+        ("got_tag", ctypes.c_uint64),
+        ("got_gen", ctypes.c_uint64),
+        ("mono_ns", ctypes.c_uint64),
+        ("real_ns", ctypes.c_uint64),
+        ("pid", ctypes.c_int32),
+        ("tid", ctypes.c_int32),
+        ("cpu", ctypes.c_int32),
+        ("first_bad_offset", ctypes.c_uint32),
+        ("phase", ctypes.c_uint32),
+        ("got_magic_ok", ctypes.c_uint32),
+    ]
+
+
+class Window(ctypes.Structure):
+    _fields_ = [
+        ("start_ns", ctypes.c_uint64),
+        ("end_ns", ctypes.c_uint64),
+        ("page_index", ctypes.c_uint64),
+        ("tid", ctypes.c_int32),
+        ("cpu_start", ctypes.c_int16),
+        ("cpu_end", ctypes.c_int16),
+        ("phase", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class Result(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "region_addr", "page_size", "rounds", "pages_read", "pages_written", "child_pages_read",
+        "final_pages_checked", "forks", "fork_failures", "children_failed", "pageouts", "pageout_errors",
+        "mismatches", "windows", "windows_dropped", "start_mono_ns", "end_mono_ns", "start_real_ns",
+    )] + [("pageout_errno", ctypes.c_int32), ("mergeable_errno", ctypes.c_int32)]
+
+
+PHASES = {0: "read", 1: "write", 2: "child-read", 3: "final-sweep"}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SWAPRACE_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "swaprace"
+
+
+def find_compiler() -> Optional[str]:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def build(compiler: Optional[str] = None) -> Path:
+    """Compile the helper (once per source version) and return the shared object's path."""
+    compiler = compiler or find_compiler()
+    if compiler is None:
+        raise SwapraceError("no C compiler (cc, gcc or clang) found: the stress helper needs one; "
+                            "install gcc (apt-get install gcc)")
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    target = cache_dir() / f"stress_helper-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".stress_helper-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([compiler, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            first = (proc.stderr.strip().splitlines() or ["no output"])[0]
+            raise SwapraceError(f"building the stress helper with {compiler} failed: {first}")
+        os.replace(tmp, target)  # atomic: concurrent runs never load a half-written object
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+class Helper:
+    """The loaded helper. One region per process: the C side keeps its state in globals."""
+
+    def __init__(self, path: Optional[Path] = None):
+        self.path = path or build()
+        lib = ctypes.CDLL(str(self.path))
+        lib.sr_prepare.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(Result)]
+        lib.sr_prepare.restype = ctypes.c_int
+        lib.sr_run.argtypes = []
+        lib.sr_run.restype = ctypes.c_int
+        lib.sr_mismatches.restype = ctypes.POINTER(Mismatch)
+        lib.sr_thread_windows.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.POINTER(Window))]
+        lib.sr_thread_windows.restype = ctypes.c_uint64
+        self.lib = lib
+        self.config = Config()
+        self.result = Result()
+
+    def install_stop_signals(self) -> None:
+        self.lib.sr_install_stop_signals()
+
+    def prepare(self, config: Config) -> Result:
+        self.config = config
+        err = self.lib.sr_prepare(ctypes.byref(self.config), ctypes.byref(self.result))
+        if err:
+            raise SwapraceError(f"stress helper could not set up its region: {os.strerror(err)}")
+        return self.result
+
+    def run(self) -> Result:
+        err = self.lib.sr_run()
+        if err:
+            raise SwapraceError(f"stress helper could not start its threads: {os.strerror(err)}")
+        return self.result
+
+    def mismatches(self) -> List[Mismatch]:
+        kept = min(self.result.mismatches, self.config.max_mismatches)
+        base = self.lib.sr_mismatches()
+        return [Mismatch.from_buffer_copy(base[i]) for i in range(kept)]
+
+    def windows(self) -> List[ctypes.Array]:
+        """One ctypes array of :class:`Window` per thread (copied out of the helper)."""
+        out = []
+        for thread in range(self.config.threads):
+            ptr = ctypes.POINTER(Window)()
+            count = self.lib.sr_thread_windows(thread, ctypes.byref(ptr))
+            array = (Window * count)()
+            if count:
+                ctypes.memmove(array, ptr, ctypes.sizeof(Window) * count)
+            out.append(array)
+        return out

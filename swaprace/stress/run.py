@@ -1,0 +1,390 @@
+"""The orchestrator of ``swaprace stress``: plan, set up, run the workers, watch, restore, judge.
+
+The workload processes are started as unrelated processes (``python -m swaprace.stress.worker``) inside
+the memory cgroup; this process never touches the workload's memory except to inject corruption for the
+oracle's own test (through /proc/PID/mem, behind the oracle's back).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from swaprace.errors import SwapraceError
+from swaprace.stress import machine, native, oracle
+from swaprace.stress.worker import WINDOW_DTYPE
+
+MiB = machine.MiB
+
+
+@dataclass
+class StressOptions:
+    duration: float = 30.0
+    threads: int = 4
+    processes: int = 2
+    mem_bytes: int = 32 * MiB  # per process
+    limit_bytes: Optional[int] = None  # cgroup limit for all processes; default a quarter of the working set
+    swap_bytes: Optional[int] = None  # default: working set + 16 MiB, so swap stays > half full
+    ksm: bool = True
+    seed: int = 1
+    yes: bool = False
+    swap_file: Optional[str] = None
+    batch: int = 64
+    write_permille: int = 100
+    shared_permille: int = 250
+    group_size: int = 4
+    fork_every: int = 16
+    slow_ns: int = 2000
+    pageout: bool = True  # MADV_PAGEOUT each batch before it is read
+    inject_corruption: int = 0  # pages to corrupt behind the oracle's back (tests the oracle)
+    record: Optional[str] = None
+
+
+@dataclass
+class Sizes:
+    working_set: int
+    limit: int
+    swap: int
+
+
+def plan_sizes(opts: StressOptions) -> Sizes:
+    working_set = opts.processes * opts.mem_bytes
+    limit = opts.limit_bytes if opts.limit_bytes is not None else working_set // 4
+    if limit >= working_set:
+        raise SwapraceError(f"--limit ({limit // MiB} MiB) must be below the working set "
+                            f"({opts.processes} x {opts.mem_bytes // MiB} MiB): nothing would be swapped")
+    # Swap holds at least (working set - limit), three quarters of it by default: that keeps a swap file of
+    # the working set plus 16 MiB more than half full (where do_swap_page frees the swap cache on every
+    # swap-in: vm_swap_full()), while still leaving room for swap-cache duplicates and the interpreter's
+    # own pages (a full swap file under a cgroup limit means the OOM killer).
+    swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 16 * MiB
+    return Sizes(working_set, limit, swap)
+
+
+def check_options(opts: StressOptions) -> None:
+    if opts.threads < 1 or opts.threads > 64:
+        raise SwapraceError("--threads must be between 1 and 64")
+    if opts.processes < 1:
+        raise SwapraceError("--processes must be at least 1")
+    if opts.duration <= 0:
+        raise SwapraceError("--duration must be positive")
+    pages = opts.mem_bytes // os.sysconf("SC_PAGE_SIZE")
+    if pages < 4 * opts.batch:
+        raise SwapraceError(f"--mem is too small: at least {4 * opts.batch} pages per process")
+
+
+class Interrupted(SwapraceError):
+    pass
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}: workload stopped, machine restored",
+                      exit_code=128 + signum)
+
+
+def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Set up, run, restore. Returns the summary (see :func:`summarize`). Raises SwapraceError."""
+    check_options(opts)
+    if os.geteuid() != 0:
+        raise SwapraceError("swaprace stress changes swap, cgroups and KSM: it must run as root")
+    sizes = plan_sizes(opts)
+    plan = machine.make_plan(sizes.swap, sizes.limit, opts.ksm, opts.swap_file)
+    if not (opts.yes or machine.in_testbox()):
+        raise SwapraceError("refusing to change this machine without --yes; it would: " + "; ".join(plan.describe()))
+    helper = native.build()
+    say = progress or (lambda _msg: None)
+    for line in plan.describe():
+        say(f"stress: {line}")
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    workers: List[subprocess.Popen] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="swaprace-stress-") as tmp, machine.Machine(plan) as box:
+            out = Path(tmp)
+            try:
+                run = _Run(opts, sizes, plan, box, out, helper, say)
+                return run.execute(workers)
+            finally:
+                _stop_workers(workers)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_workers(workers: List[subprocess.Popen]) -> None:
+    """SIGTERM (the helper finishes its round and exits), then SIGKILL whatever is left."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in workers:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Run:
+    def __init__(self, opts, sizes, plan, box, out, helper, say):
+        self.opts, self.sizes, self.plan, self.box = opts, sizes, plan, box
+        self.out, self.helper, self.say = out, helper, say
+        self.swap_samples: List[float] = []
+        self.ksm_sharing_max = 0
+        self.injections: List[Dict[str, Any]] = []
+
+    def execute(self, workers: List[subprocess.Popen]) -> Dict[str, Any]:
+        before = oracle.read_vmstat()
+        ksm_before = _ksm_counters()
+        started = time.monotonic()
+        for index in range(self.opts.processes):
+            workers.append(self._start_worker(index))
+        self._wait_ready(workers)
+        self.box.apply_limit()
+        (self.out / "go").touch()
+        started = time.monotonic()
+        self._watch(workers, started)
+        elapsed = time.monotonic() - started
+        after = oracle.read_vmstat()
+        results = self._collect(workers)
+        return summarize(self.opts, self.sizes, self.plan, results, oracle.vmstat_delta(before, after),
+                         self._ksm_summary(ksm_before), self.swap_samples, self.injections, elapsed,
+                         self._cgroup_events())
+
+    def _start_worker(self, index: int) -> subprocess.Popen:
+        opts = self.opts
+        spec = {
+            "out_dir": str(self.out), "proc_index": index, "helper": str(self.helper),
+            "cgroup_procs": self.box.procs_file, "npages": opts.mem_bytes // os.sysconf("SC_PAGE_SIZE"),
+            "seed": opts.seed, "duration_ns": int(opts.duration * 1e9), "slow_ns": opts.slow_ns,
+            "max_windows": 100_000, "max_mismatches": 1000, "threads": opts.threads, "batch": opts.batch,
+            "shared_permille": opts.shared_permille if opts.ksm else 0, "group_size": opts.group_size,
+            "write_permille": opts.write_permille, "fork_every": opts.fork_every, "pageout": int(opts.pageout),
+            "mergeable": int(opts.ksm),
+        }
+        path = self.out / f"spec-{index}.json"
+        path.write_text(json.dumps(spec))
+        log = open(self.out / f"worker-{index}.log", "wb")
+        return subprocess.Popen([sys.executable, "-m", "swaprace.stress.worker", str(path)],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait_ready(self, workers: List[subprocess.Popen]) -> None:
+        deadline = time.monotonic() + 60 + self.sizes.working_set / MiB
+        for index, proc in enumerate(workers):
+            while not (self.out / f"status-{index}.json").exists():
+                if proc.poll() is not None:
+                    self._collect(workers[: index + 1])  # raises with the worker's reason
+                if time.monotonic() > deadline:
+                    raise SwapraceError(f"worker {index} did not fill its memory in time")
+                time.sleep(0.02)
+
+    def _watch(self, workers: List[subprocess.Popen], started: float) -> None:
+        # the final sweep re-reads every page, possibly all from swap: allow for slow (emulated) machines
+        hard_deadline = started + self.opts.duration + 120 + self.sizes.working_set / MiB
+        inject_at = started + self.opts.duration * 0.3
+        next_report = started + 5
+        while any(p.poll() is None for p in workers):
+            now = time.monotonic()
+            if now > hard_deadline:
+                raise SwapraceError("workers did not finish in time (stuck in the kernel?): stopped them")
+            self._sample()
+            if self.opts.inject_corruption and not self.injections and now >= inject_at:
+                self._inject()
+            if now >= next_report:
+                next_report = now + 5
+                self.say(f"stress: {now - started:5.0f}s  swap {self._swap_fill():4.0%} full  "
+                         f"ksm pages_sharing {self.ksm_sharing_max}")
+            time.sleep(0.25)
+
+    def _sample(self) -> None:
+        self.swap_samples.append(self._swap_fill())
+        sharing = _ksm_counters().get("pages_sharing", 0)
+        self.ksm_sharing_max = max(self.ksm_sharing_max, sharing)
+
+    def _swap_fill(self) -> float:
+        swaps = machine.active_swaps()
+        total = sum(s["size_kib"] for s in swaps)
+        return sum(s["used_kib"] for s in swaps) / total if total else 0.0
+
+    def _inject(self) -> None:
+        """Overwrite a few private pages of worker 0 through /proc/PID/mem, without telling the oracle."""
+        status_path = self.out / "status-0.json"
+        if not status_path.exists():
+            return
+        status = json.loads(status_path.read_text())
+        private_pages = status["npages"] - status["npages"] * status["shared_permille"] // 1000
+        step = max(1, private_pages // (self.opts.inject_corruption + 1))
+        with open(f"/proc/{status['pid']}/mem", "r+b", buffering=0) as mem:
+            for n in range(self.opts.inject_corruption):
+                index = step * (n + 1)
+                addr = status["region_addr"] + index * status["page_size"] + 1024
+                mem.seek(addr)
+                mem.write(b"\xde\xad\xbe\xef" * 4)
+                self.injections.append({"pid": status["pid"], "page_index": index, "addr": addr,
+                                        "mono_ns": time.monotonic_ns()})
+        self.say(f"stress: injected corruption into {len(self.injections)} pages of pid {status['pid']}")
+
+    def _collect(self, workers: List[subprocess.Popen]) -> List[Dict[str, Any]]:
+        results = []
+        for index, proc in enumerate(workers):
+            path = self.out / f"result-{index}.json"
+            if proc.returncode != 0 or not path.exists():
+                log = (self.out / f"worker-{index}.log").read_text(errors="replace").strip().splitlines()
+                why = _death_reason(proc.returncode)
+                raise SwapraceError(f"worker {index} (pid {proc.pid}) failed: {why}"
+                                    + (f": {log[-1]}" if log else ""))
+            result = json.loads(path.read_text())
+            windows = np.load(self.out / f"windows-{index}.npy")
+            result["windows"] = windows
+            results.append(result)
+        return results
+
+    def _ksm_summary(self, before: Dict[str, int]) -> Dict[str, int]:
+        after = _ksm_counters()
+        return {"pages_sharing_max": self.ksm_sharing_max,
+                "full_scans": after.get("full_scans", 0) - before.get("full_scans", 0)}
+
+    def _cgroup_events(self) -> Dict[str, int]:
+        path = Path(self.plan.cgroup_path) / "memory.events"
+        events = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                events[name] = int(value)
+        return events
+
+
+def _ksm_counters() -> Dict[str, int]:
+    out = {}
+    for name in ("pages_sharing", "pages_shared", "full_scans"):
+        try:
+            out[name] = int((machine.KSM_DIR / name).read_text())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _death_reason(returncode: Optional[int]) -> str:
+    if returncode is not None and returncode < 0:
+        sig = signal.Signals(-returncode).name
+        if returncode == -signal.SIGKILL:
+            return f"killed by {sig} (the OOM killer? the swap file may be too small: raise --swap or --limit)"
+        return f"killed by {sig}"
+    return f"exit status {returncode}"
+
+
+def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections, elapsed,
+              cgroup_events) -> Dict[str, Any]:
+    counters: Dict[str, int] = {}
+    mismatches: List[Dict[str, Any]] = []
+    all_windows, window_pids = [], []
+    start_mono = min(r["counters"]["start_mono_ns"] for r in results)
+    for r in results:
+        for name, value in r["counters"].items():
+            if name in ("region_addr", "page_size", "start_mono_ns", "end_mono_ns", "start_real_ns",
+                        "pageout_errno", "mergeable_errno"):
+                continue
+            counters[name] = counters.get(name, 0) + int(value)
+        for m in r["mismatches"]:
+            m["phase_name"] = native.PHASES.get(m["phase"], str(m["phase"]))
+            m["elapsed_s"] = (m["mono_ns"] - start_mono) / 1e9
+            mismatches.append(m)
+        all_windows.append(r["windows"])
+        window_pids.append(np.full(len(r["windows"]), r["pid"], dtype=np.int64))
+    windows = np.concatenate(all_windows) if all_windows else np.zeros(0, dtype=WINDOW_DTYPE)
+    pids = np.concatenate(window_pids) if window_pids else np.zeros(0, dtype=np.int64)
+    overlaps = oracle.overlap_stats(windows, pids)
+    minutes = elapsed / 60
+    full = [s for s in swap_samples if s > 0.5]
+    summary = {
+        "ok": not mismatches,
+        "corruptions": counters.get("mismatches", 0),
+        "mismatches": oracle.sort_mismatches(mismatches),
+        "injected": injections,
+        "duration_s": round(elapsed, 2),
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("yes",)},
+        "machine": {"working_set_mib": sizes.working_set // MiB, "limit_mib": sizes.limit // MiB,
+                    "swap_mib": sizes.swap // MiB, "swap_file": plan.swap_path,
+                    "cgroup": plan.cgroup_path, "cgroup_version": plan.cgroup_version, "ksm": plan.ksm,
+                    "cgroup_events": cgroup_events},
+        "workload": counters,
+        "fault_windows": overlaps | {
+            "per_second": round(overlaps["windows"] / elapsed, 1) if elapsed else 0.0,
+            "slow_ns": opts.slow_ns},
+        "swap_fill": {"samples": len(swap_samples),
+                      "mean": round(float(np.mean(swap_samples)), 3) if swap_samples else None,
+                      "share_above_half": round(len(full) / len(swap_samples), 3) if swap_samples else None},
+        "ksm": ksm,
+        "vmstat": vmstat,
+        "per_minute": {k: round(v["delta"] / minutes, 1) for k, v in vmstat.items()
+                       if k in ("pswpin", "pswpout", "ksm_swpin_copy", "cow_ksm")} if minutes else {},
+    }
+    return summary
+
+
+def format_summary(summary: Dict[str, Any]) -> List[str]:
+    """Human-readable lines for the terminal."""
+    w, m = summary["workload"], summary["machine"]
+    fw = summary["fault_windows"]
+    lines = [
+        f"workload: {summary['options']['processes']} processes x {summary['options']['threads']} threads, "
+        f"{summary['duration_s']:.1f}s, working set {m['working_set_mib']} MiB, limit {m['limit_mib']} MiB "
+        f"(cgroup v{m['cgroup_version']}), swap file {m['swap_mib']} MiB",
+        f"  rounds {w.get('rounds', 0)}, pages read {w.get('pages_read', 0)}, written {w.get('pages_written', 0)}, "
+        f"forked readers {w.get('forks', 0)} ({w.get('child_pages_read', 0)} pages), "
+        f"final sweep {w.get('final_pages_checked', 0)} pages, MADV_PAGEOUT {w.get('pageouts', 0)}",
+        f"  fault windows (first touch >= {fw['slow_ns']} ns): {fw['windows']} ({fw['per_second']}/s), "
+        f"{fw['overlapping_windows']} overlapping another on a different CPU, "
+        f"{fw['same_page_overlapping_pairs']} same-page pairs in flight together",
+    ]
+    sf = summary["swap_fill"]
+    if sf["mean"] is not None:
+        lines.append(f"  swap fill: mean {sf['mean']:.0%}, above half in {sf['share_above_half']:.0%} of samples")
+    lines.append(f"  ksm: pages_sharing max {summary['ksm']['pages_sharing_max']}, "
+                 f"full scans {summary['ksm']['full_scans']}")
+    lines.append("vmstat (before -> after, delta):")
+    for name, v in summary["vmstat"].items():
+        lines.append(f"  {name:16} {v['before']:>12} -> {v['after']:>12}  +{v['delta']}")
+    for inj in summary["injected"]:
+        lines.append(f"injected: pid {inj['pid']} page {inj['page_index']} addr {inj['addr']:#x}")
+    for mm in summary["mismatches"][:20]:
+        lines.append("MISMATCH " + oracle.describe_mismatch(mm))
+    if summary["corruptions"] > 20:
+        lines.append(f"... {summary['corruptions'] - 20} more mismatches (see --json)")
+    lines.append(f"oracle: {summary['corruptions']} corrupted page reads")
+    return lines
+
+
+def parse_size(text: str) -> int:
+    """``64M``, ``1G``, ``512K``, ``4096`` (bytes) -> bytes; units are binary (MiB, GiB)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in units else ""
+    number = value[: len(value) - len(unit)]
+    try:
+        size = int(float(number) * units[unit])
+    except ValueError:
+        raise SwapraceError(f"not a size: {text!r} (use e.g. 64M, 1G)") from None
+    if size <= 0:
+        raise SwapraceError(f"size must be positive: {text!r}")
+    return size
+
+
+def verdict(summary: Dict[str, Any]) -> str:
+    join = summary.get("join")
+    if join:
+        return join["verdict"]
+    n = summary["corruptions"]
+    if n:
+        return f"verdict: CORRUPTION ({n} corrupted page reads; no tracer ran: use --record to match races)"
+    return "verdict: clean (0 corruptions; no tracer ran)"

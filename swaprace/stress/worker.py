@@ -1,0 +1,79 @@
+"""One workload process: ``python -m swaprace.stress.worker SPEC.json``.
+
+Started by :mod:`swaprace.stress.run`, several at once, as unrelated processes (different anon_vma roots,
+so that KSM pages shared between them are copied on swap-in). It joins the memory cgroup before it touches
+memory, fills its region, publishes where the region is (``status-<n>.json``), runs, and writes
+``result-<n>.json`` (counters and oracle mismatches) and ``windows-<n>.npy`` (slow first touches).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+
+from swaprace.stress import native
+
+WINDOW_DTYPE = np.dtype([
+    ("start_ns", "<u8"), ("end_ns", "<u8"), ("page_index", "<u8"), ("tid", "<i4"),
+    ("cpu_start", "<i2"), ("cpu_end", "<i2"), ("phase", "<u4"), ("pad", "<u4"),
+])
+assert WINDOW_DTYPE.itemsize == ctypes.sizeof(native.Window)
+
+
+def write_json(path: Path, obj: Dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def join_cgroup(procs_file: str) -> None:
+    if procs_file:
+        with open(procs_file, "w") as fh:
+            fh.write(str(os.getpid()))
+
+
+def make_config(spec: Dict[str, Any]) -> native.Config:
+    config = native.Config()
+    for name, _ in native.Config._fields_:
+        if name in spec:
+            setattr(config, name, int(spec[name]))
+    return config
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    out = Path(spec["out_dir"])
+    index = int(spec["proc_index"])
+    helper = native.Helper(Path(spec["helper"]))
+    helper.install_stop_signals()  # SIGINT/SIGTERM: finish the round, sweep, report
+    join_cgroup(spec.get("cgroup_procs", ""))
+    result = helper.prepare(make_config(spec))
+    write_json(out / f"status-{index}.json", {
+        "pid": os.getpid(), "region_addr": result.region_addr, "page_size": result.page_size,
+        "npages": spec["npages"], "shared_permille": spec["shared_permille"],
+    })
+    go = out / "go"
+    while not go.exists():  # the orchestrator sets the cgroup limit once every worker has filled its region
+        if helper.lib.sr_stop_requested():
+            return 0
+        time.sleep(0.01)
+    helper.run()
+    windows = np.concatenate([np.frombuffer(bytes(a), dtype=WINDOW_DTYPE) for a in helper.windows()])
+    np.save(out / f"windows-{index}.npy", windows)
+    counters = {name: getattr(result, name) for name, _ in native.Result._fields_}
+    mismatches = [{name: getattr(m, name) for name, _ in native.Mismatch._fields_} | {"proc_index": index}
+                  for m in helper.mismatches()]
+    write_json(out / f"result-{index}.json", {"pid": os.getpid(), "counters": counters,
+                                               "mismatches": mismatches})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
