@@ -29,7 +29,10 @@ FOCUS_MARGIN = 0.12
 
 RELEASE_ROLES = ("free_cache", "cache_delete", "slot_free")
 BIND_ROLES = ("lookup", "cache_add", "slot_alloc")
-MARK_KINDS = ("lookup", "bind", "release", "install")
+MARK_KINDS = ("lookup", "bind", "release", "install", "slot")
+#: Swap-slot events on the entry that neither start nor end a generation by themselves (a slot freed after
+#: its cache folio was already deleted, a slot allocated, SWAP_HAS_CACHE taken): shown so nothing is hidden.
+SLOT_ROLES = ("slot_free", "slot_alloc", "prepare", "cache_add", "cache_delete")
 
 
 class EventIndex:
@@ -42,6 +45,7 @@ class EventIndex:
         self.ts = events["ts_ns"].to_numpy(dtype="int64")
         self.tid = events["tid"].to_numpy(dtype="int64")
         self.entry = events["entry"].to_numpy(dtype="uint64", na_value=0)
+        self.retval = events["retval"].to_numpy(dtype="uint64", na_value=0)
         self.role = events["role"].astype("string").fillna("").to_numpy(dtype=object)
         self.phase = events["phase"].astype("string").fillna("").to_numpy(dtype=object)
         self.comm = events["comm"].astype("string").fillna("?").to_numpy(dtype=object)
@@ -185,6 +189,15 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
             rows.append(("release", int(gen.release_ns), -1 if actor is None else int(index.tid[actor]),
                          f"gen {int(gen.generation)} by {gen.release_kind}"))
     frames.append(pd.DataFrame(rows, columns=["kind", "ts_ns", "tid", "detail"]))
+    # slot_alloc reports the entry it allocated as its return value; the others carry it as their key.
+    in_time = (index.ts >= t0) & (index.ts <= t1)
+    slot = in_time & np.isin(index.role, SLOT_ROLES) & (
+        (index.entry == np.uint64(entry)) | ((index.role == "slot_alloc") & (index.phase == "return")
+                                             & (index.retval == np.uint64(entry))))
+    drawn = {(ts, tid) for _, ts, tid, _ in rows}
+    keep = [i for i in np.flatnonzero(slot) if (int(index.ts[i]), int(index.tid[i])) not in drawn]
+    frames.append(pd.DataFrame({"kind": "slot", "ts_ns": index.ts[keep], "tid": index.tid[keep],
+                                "detail": index.func[keep]}))
     marks = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
         pd.DataFrame(columns=["kind", "ts_ns", "tid", "detail"])
     return marks.astype({"ts_ns": "int64", "tid": "int64"}).sort_values("ts_ns", kind="stable") \
@@ -231,6 +244,7 @@ _MARK_STYLE = {
     "bind": dict(marker="o", color="#238b45", s=56, label="bound to a folio (new generation)"),
     "release": dict(marker="X", color="#cb181d", s=80, label="released (generation ends)"),
     "install": dict(marker="*", color="#6a51a3", s=170, label="install: swap count dropped after set_pte"),
+    "slot": dict(marker="D", color="#969696", s=34, label="other slot event (alloc, free, prepare, cache)"),
 }
 
 
@@ -331,7 +345,7 @@ def _draw_marks(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int
     marks = tl.marks
     # Zoomed out, a window's lookup, bind and install fall on one pixel: lift lookups and drop installs
     # a little so none hides another. Zoomed on one race they are apart already and stay on the row's centre.
-    lift = {"lookup": -0.17, "install": 0.17} if tl.focus is None else {}
+    lift = {"lookup": -0.17, "install": 0.17, "slot": 0.17} if tl.focus is None else {}
     for kind in MARK_KINDS:
         of_kind = marks[marks["kind"] == kind]
         xs_all, ys_all = [], []
