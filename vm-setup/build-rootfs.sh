@@ -79,7 +79,8 @@ in_root env PIP_CONFIG_FILE=/dev/null python3 -m pip install -q --no-cache-dir -
 rm -f "$rootfs/tmp/requirements-guest.txt" "$rootfs/tmp/host-ca.crt"
 
 release=$(ls "$rootfs/lib/modules" | head -n 1)
-[ -n "$release" ] && [ -e "$rootfs/lib/modules/$release/build" ] || {
+# (the build link is absolute: resolve it inside the chroot)
+[ -n "$release" ] && in_root test -e "/lib/modules/$release/build/Makefile" || {
     echo "build-rootfs: no kernel with headers was installed" >&2; exit 1; }
 printf 'suite=%s\nkernel=%s\nrelease=%s\n' "$suite" "$kernel" "$release" > "$rootfs/etc/swaprace-testbox"
 echo swaprace-testbox > "$rootfs/etc/hostname"

@@ -335,7 +335,7 @@ def choose_accel(image: BuiltImage, progress: Progress = None) -> Accel:
         why = f"a trial boot under KVM reached the guest's init in {result.boot_seconds:.1f} s"
     except SwapraceError as exc:
         works = False
-        why = str(exc).split(";")[0]
+        why = str(exc).split(";")[0].rsplit(" [", 1)[0]
     verdict = Accel("kvm", why) if works else Accel("tcg", f"/dev/kvm exists but KVM is unusable here: {why}")
     store_verdict(verdict_path, verdict)
     return verdict
