@@ -96,6 +96,15 @@ def kprobe_profile() -> Dict[str, List[int]]:
     return profile
 
 
+def append_probe(line: str) -> None:
+    # O_APPEND without Python's "a" mode: that seeks to the end first, which tracefs files refuse (EINVAL).
+    fd = os.open(TRACING / "kprobe_events", os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
 def run(command: List[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
 
@@ -112,7 +121,7 @@ def swap_workload() -> float:
 def cleanup() -> None:
     for step in (
         lambda: (TRACING / "events/kprobes" / FTRACE_EVENT / "enable").write_text("0"),
-        lambda: open(TRACING / "kprobe_events", "a").write(f"-:{FTRACE_EVENT}\n"),
+        lambda: append_probe(f"-:{FTRACE_EVENT}"),
         lambda: run(["swaprace-testbox", "cgroup-rm", CGROUP.name]),
         lambda: run(["swaprace-testbox", "swap-off"]),
     ):
@@ -137,8 +146,7 @@ def main() -> int:
         bpf = BPF(text=BPF_TEXT)
         for role, function in roles.items():
             bpf.attach_kprobe(event=function, fn_name=f"on_{role}")
-        with open(TRACING / "kprobe_events", "a") as events:
-            events.write(f"p:{FTRACE_EVENT} {roles['fault']}\n")
+        append_probe(f"p:{FTRACE_EVENT} {roles['fault']}")
         (TRACING / "events/kprobes" / FTRACE_EVENT / "enable").write_text("1")
 
         report["workload_seconds"] = round(swap_workload(), 2)
