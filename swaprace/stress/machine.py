@@ -217,6 +217,10 @@ class Machine:
             self.cgroup.mkdir()
         except OSError as exc:
             raise SwapraceError(f"cannot create cgroup {self.cgroup}: {exc.strerror}") from None
+        if plan.ksm and _read(KSM_DIR / "run") == "0" and _read(KSM_DIR / "pages_sharing") == "0":
+            # KSM was off with nothing merged: restoring "as found" means unmerging what our scan merged
+            # (on a host, that includes the memory of any QEMU guest running there), not just stopping it.
+            self.log.add(kind="ksm_unmerge", path=str(KSM_DIR / "run"))
         for knob, value in plan.ksm.items():
             path = KSM_DIR / knob
             self.log.add(kind="ksm", path=str(path), old=_read(path))
@@ -254,6 +258,9 @@ def _undo(change: Dict[str, str]) -> None:
     kind, path = change["kind"], Path(change["path"])
     if kind == "ksm":
         _write(path, change["old"])
+    elif kind == "ksm_unmerge":
+        _write(path, "2")  # KSM_RUN_UNMERGE: break every merged page back into private copies
+        _write(path, "0")
     elif kind == "cgroup":
         _remove_cgroup(path)
     elif kind == "subtree_control":

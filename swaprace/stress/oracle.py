@@ -32,33 +32,41 @@ def vmstat_delta(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, Dic
 
 
 def overlap_stats(windows: np.ndarray, pids: np.ndarray) -> Dict[str, int]:
-    """How many fault windows overlapped in time with another one running on a different CPU.
+    """How many of the helper's fault windows overlapped one running on a different CPU.
 
-    ``windows`` is the helper's window array (start_ns, end_ns, page_index, tid, cpu_start, cpu_end, ...),
-    ``pids`` the worker process of each row. A window counts only when it stayed on one CPU. ``same_page``
-    counts overlapping pairs of different threads faulting the same page of the same process at once:
-    the concurrent faults on one swap entry the race needs.
+    ``windows`` is the helper's window array, ``pids`` the worker process of each row. A window counts only
+    when it stayed on one CPU. ``same_page_overlapping_pairs`` counts pairs of different threads faulting
+    the same page of the same process at once: the concurrent faults on one swap entry the race needs.
     """
     stable = windows["cpu_start"] == windows["cpu_end"]
     w = windows[stable]
-    p = pids[stable]
-    order = np.argsort(w["start_ns"], kind="stable")
-    w, p = w[order], p[order]
-    start, end = w["start_ns"].astype(np.int64), w["end_ns"].astype(np.int64)
-    cpu, tid, page = w["cpu_start"], w["tid"], w["page_index"]
-    overlapping = np.zeros(len(w), dtype=bool)
-    pairs = same_page = 0
-    last = np.searchsorted(start, end, side="left")  # windows starting before this one ends
-    for i in range(len(w)):
-        for j in range(i + 1, int(last[i])):
-            if cpu[j] != cpu[i]:
-                pairs += 1
-                overlapping[i] = overlapping[j] = True
-                if p[j] == p[i] and page[j] == page[i] and tid[j] != tid[i]:
-                    same_page += 1
-    return {"windows": int(len(windows)), "windows_on_one_cpu": int(len(w)),
-            "overlapping_windows": int(overlapping.sum()), "overlapping_pairs": pairs,
-            "same_page_overlapping_pairs": same_page}
+    stats = overlaps(w["start_ns"].astype(np.int64), w["end_ns"].astype(np.int64), w["cpu_start"],
+                     w["tid"], pids[stable] * (1 << 32) + w["page_index"].astype(np.int64))
+    return {"windows": int(len(windows)), "windows_on_one_cpu": int(len(w))} | stats
+
+
+def overlaps(start: np.ndarray, end: np.ndarray, cpu: np.ndarray, tid: np.ndarray,
+             key: np.ndarray) -> Dict[str, int]:
+    """Windows (intervals) overlapping in time with one on another CPU; pairs; pairs on the same ``key``.
+
+    Fault windows are microseconds long, so each window is compared only with the few that start before it
+    ends (a sort and a searchsorted; the inner loop is short).
+    """
+    order = np.argsort(start, kind="stable")
+    start, end, cpu, tid, key = start[order], end[order], cpu[order], tid[order], key[order]
+    overlapping = np.zeros(len(start), dtype=bool)
+    pairs = same_key = 0
+    last = np.searchsorted(start, end, side="left")
+    for i in np.flatnonzero(last > np.arange(len(start)) + 1):
+        j = np.arange(i + 1, last[i])
+        other_cpu = j[cpu[j] != cpu[i]]
+        if len(other_cpu):
+            overlapping[i] = True
+            overlapping[other_cpu] = True
+            pairs += len(other_cpu)
+            same_key += int(((key[other_cpu] == key[i]) & (tid[other_cpu] != tid[i])).sum())
+    return {"overlapping_windows": int(overlapping.sum()), "overlapping_pairs": int(pairs),
+            "same_page_overlapping_pairs": int(same_key)}
 
 
 def describe_mismatch(m: Dict[str, int]) -> str:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +35,8 @@ class StressOptions:
     threads: int = 4
     processes: int = 2
     mem_bytes: int = 32 * MiB  # per process
-    limit_bytes: Optional[int] = None  # cgroup limit for all processes; default a quarter of the working set
-    swap_bytes: Optional[int] = None  # default: working set + 16 MiB, so swap stays > half full
+    limit_bytes: Optional[int] = None  # cgroup limit for all processes; default 3/8 of the working set
+    swap_bytes: Optional[int] = None  # default: working set + 8 MiB, so swap stays > half full
     ksm: bool = True
     seed: int = 1
     yes: bool = False
@@ -60,15 +61,17 @@ class Sizes:
 
 def plan_sizes(opts: StressOptions) -> Sizes:
     working_set = opts.processes * opts.mem_bytes
-    limit = opts.limit_bytes if opts.limit_bytes is not None else working_set // 4
+    # 3/8 of the working set: tight enough to keep swap more than half full, loose enough that KSM pages
+    # stay resident long enough to be merged before the limit pushes them out (measured on 6.18).
+    limit = opts.limit_bytes if opts.limit_bytes is not None else working_set * 3 // 8
     if limit >= working_set:
         raise SwapraceError(f"--limit ({limit // MiB} MiB) must be below the working set "
                             f"({opts.processes} x {opts.mem_bytes // MiB} MiB): nothing would be swapped")
-    # Swap holds at least (working set - limit), three quarters of it by default: that keeps a swap file of
-    # the working set plus 16 MiB more than half full (where do_swap_page frees the swap cache on every
-    # swap-in: vm_swap_full()), while still leaving room for swap-cache duplicates and the interpreter's
-    # own pages (a full swap file under a cgroup limit means the OOM killer).
-    swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 16 * MiB
+    # Swap holds at least (working set - limit), 5/8 of it by default: that keeps a swap file of the working
+    # set plus 8 MiB more than half full (where do_swap_page frees the swap cache on every swap-in:
+    # vm_swap_full()), MADV_PAGEOUT pushes it further, and there is still room for swap-cache duplicates and
+    # the interpreters' own pages (a full swap file under a cgroup limit means the OOM killer).
+    swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 8 * MiB
     return Sizes(working_set, limit, swap)
 
 
@@ -104,6 +107,7 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         raise SwapraceError("refusing to change this machine without --yes; it would: " + "; ".join(plan.describe()))
     helper = native.build()
     say = progress or (lambda _msg: None)
+    recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         say(f"stress: {line}")
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -113,12 +117,81 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
             out = Path(tmp)
             try:
                 run = _Run(opts, sizes, plan, box, out, helper, say)
-                return run.execute(workers)
+                if recorder:
+                    recorder.start()
+                summary = run.execute(workers)
             finally:
                 _stop_workers(workers)
+                if recorder:
+                    recorder.finish()
+        if recorder:
+            summary.update(recorder.judge(summary))
+        return summary
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _Recorder:
+    """The live tracer, in a thread of this process, for exactly the stress run; then the join."""
+
+    ATTACH_TIMEOUT_S = 300  # bcc compiles its program first: slow under TCG emulation
+
+    def __init__(self, output: str, say: Callable[[str], None]):
+        from swaprace.probes.backend import get_backend, make_plan
+
+        self.output, self.say = output, say
+        self.backend = get_backend("auto")  # SwapraceError (no kprobes, no bcc...) before touching anything
+        self.plan = make_plan()
+        self.plan.require()
+        self.stop = threading.Event()
+        self.attached = threading.Event()
+        self.capture = None
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._trace, name="swaprace-record", daemon=True)
+
+    def _trace(self) -> None:
+        from swaprace.probes.record import record
+
+        try:
+            self.capture = record(self.output, self.backend, self.plan,
+                                  progress=lambda _p: self.attached.set(), stop=self.stop.is_set)
+        except BaseException as exc:  # reported by finish(), in the main thread
+            self.error = exc
+        finally:
+            self.attached.set()
+
+    def start(self) -> None:
+        self.say(f"stress: attaching the {self.backend.name} tracer")
+        self.thread.start()
+        if not self.attached.wait(self.ATTACH_TIMEOUT_S):
+            raise SwapraceError(f"the tracer did not attach within {self.ATTACH_TIMEOUT_S}s")
+        if self.error is not None:
+            raise SwapraceError(f"tracer failed: {self.error}")
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        if self.error is not None:
+            raise SwapraceError(f"tracer failed: {self.error}")
+
+    def judge(self, summary: Dict[str, Any]) -> Dict[str, Any]:
+        from swaprace.analysis import analyze
+        from swaprace.stress.join import join, trace_window_stats
+
+        capture = self.capture
+        result = analyze(capture)
+        duration = capture.meta.duration_s or summary["duration_s"]
+        minutes = duration / 60 if duration else 0
+        verdict = join(result.races, result.windows, summary["mismatches"], capture.meta.lost_events)
+        trace = trace_window_stats(result.windows, duration) | {
+            "capture": self.output, "backend": capture.meta.backend, "events": int(len(capture.events)),
+            "lost_events": capture.meta.lost_events, "reuses": result.summary.get("reuses"),
+            "reuses_per_minute": round(result.summary.get("reuses", 0) / minutes, 1) if minutes else None,
+            "race_classes": result.summary.get("race_classes"), "ksm_copies": result.summary.get("ksm_copies"),
+        }
+        return {"trace": trace, "join": verdict, "ok": summary["ok"] and verdict["stale_install_races"] == 0}
 
 
 def _stop_workers(workers: List[subprocess.Popen]) -> None:
@@ -230,7 +303,7 @@ class _Run:
                 addr = status["region_addr"] + index * status["page_size"] + 1024
                 mem.seek(addr)
                 mem.write(b"\xde\xad\xbe\xef" * 4)
-                self.injections.append({"pid": status["pid"], "page_index": index, "addr": addr,
+                self.injections.append({"pid": status["pid"], "proc_index": 0, "page_index": index, "addr": addr,
                                         "mono_ns": time.monotonic_ns()})
         self.say(f"stress: injected corruption into {len(self.injections)} pages of pid {status['pid']}")
 
@@ -362,6 +435,19 @@ def format_summary(summary: Dict[str, Any]) -> List[str]:
     if summary["corruptions"] > 20:
         lines.append(f"... {summary['corruptions'] - 20} more mismatches (see --json)")
     lines.append(f"oracle: {summary['corruptions']} corrupted page reads")
+    trace = summary.get("trace")
+    if trace:
+        lost = "unknown" if trace["lost_events"] is None else trace["lost_events"]
+        lines.append(f"trace: {trace['capture']} ({trace['backend']}): {trace['events']} events, lost {lost}, "
+                     f"{trace['windows']} fault windows ({trace['per_second']}/s), {trace['overlapping_windows']} "
+                     f"overlapping another on a different CPU, {trace['same_entry_overlapping_pairs']} same-entry "
+                     f"pairs; {trace['reuses']} entry reuses ({trace['reuses_per_minute']}/min), "
+                     f"races {trace['race_classes']}")
+        for m in summary["join"]["matches"][:20]:
+            race = m["race"]
+            lines.append(f"  corruption pid {m['pid']} page {m['page_index']}: " +
+                         (f"after {race['class']} race on entry {race['entry']:#x} (tid {race['tid']}, "
+                          f"matched by {m['matched_by']})" if race else "no flagged race"))
     return lines
 
 

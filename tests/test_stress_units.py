@@ -1,0 +1,162 @@
+"""swaprace stress without touching the machine: sizes, the state log's undo, the oracle-vs-detector join,
+window overlaps, and the native helper's oracle on an unswapped region (no root needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from swaprace.cli import main
+from swaprace.errors import SwapraceError
+from swaprace.stress import join, machine, native, oracle, run
+
+MiB = 1 << 20
+
+
+def test_parse_size():
+    assert run.parse_size("64M") == 64 * MiB
+    assert run.parse_size("1g") == 1 << 30
+    assert run.parse_size("512KiB") == 512 << 10
+    assert run.parse_size("4096") == 4096
+    for bad in ("lots", "-1M", "0"):
+        with pytest.raises(SwapraceError):
+            run.parse_size(bad)
+
+
+def test_default_sizes_keep_swap_more_than_half_full():
+    sizes = run.plan_sizes(run.StressOptions(processes=2, mem_bytes=32 * MiB))
+    assert sizes.limit < sizes.working_set
+    # what cannot be resident must be in swap: that alone fills more than half the swap file
+    assert (sizes.working_set - sizes.limit) / sizes.swap > 0.5
+    with pytest.raises(SwapraceError, match="below the working set"):
+        run.plan_sizes(run.StressOptions(processes=1, mem_bytes=16 * MiB, limit_bytes=16 * MiB))
+
+
+def test_state_log_undoes_in_reverse_and_survives_a_crash(tmp_path):
+    knob = tmp_path / "pages_to_scan"
+    knob.write_text("100\n")
+    swapfile = tmp_path / "stress.swap"
+    log = machine.StateLog(tmp_path / "state.json")
+    log.claim()
+    log.add(kind="swapfile", path=str(swapfile))
+    swapfile.write_bytes(b"\0" * 4096)
+    log.add(kind="ksm", path=str(knob), old="100")
+    knob.write_text("2000")
+    # a new run refuses while the record is there (this process is alive: "another run")
+    with pytest.raises(SwapraceError, match="owns the machine"):
+        machine.StateLog(tmp_path / "state.json").claim()
+    undone = machine.cleanup(tmp_path / "state.json")
+    assert [c["kind"] for c in undone] == ["swapfile", "ksm"]
+    assert knob.read_text() == "100"
+    assert not swapfile.exists()
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_cleanup_refuses_garbage_state(tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text("{not json")
+    with pytest.raises(SwapraceError, match="unreadable stress state file"):
+        machine.cleanup(state)
+
+
+def test_cli_cleanup_with_nothing_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWAPRACE_STATE_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["stress", "--cleanup", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"undone": []}
+
+
+def test_cli_rejects_bad_options():
+    result = CliRunner().invoke(main, ["stress", "--mem", "huge"])
+    assert result.exit_code != 0
+    assert "not a size" in result.output and "Traceback" not in result.output
+
+
+def test_overlaps_counts_only_other_cpus():
+    # (start, end, cpu, tid, key): 0 and 1 overlap on different CPUs on the same key; 2 overlaps 1 on the
+    # same CPU only; 3 is alone
+    start = np.array([0, 5, 8, 100])
+    end = np.array([10, 15, 12, 110])
+    stats = oracle.overlaps(start, end, np.array([0, 1, 1, 0]), np.array([1, 2, 3, 1]),
+                            np.array([7, 7, 9, 7]))
+    assert stats == {"overlapping_windows": 3, "overlapping_pairs": 2, "same_page_overlapping_pairs": 1}
+
+
+def _races(rows):
+    return pd.DataFrame(rows, columns=["entry", "tid", "window_start_ns", "window_end_ns", "release_ns",
+                                       "rebind_ns", "class", "install_ns"])
+
+
+WINDOWS = pd.DataFrame({"tid": [11, 12, 21], "pid": [10, 10, 20], "cpu": [0, 1, 0],
+                        "start_ns": [1000, 1500, 5000], "end_ns": [2000, 2500, 6000],
+                        "entry": pd.array([5, 5, 6], dtype="UInt64")})
+
+
+def _mismatch(pid, tid, t, page=3):
+    return {"pid": pid, "tid": tid, "mono_ns": t, "addr": 0x1000 * page, "page_index": page,
+            "phase_name": "read"}
+
+
+def test_join_verdicts():
+    none = _races([])
+    assert join.join(none, WINDOWS, [], 0)["verdict"] == "verdict: clean (0 races, 0 corruptions)"
+    stale = _races([(5, 11, 1000, 2000, 1200, 1300, "stale-install", 1900)])
+    same_thread = join.join(stale, WINDOWS, [_mismatch(10, 11, 2100)], 0)
+    assert same_thread["matched"] == 1 and same_thread["matches"][0]["matched_by"] == "thread+time"
+    assert same_thread["verdict"].startswith("verdict: CORRUPTION matched to race")
+    later = join.join(stale, WINDOWS, [_mismatch(10, 12, 9_000_000_000)], 0)
+    assert later["matches"][0]["matched_by"] == "process+time"
+    missed = join.join(stale, WINDOWS, [_mismatch(20, 21, 5500)], 3)
+    assert missed["verdict"].startswith("verdict: corruption with no flagged race (detector missed it")
+    assert "lost 3 events" in missed["verdict"]
+    flagged_only = join.join(stale, WINDOWS, [], None)
+    assert "1 stale-install flagged but no page held wrong data" in flagged_only["verdict"]
+    assert "losses unknown" in flagged_only["verdict"]
+
+
+def test_trace_window_stats_overlap_on_the_same_entry():
+    stats = join.trace_window_stats(WINDOWS, 2.0)
+    assert stats["windows"] == 3 and stats["per_second"] == 1.5
+    assert stats["overlapping_windows"] == 2 and stats["same_entry_overlapping_pairs"] == 1
+
+
+def test_helper_oracle_in_process(tmp_path):
+    """The native helper on a region that is never swapped: threads and forked readers find no mismatch,
+    and a page changed behind the oracle's back is reported with its index (the oracle can fail)."""
+    if native.find_compiler() is None:
+        pytest.skip("no C compiler")
+    so = native.build()
+    code = f"""
+import ctypes, json, sys
+from pathlib import Path
+from swaprace.stress import native
+h = native.Helper(Path({str(so)!r}))
+c = native.Config(npages=1024, seed=7, duration_ns=300_000_000, slow_ns=1, max_windows=10000,
+                  max_mismatches=100, proc_index=0, threads=4, batch=32, shared_permille=250, group_size=4,
+                  write_permille=100, fork_every=4, pageout=0, mergeable=0)
+res = h.prepare(c)
+bad = 100  # a private page: overwrite 8 bytes in its body without telling the oracle
+ctypes.memset(res.region_addr + bad * res.page_size + 512, 0xAB, 8)
+h.run()
+print(json.dumps({{"rounds": res.rounds, "forks": res.forks, "children_failed": res.children_failed,
+                  "reads": res.pages_read, "writes": res.pages_written, "child": res.child_pages_read,
+                  "mismatches": [(m.page_index, m.first_bad_offset, m.phase) for m in h.mismatches()]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["rounds"] > 0 and out["reads"] > 0 and out["writes"] > 0 and out["forks"] > 0
+    assert out["children_failed"] == 0
+    pages = {m[0] for m in out["mismatches"]}
+    # page 100 is corrupt unless a writer rewrote it whole before anyone read it; then only it may appear
+    assert pages <= {100}
+    for page, offset, _phase in out["mismatches"]:
+        assert offset == 512
