@@ -199,51 +199,48 @@ def guest(request):
 @pytest.mark.vm
 def test_record_counts_equal_kernel_counts(guest):
     rec = guest["record"]
-    assert rec.get("status") == 0, rec
+    assert rec.get("status") is not None and "error" not in rec, rec
     counts, hits = rec["capture_counts"], rec["detector"]["counters"]["hits"]
     lost = rec["lost_events"]
     assert lost is not None, "bcc must know its losses"
     for role, phases in hits.items():
         for phase, kernel_n in phases.items():
             got = counts.get(role, {}).get(phase, 0)
-            # every probe hit is one record unless a buffer dropped it (counted in lost)
+            # every probe hit is one record unless a buffer dropped it (and then it is counted in lost)
             assert kernel_n - lost <= got <= kernel_n, (role, phase, got, kernel_n, rec["lost"])
-    # kprobe_profile's own count of bcc's kretprobes agrees with the records (no BPF counter involved)
-    assert any(k.startswith("kretprobe_missed:") for k in rec["lost"])
-    assert counts["fault"]["return"] > 100 and counts["lookup"]["call"] >= counts["fault"]["return"] * 0.9
+    assert any(k.startswith("kretprobe_missed:") for k in rec["lost"]), rec["lost"]
+    assert counts["fault"]["return"] > 100, counts
+    assert counts["lookup"]["call"] >= counts["fault"]["return"]  # one lookup per fault at least
+    assert counts.get("ksm_copy", {}).get("call", 0) > 0  # KSM on: every swap-in asks ksm_might_need_to_copy
 
 
 @pytest.mark.vm
 def test_analyze_windows_equal_fault_returns(guest):
     rec = guest["record"]
-    assert rec["analysis"]["windows"] == rec["capture_counts"]["fault"]["return"] - _unpaired(rec)
+    faults = rec["capture_counts"]["fault"]
+    # a return whose call came before tracing started cannot form a window
+    unpaired = max(0, faults["return"] - faults["call"])
+    assert rec["analysis"]["windows"] == faults["return"] - unpaired
     assert rec["analysis"]["windows"] > 100
-
-
-def _unpaired(rec) -> int:
-    """Fault returns whose call preceded the start of tracing (at most one per CPU-bound thread)."""
-    c = rec["capture_counts"]["fault"]
-    return max(0, c["return"] - c["call"])
 
 
 @pytest.mark.vm
 def test_both_backends_same_counts(guest):
-    both = guest["both"]
-    assert "error" not in both, both
-    bcc_counts, ftrace_counts = both["bcc"]["workload_counts"], both["ftrace"]["workload_counts"]
-    lost = sum(both["bcc"]["lost"].values()) + sum(both["ftrace"]["lost"].values())
-    assert bcc_counts["fault"]["call"] > 100
-    for role in ("fault", "lookup", "ksm_copy", "swap_put"):
+    both = guest["record"]["both"]
+    lost = (guest["record"]["lost_events"] or 0) + sum(both["ftrace_lost"].values())
+    assert both["bcc"]["fault"]["call"] > 100, both
+    for role in set(both["bcc"]) | set(both["ftrace"]):
         for phase in ("call", "return"):
-            a = bcc_counts.get(role, {}).get(phase, 0)
-            b = ftrace_counts.get(role, {}).get(phase, 0)
-            assert abs(a - b) <= lost, (role, phase, a, b, both["bcc"]["lost"], both["ftrace"]["lost"])
+            a = both["bcc"].get(role, {}).get(phase, 0)
+            b = both["ftrace"].get(role, {}).get(phase, 0)
+            # the same probe hits through both; a call/return straddling the common span's edges may differ
+            assert abs(a - b) <= lost + 2, (role, phase, a, b, both["ftrace_lost"])
 
 
 @pytest.mark.vm
-def test_sigterm_leaves_no_probe(guest):
-    term = guest["sigterm"]
-    assert term["attached"] > 0, term
-    assert term["probes_after"] == term["probes_before"], term
-    assert term["bcc_kprobe_events_after"] == []
-    assert term.get("capture_events", 0) > 0 and term["stopped_by"] == "SIGTERM", term
+def test_sigterm_leaves_no_probe_and_a_readable_capture(guest):
+    rec = guest["record"]
+    assert rec["attached_bcc_events"] > 0, rec
+    assert rec["stopped_by"] == "SIGTERM" and rec["capture_events"] > 0, rec
+    assert rec["probes_after"] == rec["probes_before"], rec
+    assert rec["bcc_kprobe_events_after"] == rec["bcc_kprobe_events_before"] == []

@@ -30,7 +30,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, ROLES, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.probes.catalog import Candidate
+from swaprace.probes.catalog import FOLIO_SWAP_OFFSET, Candidate
 
 BPF_SOURCE = Path(__file__).with_name("swaprace.bpf.c")
 
@@ -102,7 +102,7 @@ def _arg(index: Optional[int], what: str, symbol: str) -> int:
 
 def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAULT_RINGBUF_PAGES) -> List[str]:
     """The ``-D`` defines that configure ``swaprace.bpf.c`` for ``plan``."""
-    flags = [f"-DMAX_RACES={MAX_RACES}"]
+    flags = [f"-DMAX_RACES={MAX_RACES}", f"-DFOLIO_SWAP_OFFSET={FOLIO_SWAP_OFFSET}"]
     for role, res in plan.probed.items():
         cand = res.candidate
         assert cand is not None and res.symbol is not None

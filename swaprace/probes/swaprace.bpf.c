@@ -20,10 +20,18 @@
 //                     task's release is the race)
 //   MAX_RACES=n       size of the race table read at the end
 //   ENTRY_STATES=n    entries followed by the detector (LRU: the oldest idle entries are forgotten)
+//   FOLIO_SWAP_OFFSET=n  byte offset of folio->swap.val / page->private (x86-64: 40)
 
+// Only the light uapi header: no kernel struct is needed (the folio's entry is read at a fixed offset), and
+// every kernel header clang does not parse shortens the compile (minutes under emulation).
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
-#include <linux/mm_types.h>
+
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+#ifndef FOLIO_SWAP_OFFSET
+#define FOLIO_SWAP_OFFSET 40
+#endif
 
 // Role ids: the order of swaprace.events.ROLES (checked by tests/test_live_bcc.py).
 #define ROLE_FAULT 0
@@ -190,13 +198,14 @@ static __always_inline int filtered_out(void)
 #endif
 }
 
-// The swap entry a swap-cache folio holds: folio->swap (since 6.6) overlays folio->private, which overlays
-// page->private (the kernel asserts both with FOLIO_MATCH), so one read serves folio and page kernels.
+// The swap entry a swap-cache folio holds: folio->swap.val (since 6.6) overlays folio->private, which overlays
+// page->private (the kernel asserts both with FOLIO_MATCH), so one offset (catalog.FOLIO_SWAP_OFFSET, the
+// same one the ftrace backend fetches) serves folio and page kernels.
 static __always_inline u64 entry_of_folio(u64 folio)
 {
     u64 val = 0;
     if (folio)
-        bpf_probe_read_kernel(&val, sizeof(val), &((struct page *)folio)->private);
+        bpf_probe_read_kernel(&val, sizeof(val), (void *)(folio + FOLIO_SWAP_OFFSET));
     return val;
 }
 
