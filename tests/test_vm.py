@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from click.testing import CliRunner
 
 from swaprace.cli import main
 from swaprace.errors import SwapraceError
+from swaprace.vm import ensure_image
 from vm_support import KERNELS, require_qemu, vm_run
 
 pytestmark = pytest.mark.vm
@@ -103,3 +108,39 @@ def test_hung_guest_command_is_killed_at_the_time_limit() -> None:
     with pytest.raises(SwapraceError, match="guest command did not finish within 60 s"):
         vm_run("bookworm", ["sleep", "3600"], timeout=60, cmdline_extra=marker)
     assert _qemu_processes_with(marker) == []
+
+
+def _children_named(parent: int, prefix: str) -> list:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if ppid == parent and comm.startswith(prefix):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_kill_qemu(signum: int) -> None:
+    require_qemu()
+    ensure_image("bookworm")  # so that the command below is booting, not building
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "swaprace", "vm", "run", "--", "sleep", "3600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    qemu: list = []
+    while not qemu and time.monotonic() < deadline and cli.poll() is None:
+        time.sleep(0.2)
+        qemu = _children_named(cli.pid, "qemu-system")
+    assert qemu, "QEMU did not start"
+    cli.send_signal(signum)
+    _, stderr = cli.communicate(timeout=30)
+    assert cli.returncode == 130, stderr
+    assert b"swaprace: interrupted" in stderr and b"Traceback" not in stderr
+    assert not Path(f"/proc/{qemu[0]}").exists()

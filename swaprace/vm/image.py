@@ -23,7 +23,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -111,6 +113,23 @@ def check_kernel(kernel: str) -> str:
     if kernel not in KERNELS:
         raise SwapraceError(f"unknown test box kernel {kernel!r}; known: {', '.join(KERNELS)}")
     return kernel
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt for a while, so clean-up code runs as it does on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _digest(named_contents: Dict[str, bytes]) -> str:
@@ -220,20 +239,26 @@ def _build_rootfs(kernel: str, kernel_dir: Path, progress: Progress) -> None:
     script = setup_dir() / "build-rootfs.sh"
     command = ["unshare", "--mount", "--propagation", "private", str(script), kernel, str(tree), debian_mirror()]
     with open(log_path, "w") as log:
+        # Own process group: an interrupted build takes debootstrap/apt/pip down with it.
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace",
+            errors="replace", start_new_session=True,
         )
         assert proc.stdout is not None
         try:
-            for line in proc.stdout:
-                log.write(line)
-                if progress and line.startswith("build-rootfs["):
-                    progress(line.rstrip())
-            status = proc.wait()
+            with sigterm_as_interrupt():
+                for line in proc.stdout:
+                    log.write(line)
+                    if progress and line.startswith("build-rootfs["):
+                        progress(line.rstrip())
+                status = proc.wait()
         except BaseException:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
+            shutil.rmtree(tree, ignore_errors=True)
             raise
     if status != 0:
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-3:])

@@ -25,12 +25,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import IO, List, Mapping, Optional, Sequence
 
 from swaprace.errors import SwapraceError
 from swaprace.vm.accel import (
@@ -50,6 +48,7 @@ from swaprace.vm.image import (
     cache_dir,
     checkout_dir,
     ensure_image,
+    sigterm_as_interrupt,
 )
 
 SWAP_DISK_MIB = 256
@@ -78,7 +77,6 @@ class GuestResult:
     boot_seconds: float  # QEMU start to the guest's init being ready (host clock)
     total_seconds: float  # QEMU start to QEMU gone
     console_tail: str = ""
-    timings: Dict[str, float] = field(default_factory=dict)
 
 
 def _die_with_parent() -> None:
@@ -89,23 +87,6 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except OSError:
         pass
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while a guest runs, so the clean-up below always happens."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def kernel_cmdline(extra: str = "", init: str = GUEST_INIT) -> str:
@@ -253,7 +234,7 @@ def boot_and_run(
     booted_at: Optional[float] = None
     failure: Optional[str] = None
     try:
-        with _sigterm_as_interrupt(), open(rundir / "qemu.log", "wb") as qemu_log:
+        with sigterm_as_interrupt(), open(rundir / "qemu.log", "wb") as qemu_log:
             proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,
@@ -383,7 +364,7 @@ def shell_in_guest(kernel: str = DEFAULT_KERNEL, progress: Progress = None) -> i
     try:
         proc = subprocess.Popen(command, preexec_fn=_die_with_parent)
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 proc.wait()
         except KeyboardInterrupt:
             proc.kill()
