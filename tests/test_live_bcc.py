@@ -244,3 +244,26 @@ def test_sigterm_leaves_no_probe_and_a_readable_capture(guest):
     assert rec["stopped_by"] == "SIGTERM" and rec["capture_events"] > 0, rec
     assert rec["probes_after"] == rec["probes_before"], rec
     assert rec["bcc_kprobe_events_after"] == rec["bcc_kprobe_events_before"] == []
+
+
+def test_watch_lines_from_detector_counters():
+    from swaprace.probes.watch import difference, format_header, format_interval, format_race, interval_counts
+
+    slots = [0] * 40
+    slots[0], slots[1] = 120, 118  # fault call/return
+    slots[2] = 130  # lookup calls
+    slots[21], slots[25], slots[26], slots[27], slots[28] = 118, 40, 12, 2, 1
+    counters = summarize_stats(slots, {"fault": "do_swap_page", "lookup": "swap_cache_get_folio"})
+    now = interval_counts(counters, {"ringbuf": 3, "kretprobe_missed:do_swap_page": 1})
+    assert now == {"faults": 120, "windows": 118, "lookups": 130, "releases": 40, "reuses": 12, "races": 3,
+                   "stale": 1, "lost": 4}
+    delta = difference(now, {**now, "faults": 100, "races": 1})
+    assert delta["faults"] == 20 and delta["races"] == 2 and delta["lookups"] == 0
+    assert format_header().split() == ["TIME", "FAULTS", "WINDOWS", "LOOKUPS", "RELEASES", "REUSES", "RACES",
+                                       "LOST"]
+    assert format_interval("12:00:00", delta).split()[1:3] == ["20", "0"]
+    line = format_race({"entry": swp_entry(1, 0x2A), "tid": 7, "pid": 6, "window_start_ns": 1_000,
+                        "window_end_ns": 9_000, "release_ns": 3_000, "rebind_ns": 5_000,
+                        "class": "stale-install"})
+    assert line.startswith("RACE STALE-INSTALL: entry 0x40000000000002a (type 1 offset 0x2a) tid 7")
+    assert "released +2.0 us, bound again +4.0 us" in line and "window 8.0 us" in line
