@@ -37,12 +37,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Mapping, Optional, Sequence
 
 import pytest
 
 from swaprace.errors import SwapraceError
-from swaprace.vm import KERNELS, run_in_guest
+from swaprace.vm import KERNELS, ensure_image, run_in_guest
 from swaprace.vm.accel import qemu_binary, qemu_version
 
 __all__ = ["KERNELS", "vm_run", "qemu_unavailable_reason", "require_qemu"]
@@ -72,6 +74,24 @@ def _progress(message: str) -> None:
     print(f"[vm] {message}", file=sys.stderr, flush=True)
 
 
+_images_checked = threading.Event()
+
+
+def ensure_all_images() -> None:
+    """Build (or find cached) the images of every kernel, in parallel: once per test session.
+
+    A cold build is mostly download and dpkg; two at once take little longer than one. Called by the first
+    :func:`vm_run` of a session, so a fresh machine pays for both builds at once, not one after the other.
+    """
+    if _images_checked.is_set():
+        return
+    with ThreadPoolExecutor(max_workers=len(KERNELS)) as pool:
+        for image in pool.map(lambda kernel: ensure_image(kernel, _progress), KERNELS):
+            how = "cached" if image.build_seconds is None else f"built in {image.build_seconds:.0f} s"
+            _progress(f"image {image.kernel} ({image.release}): {how}")
+    _images_checked.set()
+
+
 def vm_run(
     kernel: str,
     cmd: Sequence[str],
@@ -87,6 +107,7 @@ def vm_run(
     ``boot_timeout``).
     """
     require_qemu()
+    ensure_all_images()
     result = run_in_guest(list(cmd), kernel, timeout=timeout, env=env, progress=_progress, **options)
     done = subprocess.CompletedProcess(
         args=list(cmd),

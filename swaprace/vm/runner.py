@@ -79,6 +79,17 @@ class GuestResult:
     console_tail: str = ""
 
 
+def default_boot_timeout(accel: Accel) -> float:
+    """``$SWAPRACE_VM_BOOT_TIMEOUT`` seconds, else :data:`BOOT_TIMEOUT` of the accelerator."""
+    value = os.environ.get("SWAPRACE_VM_BOOT_TIMEOUT")
+    if not value:
+        return BOOT_TIMEOUT[accel.name]
+    try:
+        return float(value)
+    except ValueError:
+        raise SwapraceError(f"SWAPRACE_VM_BOOT_TIMEOUT={value!r} is not a number of seconds")
+
+
 def _die_with_parent() -> None:
     """In the QEMU child: get SIGKILL when the Python process that started it dies, however it dies."""
     try:
@@ -218,7 +229,7 @@ def boot_and_run(
     the guest stops without reporting a status.
     """
     if boot_timeout is None:
-        boot_timeout = BOOT_TIMEOUT[accel.name]
+        boot_timeout = default_boot_timeout(accel)
     boot_timeout = min(boot_timeout, timeout)
     if out_dir is not None and not Path(out_dir).is_dir():
         raise SwapraceError(f"output directory {out_dir} does not exist")
