@@ -160,3 +160,29 @@ print(json.dumps({{"rounds": res.rounds, "forks": res.forks, "children_failed": 
     assert pages <= {100}
     for page, offset, _phase in out["mismatches"]:
         assert offset == 512
+
+
+def test_python_fallback_helper_oracle():
+    """Without a C compiler the Python helper runs the same rounds through GIL-releasing libc calls; its
+    oracle catches a page changed behind its back too."""
+    import ctypes
+
+    from swaprace.stress.pyhelper import PyHelper
+
+    helper = PyHelper()
+    config = native.Config(npages=512, seed=3, duration_ns=400_000_000, slow_ns=1, max_windows=10000,
+                           max_mismatches=100, proc_index=0, threads=3, batch=16, shared_permille=250,
+                           group_size=4, write_permille=0, fork_every=0, pageout=0, mergeable=0)
+    res = helper.prepare(config)
+    ctypes.memset(res.region_addr + 50 * res.page_size + 700, 0x5A, 4)
+    helper.run()
+    assert res.rounds > 0 and res.pages_read > 0
+    assert res.final_pages_checked == 512
+    found = {(m.page_index, m.first_bad_offset) for m in helper.mismatches()}
+    # no writers here, so nothing can repair the page: the final sweep at least must report it
+    assert found == {(50, 700)}
+
+
+def test_cli_forced_python_helper_is_reported(monkeypatch):
+    monkeypatch.setenv("SWAPRACE_STRESS_HELPER", "python")
+    assert native.build() is None

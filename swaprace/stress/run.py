@@ -48,6 +48,7 @@ class StressOptions:
     fork_every: int = 16
     slow_ns: int = 2000
     pageout: bool = True  # MADV_PAGEOUT each batch before it is read
+    native_helper: bool = True  # False: no C compiler here, the Python helper ran
     inject_corruption: int = 0  # pages to corrupt behind the oracle's back (tests the oracle)
     record: Optional[str] = None
 
@@ -107,6 +108,9 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         raise SwapraceError("refusing to change this machine without --yes; it would: " + "; ".join(plan.describe()))
     helper = native.build()
     say = progress or (lambda _msg: None)
+    opts.native_helper = helper is not None
+    if helper is None:
+        say("stress: no C compiler: using the slower Python helper (ctypes calls, no forked readers)")
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         say(f"stress: {line}")
@@ -237,7 +241,7 @@ class _Run:
     def _start_worker(self, index: int) -> subprocess.Popen:
         opts = self.opts
         spec = {
-            "out_dir": str(self.out), "proc_index": index, "helper": str(self.helper),
+            "out_dir": str(self.out), "proc_index": index, "helper": str(self.helper or ""),
             "cgroup_procs": self.box.procs_file, "npages": opts.mem_bytes // os.sysconf("SC_PAGE_SIZE"),
             "seed": opts.seed, "duration_ns": int(opts.duration * 1e9), "slow_ns": opts.slow_ns,
             "max_windows": 100_000, "max_mismatches": 1000, "threads": opts.threads, "batch": opts.batch,
@@ -385,6 +389,7 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
         "mismatches": oracle.sort_mismatches(mismatches),
         "injected": injections,
         "duration_s": round(elapsed, 2),
+        "helper": "native" if opts.native_helper else "python-fallback",
         "options": {k: v for k, v in asdict(opts).items() if k not in ("yes",)},
         "machine": {"working_set_mib": sizes.working_set // MiB, "limit_mib": sizes.limit // MiB,
                     "swap_mib": sizes.swap // MiB, "swap_file": plan.swap_path,

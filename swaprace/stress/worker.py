@@ -51,7 +51,12 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     out = Path(spec["out_dir"])
     index = int(spec["proc_index"])
-    helper = native.Helper(Path(spec["helper"]))
+    if spec["helper"]:
+        helper = native.Helper(Path(spec["helper"]))
+    else:  # no C compiler on this machine
+        from swaprace.stress.pyhelper import PyHelper
+
+        helper = PyHelper()
     helper.install_stop_signals()  # SIGINT/SIGTERM: finish the round, sweep, report
     join_cgroup(spec.get("cgroup_procs", ""))
     result = helper.prepare(make_config(spec))
