@@ -72,83 +72,119 @@ class Analysis:
 
 
 class _Events:
-    """The event table as numpy arrays (no copies of the frame itself)."""
+    """The event table as numpy arrays (views where pandas allows, no copy of the frame itself)."""
 
     def __init__(self, df: pd.DataFrame):
         self.df = df
         self.n = len(df)
         self.ts = df["ts_ns"].to_numpy(dtype=np.int64)
-        self.tid = df["tid"].to_numpy(dtype=np.int64)
+        tid = df["tid"].to_numpy()
+        self.tid = tid.astype(np.int64)
+        self.tid_code, self.n_tids = _dense_small_ints(self.tid)
         role = df["role"].cat
-        self.role_codes = role.codes.to_numpy()
         self.role_names = list(role.categories)
+        self.role_codes = role_codes = role.codes.to_numpy()
         phase = df["phase"].cat
         self.is_call = phase.codes.to_numpy() == _code(phase.categories, "call")
         func = df["func"].cat
         self.func_codes = func.codes.to_numpy().astype(np.int64)
+        self.func_names = [str(f) for f in func.categories]
         self.n_funcs = max(len(func.categories), 1)
+        # Rows grouped by role (one O(n) radix pass), time order kept inside each role.
+        by_role = np.argsort(role_codes.astype(np.int16), kind="stable")
+        bounds = np.searchsorted(role_codes[by_role], np.arange(len(self.role_names) + 1))
+        self._role_rows = {name: by_role[bounds[i]:bounds[i + 1]] for i, name in enumerate(self.role_names)}
 
     def rows(self, role: str, phase: Optional[str] = None) -> np.ndarray:
         """Row numbers of events of ``role`` (and ``phase``), in order."""
-        if role not in self.role_names:
+        rows = self._role_rows.get(role)
+        if rows is None:
             return np.empty(0, dtype=np.int64)
-        mask = self.role_codes == self.role_names.index(role)
         if phase == "call":
-            mask &= self.is_call
-        elif phase == "return":
-            mask &= ~self.is_call
-        return np.flatnonzero(mask)
+            return rows[self.is_call[rows]]
+        if phase == "return":
+            return rows[~self.is_call[rows]]
+        return rows
 
     def u64(self, column: str, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(values as uint64 with 0 for null, valid mask) of a nullable column at ``rows``."""
         col = self.df[column].array  # pandas masked UInt64 array
         data = np.asarray(col._data)[rows]  # noqa: SLF001 -- the values buffer, without a copy of the column
         valid = ~np.asarray(col._mask)[rows]  # noqa: SLF001
-        return np.where(valid, data, np.uint64(0)).astype(np.uint64), valid
+        data[~valid] = 0
+        return data.astype(np.uint64, copy=False), valid
 
 
 def _code(categories: pd.Index, name: str) -> int:
     return int(categories.get_loc(name)) if name in categories else -2
 
 
-def _rows_key(tid: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return (tid.astype(np.int64) << _ROW_BITS) | rows.astype(np.int64)
+def _dense_small_ints(values: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Dense codes 0..k-1 of non-negative ints (thread ids: below pid_max, so a lookup table is cheap)."""
+    if len(values) == 0:
+        return np.zeros(0, np.int64), 0
+    lo = int(values.min())
+    if lo < 0 or int(values.max()) > (1 << 24):
+        codes, uniq = pd.factorize(values, sort=True)
+        return codes.astype(np.int64), len(uniq)
+    present = np.zeros(int(values.max()) + 1, np.int64)
+    present[values] = 1
+    code_of = np.cumsum(present) - 1
+    return code_of[values], int(present.sum())
+
+
+def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Stable argsort of non-negative integer codes below ``n_codes``.
+
+    numpy sorts 16-bit integers stably with a radix sort (O(n)); wider codes are sorted 16 bits at a time
+    (least significant digit first), which keeps it O(n) instead of a comparison sort.
+    """
+    if n_codes <= 1 << 16:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    if n_codes <= 1 << 32:
+        c = codes.astype(np.uint64)
+        order = np.argsort((c & np.uint64(0xFFFF)).astype(np.uint16), kind="stable")
+        high = (c[order] >> np.uint64(16)).astype(np.uint16)
+        return order[np.argsort(high, kind="stable")]
+    return np.argsort(codes, kind="stable")
 
 
 def pair_returns(ev: _Events, roles: Tuple[str, ...]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """For each role, (call rows, return rows) of matched call/return pairs.
+    """For each role, (call rows, return rows) of matched call/return pairs, in return order.
 
     Per (thread, function), calls push and returns pop: a return matches the most recent unmatched call.
     Column-wise: a running depth per (tid, func) gives every event a nesting level; within one
     (tid, func, level) the events alternate call/return, so a return's partner is its predecessor there.
     """
     out: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
-    for role in roles:
-        rows = ev.rows(role)
-        if len(rows) == 0:
-            out[role] = (np.empty(0, np.int64), np.empty(0, np.int64))
-            continue
-        is_call = ev.is_call[rows]
-        key = ev.tid[rows] * ev.n_funcs + ev.func_codes[rows]
-        delta = np.where(is_call, 1, -1).astype(np.int64)
-        order = np.argsort(key, kind="stable")  # group by (tid, func), rows stay in time order
-        skey = key[order]
-        depth_sorted = _group_cumsum(delta[order], skey)
-        level_sorted = depth_sorted + (~is_call[order]).astype(np.int64)
-        # Second grouping: (tid, func, level); stable, so time order within each group is kept.
-        order2 = np.lexsort((level_sorted, skey))
-        k1 = skey[order2]
-        lv = level_sorted[order2]
-        r = rows[order][order2]
-        c = is_call[order][order2]
+    parts = [ev.rows(role) for role in roles]
+    rows = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+    if len(rows):
+        group = ev.tid_code[rows] * ev.n_funcs + ev.func_codes[rows]
+        order = stable_order(group, ev.n_tids * ev.n_funcs)  # by (tid, func), time order inside
+        g = group[order]
+        r = rows[order]
+        c = ev.is_call[r]
+        delta = np.where(c, 1, -1).astype(np.int64)
+        depth = _group_cumsum(delta, g)
+        level = depth + (~c).astype(np.int64)  # a return sits at the level of the call it closes
+        lo = int(level.min())
+        span = int(level.max()) - lo + 1
+        if span > 1:  # nested or unbalanced: regroup by (tid, func, level), time order inside
+            order2 = stable_order(g * span + (level - lo), ev.n_tids * ev.n_funcs * span)
+            g, r, c, level = g[order2], r[order2], c[order2], level[order2]
         same = np.zeros(len(r), dtype=bool)
-        same[1:] = (k1[1:] == k1[:-1]) & (lv[1:] == lv[:-1])
-        matched = same & ~c
-        matched[1:] &= c[:-1]
-        ret_idx = np.flatnonzero(matched)
+        same[1:] = (g[1:] == g[:-1]) & (level[1:] == level[:-1]) & c[:-1] & ~c[1:]
+        ret_idx = np.flatnonzero(same)
         calls, rets = r[ret_idx - 1], r[ret_idx]
-        order3 = np.argsort(rets, kind="stable")
-        out[role] = (calls[order3], rets[order3])
+    else:
+        calls = rets = np.empty(0, np.int64)
+    ret_roles = ev.role_codes[rets]
+    for role in roles:
+        sel = ret_roles == (ev.role_names.index(role) if role in ev.role_names else -2)
+        cr, rr = calls[sel], rets[sel]
+        o = np.argsort(rr, kind="stable")
+        out[role] = (cr[o], rr[o])
     return out
 
 
@@ -157,8 +193,8 @@ def _group_cumsum(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     total = np.cumsum(values)
     starts = np.ones(len(values), dtype=bool)
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    before = np.maximum.accumulate(np.where(starts, np.arange(len(values)), 0))  # index of the group start
-    return total - (total[before] - values[before])
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(values)), 0))  # index of the group start
+    return total - (total[first] - values[first])
 
 
 def _asof(sorted_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
@@ -237,7 +273,7 @@ class _Windows:
 
 def _windows(ev: _Events, fault_pairs: Tuple[np.ndarray, np.ndarray]) -> _Windows:
     calls, rets = fault_pairs
-    order = np.argsort(_rows_key(ev.tid[calls], calls), kind="stable")
+    order = np.argsort(calls, kind="stable")  # time order of window starts
     calls, rets = calls[order], rets[order]
     n = len(calls)
     return _Windows(calls, rets, ev.tid[calls], np.full(n, -1, np.int64), np.zeros(n, np.uint64),
@@ -245,21 +281,37 @@ def _windows(ev: _Events, fault_pairs: Tuple[np.ndarray, np.ndarray]) -> _Window
 
 
 def _assign_window_entries(ev: _Events, w: _Windows, lookup_calls: np.ndarray) -> None:
-    """Give each window the entry of its thread's first lookup inside it (windows sorted by (tid, start))."""
+    """Give each window the entry of its thread's first lookup inside it.
+
+    Window starts and lookups are grouped by thread (radix pass, time order kept); in that sequence the
+    window a lookup falls in is the latest window start before it (a running maximum), if it has not ended.
+    """
     if len(w.call) == 0 or len(lookup_calls) == 0:
         return
     entries, valid = ev.u64("entry", lookup_calls)
     lookup_calls, entries = lookup_calls[valid], entries[valid]
-    win_keys = _rows_key(w.tid, w.call)
-    idx = _asof(win_keys, _rows_key(ev.tid[lookup_calls], lookup_calls))
-    inside = idx >= 0
-    idx_c = np.where(inside, idx, 0)
-    inside &= (w.tid[idx_c] == ev.tid[lookup_calls]) & (lookup_calls < w.ret[idx_c])
-    idx, lookup_calls, entries = idx[inside], lookup_calls[inside], entries[inside]
-    first_window, first_pos = np.unique(idx, return_index=True)  # lookups are in row order: first = earliest
-    w.lookup[first_window] = lookup_calls[first_pos]
-    w.entry[first_window] = entries[first_pos]
-    w.has_entry[first_window] = True
+    rows = np.concatenate([w.call, lookup_calls])
+    win_index = np.concatenate([np.arange(len(w.call)), np.full(len(lookup_calls), -1)])
+    by_time = np.argsort(rows, kind="stable")  # two sorted runs: a merge
+    rows, win_index = rows[by_time], win_index[by_time]
+    by_thread = stable_order(ev.tid_code[rows], ev.n_tids)
+    rows, win_index = rows[by_thread], win_index[by_thread]
+    tcode = ev.tid_code[rows]
+    pos = np.arange(len(rows))
+    last_start = np.maximum.accumulate(np.where(win_index >= 0, pos, -1))
+    is_lookup = win_index < 0
+    owner = np.where(last_start >= 0, win_index[np.maximum(last_start, 0)], -1)
+    ok = is_lookup & (last_start >= 0)
+    ok &= tcode[np.maximum(last_start, 0)] == tcode
+    ok &= rows < w.ret[np.maximum(owner, 0)]
+    sel = np.flatnonzero(ok)
+    owner, lrows = owner[sel], rows[sel]
+    first = np.ones(len(sel), bool)
+    first[1:] = owner[1:] != owner[:-1]  # lookups of one window are consecutive here: keep the earliest
+    owner, lrows = owner[first], lrows[first]
+    w.lookup[owner] = lrows
+    w.entry[owner] = ev.u64("entry", lrows)[0]
+    w.has_entry[owner] = True
 
 
 # --- bindings, releases, generations -----------------------------------------------------------------------
@@ -559,10 +611,12 @@ def _summary(capture: Capture, ev: _Events, pairs, windows: pd.DataFrame, genera
     df = ev.df
     by_function: Dict[str, Dict[str, int]] = {}
     if ev.n:
-        counts = df.groupby(["func", "phase"], observed=True).size()
-        for (func, phase), n in counts.items():
-            by_function.setdefault(str(func), {"call": 0, "return": 0})[str(phase)] = int(n)
-    entries = df["entry"].dropna().nunique() if ev.n else 0
+        counts = np.bincount(ev.func_codes * 2 + (~ev.is_call), minlength=2 * ev.n_funcs).reshape(-1, 2)
+        for name, (n_call, n_ret) in zip(ev.func_names, counts):
+            if n_call or n_ret:
+                by_function[name] = {"call": int(n_call), "return": int(n_ret)}
+    entry_col = df["entry"].array  # masked UInt64: count distinct non-null values without a copy of it all
+    entries = len(pd.unique(np.asarray(entry_col._data)[~np.asarray(entry_col._mask)]))  # noqa: SLF001
     ksm_calls, ksm_rets = pairs["ksm_copy"]
     ksm_in, in_ok = ev.u64("folio", ksm_calls)
     ksm_out, out_ok = ev.u64("retval", ksm_rets)
