@@ -123,7 +123,7 @@ def test_plot_overviews(planted, tmp_path, kind, size):
     (["plot", "windows", "{planted}", "-o", "{tmp}/no/such/dir/x.png"], "cannot write"),
     (["report", "{garbage}", "-o", "{tmp}/r"], ""),
     (["report", "{tmp}/missing.parquet", "-o", "{tmp}/r"], ""),
-    (["report", "{planted}", "-o", "{file}"], "cannot create report directory"),
+    (["report", "{planted}", "-o", "{file}/sub"], "cannot create report directory"),
 ])
 def test_bad_input_is_one_error_line(planted, tmp_path, args, message):
     garbage = tmp_path / "garbage.parquet"

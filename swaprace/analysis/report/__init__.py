@@ -321,10 +321,12 @@ def _race_rows(analysis, races: pd.DataFrame, index: timeline.EventIndex, report
         release, rebind = int(race["release_ns"]), int(race["rebind_ns"])
         released_by = index.actor_at(release, timeline.RELEASE_ROLES, entry)
         rebound_by = index.actor_at(rebind, timeline.BIND_ROLES, entry)
-        installs = np.flatnonzero((index.entry == np.uint64(entry)) & (index.tid == tid)
-                                  & (index.role == "swap_put") & (index.ts >= rebind) & (index.ts <= end))
-        install_ns = int(index.ts[installs[0]]) if len(installs) else None
-        who = lambda i: "" if i is None else f" by {index.comm[i]}/{index.tid[i]} ({index.func[i]})"  # noqa
+        install_ns = None if pd.isna(race.get("install_ns", pd.NA)) else int(race["install_ns"])
+        if "install_ns" not in race:  # an analysis without the column: find T's swap_put of E after the rebind
+            installs = np.flatnonzero((index.entry == np.uint64(entry)) & (index.tid == tid)
+                                      & index.role_is("swap_put") & (index.ts >= rebind) & (index.ts <= end))
+            install_ns = int(index.ts[installs[0]]) if len(installs) else None
+        who = lambda i: "" if i is None else f" by {index.comm(i)}/{index.tid[i]} ({index.func(i)})"  # noqa
         rows.append({
             "n": n, "class": str(race["class"]), "entry": entry, "tid": tid, "comm": index.comm_of(tid),
             "window_start_ns": start, "window_end_ns": end, "release_ns": release, "rebind_ns": rebind,

@@ -35,6 +35,12 @@ MARK_KINDS = ("lookup", "bind", "release", "install", "slot")
 SLOT_ROLES = ("slot_free", "slot_alloc", "prepare", "cache_add", "cache_delete")
 
 
+def _codes(column: pd.Series):
+    """(int codes, category names) of a categorical column; -1 codes are nulls."""
+    cat = column.astype("category")
+    return cat.cat.codes.to_numpy(), [str(c) for c in cat.cat.categories]
+
+
 class EventIndex:
     """Numpy views of the event table, built once per report and shared by every timeline.
 
@@ -46,15 +52,42 @@ class EventIndex:
         self.tid = events["tid"].to_numpy(dtype="int64")
         self.entry = events["entry"].to_numpy(dtype="uint64", na_value=0)
         self.retval = events["retval"].to_numpy(dtype="uint64", na_value=0)
-        self.role = events["role"].astype("string").fillna("").to_numpy(dtype=object)
-        self.phase = events["phase"].astype("string").fillna("").to_numpy(dtype=object)
-        self.comm = events["comm"].astype("string").fillna("?").to_numpy(dtype=object)
-        self.func = events["func"].astype("string").fillna("?").to_numpy(dtype=object)
+        # Categorical columns stay as codes (no per-row strings): role/phase names are compared through
+        # their code, comm/func names are looked up for the few rows a picture needs.
+        self._role_codes, self._role_names = _codes(events["role"])
+        self._phase_codes, self._phase_names = _codes(events["phase"])
+        self._comm_codes, self._comm_names = _codes(events["comm"])
+        self._func_codes, self._func_names = _codes(events["func"])
         self._sorted = bool(len(self.ts) < 2 or np.all(self.ts[1:] >= self.ts[:-1]))
+        self._comm_by_tid: Optional[Dict[int, str]] = None
+
+    def role_is(self, *roles: str) -> np.ndarray:
+        return np.isin(self._role_codes, [self._role_names.index(r) for r in roles if r in self._role_names])
+
+    def phase_is(self, phase: str) -> np.ndarray:
+        return self._phase_codes == (self._phase_names.index(phase) if phase in self._phase_names else -2)
+
+    def role(self, i: int) -> str:
+        code = self._role_codes[i]
+        return self._role_names[code] if code >= 0 else ""
+
+    def comm(self, i) -> str:
+        code = self._comm_codes[i]
+        return self._comm_names[code] if code >= 0 else "?"
+
+    def func(self, i) -> str:
+        code = self._func_codes[i]
+        return self._func_names[code] if code >= 0 else "?"
+
+    def funcs(self, rows: np.ndarray) -> list:
+        return [self.func(i) for i in rows]
 
     def comm_of(self, tid: int) -> str:
-        hits = np.flatnonzero(self.tid == tid)
-        return str(self.comm[hits[0]]) if len(hits) else "?"
+        """The command name of ``tid``'s first event (one pass over the table the first time, then a dict)."""
+        if self._comm_by_tid is None:
+            tids, first = np.unique(self.tid, return_index=True)
+            self._comm_by_tid = {int(t): self.comm(i) for t, i in zip(tids, first)}
+        return self._comm_by_tid.get(int(tid), "?")
 
     def actor_at(self, ts_ns: int, roles, entry: Optional[int] = None) -> Optional[int]:
         """Index of the event at exactly ``ts_ns`` that plays one of ``roles`` (the entry's if it has one)."""
@@ -65,7 +98,7 @@ class EventIndex:
             candidates = np.flatnonzero(self.ts == ts_ns)
         fallback = None
         for i in candidates:
-            if self.role[i] not in roles:
+            if self.role(i) not in roles:
                 continue
             if entry is not None and self.entry[i] == entry:
                 return int(i)
@@ -170,13 +203,13 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
     the thread whose event made it (found by its timestamp and role)."""
     in_view = (index.ts >= t0) & (index.ts <= t1) & on_entry
     frames = []
-    lookup = in_view & (index.role == "lookup") & (index.phase == "call")
+    lookup = np.flatnonzero(in_view & index.role_is("lookup") & index.phase_is("call"))
     frames.append(pd.DataFrame({"kind": "lookup", "ts_ns": index.ts[lookup], "tid": index.tid[lookup],
-                                "detail": index.func[lookup]}))
+                                "detail": index.funcs(lookup)}))
     # The faulting thread's own swap-count drop on E after it set the pte: the install of E.
-    install = in_view & (index.role == "swap_put")
+    install = np.flatnonzero(in_view & index.role_is("swap_put"))
     frames.append(pd.DataFrame({"kind": "install", "ts_ns": index.ts[install], "tid": index.tid[install],
-                                "detail": index.func[install]}))
+                                "detail": index.funcs(install)}))
     rows = []
     for gen in gens.itertuples(index=False):
         bind = None if pd.isna(gen.bind_ns) else int(gen.bind_ns)
@@ -191,13 +224,13 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
     frames.append(pd.DataFrame(rows, columns=["kind", "ts_ns", "tid", "detail"]))
     # slot_alloc reports the entry it allocated as its return value; the others carry it as their key.
     in_time = (index.ts >= t0) & (index.ts <= t1)
-    slot = in_time & np.isin(index.role, SLOT_ROLES) & (
-        (index.entry == np.uint64(entry)) | ((index.role == "slot_alloc") & (index.phase == "return")
+    slot = in_time & index.role_is(*SLOT_ROLES) & (
+        (index.entry == np.uint64(entry)) | (index.role_is("slot_alloc") & index.phase_is("return")
                                              & (index.retval == np.uint64(entry))))
     drawn = {(ts, tid) for _, ts, tid, _ in rows}
     keep = [i for i in np.flatnonzero(slot) if (int(index.ts[i]), int(index.tid[i])) not in drawn]
     frames.append(pd.DataFrame({"kind": "slot", "ts_ns": index.ts[keep], "tid": index.tid[keep],
-                                "detail": index.func[keep]}))
+                                "detail": index.funcs(keep)}))
     marks = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
         pd.DataFrame(columns=["kind", "ts_ns", "tid", "detail"])
     return marks.astype({"ts_ns": "int64", "tid": "int64"}).sort_values("ts_ns", kind="stable") \
