@@ -121,9 +121,8 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
             out = Path(tmp)
             try:
                 run = _Run(opts, sizes, plan, box, out, helper, say)
-                if recorder:
-                    recorder.start()
-                summary = run.execute(workers)
+                # the tracer attaches (bcc compiles: slow under emulation) while the workers fill memory
+                summary = run.execute(workers, before_go=recorder.start if recorder else None)
             finally:
                 _stop_workers(workers)
                 if recorder:
@@ -220,13 +219,15 @@ class _Run:
         self.ksm_sharing_max = 0
         self.injections: List[Dict[str, Any]] = []
 
-    def execute(self, workers: List[subprocess.Popen]) -> Dict[str, Any]:
-        before = oracle.read_vmstat()
-        ksm_before = _ksm_counters()
-        started = time.monotonic()
+    def execute(self, workers: List[subprocess.Popen], before_go: Optional[Callable[[], None]] = None
+                ) -> Dict[str, Any]:
         for index in range(self.opts.processes):
             workers.append(self._start_worker(index))
         self._wait_ready(workers)
+        if before_go:
+            before_go()
+        before = oracle.read_vmstat()
+        ksm_before = _ksm_counters()
         self.box.apply_limit()
         (self.out / "go").touch()
         started = time.monotonic()
@@ -256,7 +257,8 @@ class _Run:
                                 stdout=log, stderr=subprocess.STDOUT)
 
     def _wait_ready(self, workers: List[subprocess.Popen]) -> None:
-        deadline = time.monotonic() + 60 + self.sizes.working_set / MiB
+        # generous: interpreters start and fill pages slowly on an emulated, loaded machine
+        deadline = time.monotonic() + 300 + 4 * self.sizes.working_set / MiB
         for index, proc in enumerate(workers):
             while not (self.out / f"status-{index}.json").exists():
                 if proc.poll() is not None:
