@@ -88,10 +88,10 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
                      "return" if is_return else "call", entry, folio, retval))
     if not rows:
         return empty_events(), skipped
-    frame = pd.DataFrame(rows, columns=["ts_ns", "cpu", "pid", "tid", "comm", "func", "role", "phase",
-                                        "entry", "folio", "retval"])
-    for col in ("entry", "folio", "retval"):
-        frame[col] = pd.array([None if v is None else v for v in frame[col]], dtype="UInt64")
+    names = ["ts_ns", "cpu", "pid", "tid", "comm", "func", "role", "phase", "entry", "folio", "retval"]
+    columns = dict(zip(names, zip(*rows)))
+    frame = pd.DataFrame({name: (pd.array(list(values), dtype="UInt64") if name in ("entry", "folio", "retval")
+                                 else list(values)) for name, values in columns.items()})
     return normalize(frame), skipped
 
 

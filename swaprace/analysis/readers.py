@@ -21,7 +21,7 @@ from swaprace.analysis.perf_script import looks_like_perf, parse_perf_lines
 from swaprace.analysis.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
-from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, empty_events, normalize
+from swaprace.events import INPUT_COLUMNS, ROLES, Capture, CaptureMeta, empty_events, normalize
 
 FORMATS = ("parquet", "jsonl", "ftrace", "perf")
 PathLike = Union[str, "os.PathLike[str]"]
@@ -173,20 +173,25 @@ def read_jsonl(path: PathLike) -> Capture:
             records.append(obj)
     if not records:
         return Capture(events=empty_events(), meta=meta, source_format="jsonl", skipped_lines=skipped)
-    frame = pd.DataFrame.from_records(records)
+    u64 = {col: [rec.get(col) for rec in records] for col in ("entry", "folio", "retval")}
+    frame = pd.DataFrame.from_records(
+        [{k: v for k, v in rec.items() if k not in u64} for rec in records])
     overrides = symbol_overrides(meta.symbols)
     if "role" not in frame.columns and "func" in frame.columns:
         frame["role"] = [role_of_symbol(str(f), overrides) for f in frame["func"]]
-    if "comm" not in frame.columns:
-        frame["comm"] = ""
-    if "cpu" not in frame.columns:
-        frame["cpu"] = 0
+    for col, default in (("comm", ""), ("cpu", 0)):
+        frame[col] = frame[col].fillna(default) if col in frame.columns else default
+    if "pid" in frame.columns and "tid" in frame.columns:
+        frame["pid"] = frame["pid"].fillna(frame["tid"])  # pid defaults to tid, per record
     for col in ("entry", "folio", "retval"):
-        frame[col] = _u64_column(frame[col] if col in frame.columns else None, len(frame), path, col)
+        frame[col] = _u64_column(u64[col], path, col)  # from the records: a float column would lose bits
     required = [c for c in INPUT_COLUMNS if c not in ("pid",)]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise SwapraceError(f"{path}: JSON Lines events lack {', '.join(missing)}")
+    bad_role = frame["role"].notna() & ~frame["role"].isin(ROLES)
+    if bad_role.any():
+        raise SwapraceError(f"{path}: unknown role {frame['role'][bad_role].iloc[0]!r} (roles: {', '.join(ROLES)})")
     unknown = frame["role"].isna()
     skipped += int(unknown.sum())
     frame = frame[~unknown]
@@ -200,9 +205,7 @@ def read_jsonl(path: PathLike) -> Capture:
     return Capture(events=events, meta=meta, source_format="jsonl", skipped_lines=skipped)
 
 
-def _u64_column(values: Optional[pd.Series], n: int, path: Path, name: str) -> pd.arrays.IntegerArray:
-    if values is None:
-        return pd.array([None] * n, dtype="UInt64")
+def _u64_column(values: list, path: Path, name: str) -> pd.arrays.IntegerArray:
     out = []
     for v in values:
         if v is None or (isinstance(v, float) and v != v):
@@ -212,6 +215,8 @@ def _u64_column(values: Optional[pd.Series], n: int, path: Path, name: str) -> p
                 out.append(int(v, 0) & (2**64 - 1))
             except ValueError:
                 raise SwapraceError(f"{path}: bad {name} value {v!r}") from None
+        elif isinstance(v, bool) or not isinstance(v, int):
+            raise SwapraceError(f"{path}: bad {name} value {v!r} (an integer or a \"0x...\" string)")
         else:
-            out.append(int(v) & (2**64 - 1))
+            out.append(v & (2**64 - 1))
     return pd.array(out, dtype="UInt64")
