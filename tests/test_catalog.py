@@ -31,7 +31,8 @@ EXPECTED = {
     "bookworm-6.1": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
         "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "swap_put": "swap_free",
-        "prepare": "swapcache_prepare",
+        "prepare": "swapcache_prepare", "slot_free": "free_swap_slot", "cache_add": "add_to_swap_cache",
+        "cache_delete": "__delete_from_swap_cache",
     },
     "trixie-bpo-7.3": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
@@ -62,6 +63,16 @@ def test_catalog_is_consistent():
             assert cand.note.strip(), f"{cand.symbol} has no provenance note"
             if KEY_COLUMN[role] is not None:
                 assert cand.key_arg is not None or cand.key_from_folio, cand
+
+
+def test_saved_traceable_list_is_used():
+    # bookworm's own available_filter_functions (trimmed like its kallsyms): every chosen symbol is traceable
+    table = load_symbols(str(available("bookworm-6.1")), str(FIXTURES / "traceable-bookworm-6.1.txt"))
+    res = resolve_roles(table)
+    assert table.traceable is not None
+    assert all(r.warning is None for r in res.values() if r.ok)
+    assert {r: x.symbol for r, x in res.items()} == {r: x.symbol for r, x in
+                                                      resolve_roles(load_symbols(str(available("bookworm-6.1")))).items()}
 
 
 @pytest.mark.parametrize("kernel", sorted(EXPECTED))

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 
 from swaprace.errors import SwapraceError
@@ -218,14 +219,14 @@ class FtraceBackend(Backend):
 
     def _with_tgid(self, events: pd.DataFrame) -> pd.DataFrame:
         """ftrace prints the thread id; fill ``pid`` with the thread group id where /proc still knows it."""
-        tids = pd.unique(events["tid"])
-        for tid in tids:
-            tid = int(tid)
+        tids = events["tid"].to_numpy()
+        uniq, inverse = np.unique(tids, return_inverse=True)
+        for tid in uniq.tolist():
             if tid not in self._tgid:
                 self._tgid[tid] = _tgid_of(tid)
-        mapping = events["tid"].map(lambda t: self._tgid.get(int(t), int(t)))
+        tgids = np.array([self._tgid[t] for t in uniq.tolist()], dtype=np.int32)
         events = events.copy()
-        events["pid"] = mapping.astype("int32")
+        events["pid"] = tgids[inverse]
         return events
 
     def _filter_pid(self, events: pd.DataFrame) -> pd.DataFrame:

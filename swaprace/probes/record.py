@@ -180,10 +180,11 @@ def _collect(backend: Backend, frames: List[pd.DataFrame], prog: Progress) -> No
     if len(df):
         frames.append(df)
         prog.events += len(df)
-        roles = df["role"].astype(str)
-        prog.windows += int(((roles == "fault") & (df["phase"].astype(str) == "return")).sum())
-        for role, n in roles.value_counts().items():
-            prog.by_role[role] = prog.by_role.get(role, 0) + int(n)
+        # (categorical comparisons: no per-row string conversion on the hot path)
+        prog.windows += int(((df["role"] == "fault") & (df["phase"] == "return")).sum())
+        for role, n in df["role"].value_counts().items():
+            if n:
+                prog.by_role[str(role)] = prog.by_role.get(str(role), 0) + int(n)
     prog.lost = int(sum(backend.losses().values()))
 
 
