@@ -67,7 +67,7 @@ def _check_report(directory: Path, index: dict) -> None:
 
 
 def test_report_command_on_planted_capture(planted, tmp_path):
-    result = run("report", planted, "-o", tmp_path / "out", "--json")
+    result = run("report", planted, "-o", tmp_path / "out", "--busiest", "1", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
     assert sorted((r["class"], r["entry"]) for r in index["races"]) == [
@@ -77,23 +77,23 @@ def test_report_command_on_planted_capture(planted, tmp_path):
 
 
 def test_report_command_human_line(planted, tmp_path):
-    result = run("report", planted, "-o", tmp_path / "o", "--max-timelines", "1", "--busiest", "0")
+    result = run("report", planted, "-o", tmp_path / "o", "--max-timelines", "0", "--busiest", "0")
     assert result.exit_code == 0
-    assert result.stdout.startswith(f"wrote {tmp_path / 'o' / 'report.html'} (4 pictures; 2 races, 1 stale-install;")
+    assert result.stdout.startswith(f"wrote {tmp_path / 'o' / 'report.html'} (3 pictures; 2 races, 1 stale-install;")
     page = (tmp_path / "o" / "report.html").read_text()
-    assert "1 further races are listed above but not drawn" in page
+    assert "2 further races are listed above but not drawn" in page
 
 
 @pytest.mark.parametrize("capture", _handwritten_ftrace() + _real_captures())
 def test_report_renders_real_format_captures(capture, tmp_path):
-    result = run("report", capture, "-o", tmp_path / "r", "--busiest", "2", "--max-timelines", "4", "--json")
+    result = run("report", capture, "-o", tmp_path / "r", "--busiest", "1", "--max-timelines", "3", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
     _check_report(tmp_path / "r", index)
     analysed = json.loads(run("analyze", capture, "--json").stdout)
     assert len(index["races"]) == len(analysed["races"])
     drawn = [f for f in index["figures"] if f["kind"] == "race"]
-    assert len(drawn) == min(4, len(analysed["races"]))
+    assert len(drawn) == min(3, len(analysed["races"]))
     for fig in drawn:  # each race picture shows its race, with the analysis' class
         assert fig["data"]["focus"]["class"] in {r["class"] for r in analysed["races"]}
 

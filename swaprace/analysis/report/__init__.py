@@ -144,6 +144,7 @@ def load_analysis(path, fmt: Optional[str] = None, status: Optional[Callable[[st
 def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until_ns: Optional[int] = None,
                race: Optional[int] = None) -> Tuple[Path, timeline.EntryTimeline]:
     """One entry's timeline: its whole life, or zoomed on its ``race``-th race (0-based)."""
+    style.check_writable(path)
     focus = None
     if race is not None:
         on_entry = analysis.races[analysis.races["entry"].to_numpy(dtype="uint64", na_value=0) == np.uint64(entry)]
@@ -155,17 +156,20 @@ def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until
 
 
 def plot_windows(analysis, path) -> Tuple[Path, distributions.Histogram]:
+    style.check_writable(path)
     hist = distributions.window_durations(analysis.windows)
     return style.save_png(distributions.draw_window_durations(hist), path), hist
 
 
 def plot_reuse(analysis, path) -> Tuple[Path, distributions.Histogram]:
+    style.check_writable(path)
     hist = distributions.reuse_distances(analysis.generations)
     median = float(analysis.windows["duration_ns"].median()) if len(analysis.windows) else None
     return style.save_png(distributions.draw_reuse_distances(hist, median), path), hist
 
 
 def plot_rate(analysis, path) -> Tuple[Path, rate.RateSeries]:
+    style.check_writable(path)
     series = rate.event_rates(analysis.capture.events, analysis.capture.meta)
     return style.save_png(rate.draw_event_rates(series), path), series
 

@@ -6,6 +6,7 @@ no global state, no display needed, safe on a headless test box.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -61,6 +62,21 @@ def save_png(fig: Figure, path: Path) -> Path:
         from swaprace.errors import SwapraceError
 
         raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_writable(path: Path) -> Path:
+    """Fail before any drawing when ``path`` cannot be created (a missing or read-only directory)."""
+    from swaprace.errors import SwapraceError
+
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise SwapraceError(f"cannot write {path}: no directory {parent}")
+    if path.is_dir():
+        raise SwapraceError(f"cannot write {path}: it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise SwapraceError(f"cannot write {path}: directory {parent} is not writable")
     return path
 
 
