@@ -43,6 +43,8 @@ ROOT_HEADROOM_MIB = 1024
 #: Bump when the way the disk image is made changes (not covered by the hashed files).
 DISK_FORMAT_VERSION = "1"
 GUEST_INIT = "/opt/swaprace-testbox/init"
+#: Superseded image files are deleted by the next build once they are this old.
+STALE_GRACE_SECONDS = 3600
 
 Progress = Optional[Callable[[str], None]]
 
@@ -319,8 +321,14 @@ def _make_boot_files(kernel: str, kernel_dir: Path, key: str) -> None:
         shutil.copyfile(tree / source, kernel_dir / f"{name}-{key}.tmp")
         os.replace(kernel_dir / f"{name}-{key}.tmp", kernel_dir / f"{name}-{key}")
     os.replace(disk_tmp, kernel_dir / f"disk-{key}.img")
+    # Older generations go, but only after a grace period: a guest starting right now may still be about to
+    # open the image it was handed a moment ago (once QEMU has it open, deleting it does no harm).
     for stale in kernel_dir.iterdir():
-        if re.fullmatch(r"(disk|vmlinuz|initrd)-[0-9a-f]{16}(\.img)?(\.tmp)?", stale.name) and key not in stale.name:
+        if (
+            re.fullmatch(r"(disk|vmlinuz|initrd)-[0-9a-f]{16}(\.img)?(\.tmp)?", stale.name)
+            and key not in stale.name
+            and time.time() - stale.stat().st_mtime > STALE_GRACE_SECONDS
+        ):
             stale.unlink()
     state = {"key": key, "rootfs_key": rootfs_key(kernel), "suite": facts.get("suite", ""), "release": release,
              "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
