@@ -111,7 +111,10 @@ CATALOG: Dict[str, List[Candidate]] = {
     "slot_free": [
         # The function that hands slots back to the allocator moved with every rework of swapfile.c. Where it
         # takes (si, ci, entry, nr) the entry is argument 2. It is static, so it may be inlined: then the next
-        # candidate (or none) is used, and the resolution says so.
+        # candidate (or none) is used, and the resolution says so. The 7.x swap-table code frees through
+        # __swap_cluster_free_entries(si, ci, ci_off, nr): a cluster-relative offset, from which a kprobe's
+        # fetch arguments cannot rebuild the entry (it needs si->type and ci's index). It is not a candidate:
+        # on those kernels the entry's release is seen through cache_delete (__swap_cache_del_folio).
         _c("slot_free", "swap_entries_free", 2, 2, None, "void",
            "static void swap_entries_free(si, ci, swp_entry_t entry, nr) (2025 swap rework, unverified): "
            "renamed from swap_entry_range_free"),

@@ -10,7 +10,7 @@ Writes to OUT_DIR:
   record.parquet, record.trace   a capture of the swap workload (KSM on) and its raw ftrace text
   record.json                    `swaprace record --json` summary
   workload.json                  the workload's own summary (vmstat deltas, corruption)
-  term.parquet                   a capture stopped by SIGTERM mid-run
+The recorder is stopped by SIGTERM while the workload still swaps (after SWAPINS_BEFORE_SIGTERM swap-ins).
   result.json                    what the host-side tests assert on
 The host side compares: capture counts vs kprobe_profile hits, analyze windows vs do_swap_page returns, and
 that no kprobe event, instance or group is left after SIGTERM.
@@ -30,6 +30,12 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 WORKLOAD = [sys.executable, str(CHECKOUT / "tests/guest/swap_workload.py")]
 SWAPRACE = [sys.executable, "-m", "swaprace"]
 TRACEFS = Path("/sys/kernel/tracing")
+SWAPINS_BEFORE_SIGTERM = 3000
+
+
+def vmstat() -> dict:
+    with open("/proc/vmstat") as fh:
+        return {k: int(v) for k, v in (line.split() for line in fh)}
 
 
 def sh(cmd, **kw) -> subprocess.CompletedProcess:
@@ -60,43 +66,44 @@ def main(out_dir: str) -> int:
     result["doctor"] = json.loads(doctor.stdout) if doctor.returncode == 0 else {"error": doctor.stderr}
     result["before"] = leftovers()
 
-    # 2. record the swap workload with KSM on
+    # 2. record the swap workload (KSM on), and stop the recorder with SIGTERM while the workload still
+    #    swaps: the recorder must stop the workload, remove every probe and still write a complete capture.
+    result["ksm_run_before"] = Path("/sys/kernel/mm/ksm/run").read_text().strip()
+    vm_before = vmstat()
     t0 = time.monotonic()
-    rec = sh(SWAPRACE + ["record", "-o", str(out / "record.parquet"), "--backend", "ftrace", "--json",
-                         "--raw-trace", str(out / "record.trace"), "--"] + WORKLOAD +
-             ["--threads", "2", "--mem", "16", "--limit", "8", "--passes", "1", "--ksm", "--json"])
-    result["steps"]["record"] = {"rc": rec.returncode, "stderr": rec.stderr[-3000:],
-                                 "seconds": round(time.monotonic() - t0, 1)}
-    lines = rec.stdout.strip().splitlines()
-    # the workload prints its JSON line first (it shares stdout), then record prints its summary
-    try:
-        (out / "workload.json").write_text(lines[0] + "\n")
-        (out / "record.json").write_text("\n".join(lines[1:]) + "\n")
-    except IndexError:
-        pass
-    result["after_record"] = leftovers()
-
-    # 3. SIGTERM mid-record: no kprobe event left behind, the capture readable
-    t0 = time.monotonic()
-    proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(out / "term.parquet"), "--backend", "ftrace",
-                                        "--"] + WORKLOAD + ["--threads", "2", "--mem", "16", "--limit", "8",
-                                                            "--seconds", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240  # python + pandas start slowly under TCG
-    while time.monotonic() < deadline and not all(leftovers().values()):
-        time.sleep(0.2)  # wait until the probes are attached (the instance is made after the definitions)
-    result["during_term"] = leftovers()
-    result["steps"]["term_attach_s"] = round(time.monotonic() - t0, 1)
-    time.sleep(3)
+    proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(out / "record.parquet"), "--backend", "ftrace",
+                                        "--json", "--raw-trace", str(out / "record.trace"), "--"] + WORKLOAD +
+                            ["--threads", "2", "--mem", "16", "--limit", "8", "--seconds", "600", "--ksm",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # python + pandas start slowly under TCG
+    while time.monotonic() < deadline and proc.poll() is None and not all(leftovers().values()):
+        time.sleep(0.2)
+    result["steps"]["attach_s"] = round(time.monotonic() - t0, 1)
+    result["during_record"] = leftovers()
+    attached = vmstat()
+    while time.monotonic() < deadline and proc.poll() is None:
+        if vmstat().get("pswpin", 0) - attached.get("pswpin", 0) >= SWAPINS_BEFORE_SIGTERM:
+            break
+        time.sleep(0.5)
+    result["steps"]["swapping_s"] = round(time.monotonic() - t0, 1)
     proc.send_signal(signal.SIGTERM)
     try:
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:
         proc.kill()
         stdout, stderr = proc.communicate()
-    result["steps"]["term"] = {"rc": proc.returncode, "stdout": stdout[-2000:], "stderr": stderr[-2000:],
-                               "seconds": round(time.monotonic() - t0, 1)}
-    result["after_term"] = leftovers()
+    result["steps"]["record"] = {"rc": proc.returncode, "stderr": stderr[-3000:],
+                                 "seconds": round(time.monotonic() - t0, 1)}
+    vm_after = vmstat()
+    result["vmstat"] = {k: vm_after.get(k, 0) - vm_before.get(k, 0) for k in ("pswpin", "ksm_swpin_copy")}
+    lines = stdout.strip().splitlines()
+    # the workload prints its JSON line first (it shares stdout), then record prints its summary
+    if lines and lines[0].startswith("{") and lines[0].endswith("}"):
+        (out / "workload.json").write_text(lines[0] + "\n")
+        lines = lines[1:]
+    (out / "record.json").write_text("\n".join(lines) + "\n")
+    result["after_record"] = leftovers()
+    result["ksm_run_after"] = Path("/sys/kernel/mm/ksm/run").read_text().strip()
     workloads = sh(["pgrep", "-f", "swap_workload.py"])
     result["stray_workloads"] = workloads.stdout.split()
     result["cgroups_left"] = [p.name for p in Path("/sys/fs/cgroup").iterdir()
