@@ -122,15 +122,17 @@ def _start(state_dir, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_running(state_dir, proc, timeout=60):
+def _wait_running(state_dir, proc, timeout=120):
+    """Until this run's workers are in its cgroup (read from its own state file), plus a little."""
     deadline = time.monotonic() + timeout
     state = state_dir / "stress-state.json"
     while time.monotonic() < deadline:
-        if state.exists() and '"cgroup"' in state.read_text() and any(
-                p.name.startswith("spec-") for p in Path("/tmp").glob("swaprace-stress-*/*")):
-            time.sleep(2)  # well inside the workload
-            return
         assert proc.poll() is None, proc.communicate()
+        changes = json.loads(state.read_text())["changes"] if state.exists() else []
+        cgroup = next((Path(c["path"]) for c in changes if c["kind"] == "cgroup"), None)
+        if cgroup and cgroup.exists() and len((cgroup / "cgroup.procs").read_text().split()) >= 2:
+            time.sleep(3)  # filling or already in the rounds
+            return
         time.sleep(0.1)
     raise AssertionError("stress run never started")
 
@@ -139,7 +141,7 @@ def test_sigterm_stops_restores_and_says_so(restored):
     proc = _start(restored, "--duration", "60", "--no-ksm")
     _wait_running(restored, proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.strip().splitlines()[-1] == ("swaprace: error: interrupted by SIGTERM: workload stopped, "
                                             "machine restored")

@@ -18,7 +18,7 @@ from vm_support import KERNELS, vm_run
 
 pytestmark = pytest.mark.vm
 
-STRESS_OPTIONS = ["--duration", "20", "--mem", "16M", "--threads", "4", "--processes", "2"]
+STRESS_OPTIONS = ["--duration", "20", "--mem", "12M", "--threads", "4", "--processes", "2"]
 
 
 @functools.lru_cache(maxsize=None)

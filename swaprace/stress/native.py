@@ -156,6 +156,10 @@ class Helper:
             raise SwapraceError(f"stress helper could not start its threads: {os.strerror(err)}")
         return self.result
 
+    def sweep(self) -> Result:
+        self.lib.sr_sweep()
+        return self.result
+
     def mismatches(self) -> List[Mismatch]:
         kept = min(self.result.mismatches, self.config.max_mismatches)
         base = self.lib.sr_mismatches()

@@ -186,14 +186,17 @@ class PyHelper:
             t.start()
         for t in threads:
             t.join()
-        for index in range(cfg.npages):
-            self._check(-1, index, 3)
-        res.final_pages_checked = cfg.npages
         res.rounds = state["rounds"] - 1
         res.pages_read, res.pages_written = state["reads"], state["writes"]
         res.windows = sum(len(w) for w in self._windows)
         res.end_mono_ns = time.monotonic_ns()
         return res
+
+    def sweep(self) -> native.Result:
+        for index in range(self.config.npages):
+            self._check(-1, index, 3)
+        self.result.final_pages_checked = self.config.npages
+        return self.result
 
     def mismatches(self) -> List[native.Mismatch]:
         return list(self._mismatches)

@@ -185,13 +185,17 @@ class _Recorder:
 
         capture = self.capture
         result = analyze(capture)
-        duration = capture.meta.duration_s or summary["duration_s"]
-        minutes = duration / 60 if duration else 0
         verdict = join(result.races, result.windows, summary["mismatches"], capture.meta.lost_events)
-        trace = trace_window_stats(result.windows, duration) | {
+        start, end = summary["rounds_interval_ns"]
+        duration = (end - start) / 1e9
+        windows = result.windows[(result.windows["start_ns"] >= start) & (result.windows["end_ns"] <= end)]
+        gens = result.generations
+        reuses = int(((gens["generation"] > 0) & (gens["bind_ns"] >= start) & (gens["bind_ns"] <= end)).sum())
+        trace = trace_window_stats(windows, duration) | {
             "capture": self.output, "backend": capture.meta.backend, "events": int(len(capture.events)),
-            "lost_events": capture.meta.lost_events, "reuses": result.summary.get("reuses"),
-            "reuses_per_minute": round(result.summary.get("reuses", 0) / minutes, 1) if minutes else None,
+            "lost_events": capture.meta.lost_events, "windows_whole_capture": int(len(result.windows)),
+            "reuses": reuses, "reuses_whole_capture": result.summary.get("reuses"),
+            "reuses_per_minute": round(reuses / duration * 60, 1) if duration else None,
             "race_classes": result.summary.get("race_classes"), "ksm_copies": result.summary.get("ksm_copies"),
         }
         return {"trace": trace, "join": verdict, "ok": summary["ok"] and verdict["stale_install_races"] == 0}
@@ -218,6 +222,8 @@ class _Run:
         self.swap_samples: List[float] = []
         self.ksm_sharing_max = 0
         self.injections: List[Dict[str, Any]] = []
+        self.rounds_done_at: Optional[float] = None  # when every worker had finished its rounds
+        self.vmstat_rounds_done: Optional[Dict[str, int]] = None
 
     def execute(self, workers: List[subprocess.Popen], before_go: Optional[Callable[[], None]] = None
                 ) -> Dict[str, Any]:
@@ -232,12 +238,17 @@ class _Run:
         (self.out / "go").touch()
         started = time.monotonic()
         self._watch(workers, started)
-        elapsed = time.monotonic() - started
         after = oracle.read_vmstat()
         results = self._collect(workers)
-        return summarize(self.opts, self.sizes, self.plan, results, oracle.vmstat_delta(before, after),
-                         self._ksm_summary(ksm_before), self.swap_samples, self.injections, elapsed,
-                         self._cgroup_events())
+        rounds_s = (self.rounds_done_at or time.monotonic()) - started
+        rates = oracle.vmstat_delta(before, self.vmstat_rounds_done or after)
+        summary = summarize(self.opts, self.sizes, self.plan, results, oracle.vmstat_delta(before, after),
+                            self._ksm_summary(ksm_before), self.swap_samples, self.injections, rounds_s,
+                            self._cgroup_events(), rates)
+        summary["duration_s"] = round(time.monotonic() - started, 2)
+        # CLOCK_MONOTONIC, like the capture's timestamps: the trace figures are taken over the rounds only
+        summary["rounds_interval_ns"] = [int(started * 1e9), int((started + rounds_s) * 1e9)]
+        return summary
 
     def _start_worker(self, index: int) -> subprocess.Popen:
         opts = self.opts
@@ -274,6 +285,9 @@ class _Run:
         next_report = started + 5
         while any(p.poll() is None for p in workers):
             now = time.monotonic()
+            if self.rounds_done_at is None and all(
+                    (self.out / f"rounds-done-{i}").exists() for i in range(len(workers))):
+                self.rounds_done_at, self.vmstat_rounds_done = now, oracle.read_vmstat()
             if now > hard_deadline:
                 raise SwapraceError("workers did not finish in time (stuck in the kernel?): stopped them")
             self._sample()
@@ -363,7 +377,10 @@ def _death_reason(returncode: Optional[int]) -> str:
 
 
 def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections, elapsed,
-              cgroup_events) -> Dict[str, Any]:
+              cgroup_events, rates=None) -> Dict[str, Any]:
+    """``elapsed`` is the rounds' wall time; ``rates`` the vmstat deltas over just that time (the final
+    sweep's swap-ins are in ``vmstat`` but not in the per-minute rates)."""
+    rates = rates or vmstat
     counters: Dict[str, int] = {}
     mismatches: List[Dict[str, Any]] = []
     all_windows, window_pids = [], []
@@ -390,7 +407,7 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
         "corruptions": counters.get("mismatches", 0),
         "mismatches": oracle.sort_mismatches(mismatches),
         "injected": injections,
-        "duration_s": round(elapsed, 2),
+        "rounds_s": round(elapsed, 2),
         "helper": "native" if opts.native_helper else "python-fallback",
         "options": {k: v for k, v in asdict(opts).items() if k not in ("yes",)},
         "machine": {"working_set_mib": sizes.working_set // MiB, "limit_mib": sizes.limit // MiB,
@@ -406,7 +423,7 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
                       "share_above_half": round(len(full) / len(swap_samples), 3) if swap_samples else None},
         "ksm": ksm,
         "vmstat": vmstat,
-        "per_minute": {k: round(v["delta"] / minutes, 1) for k, v in vmstat.items()
+        "per_minute": {k: round(v["delta"] / minutes, 1) for k, v in rates.items()
                        if k in ("pswpin", "pswpout", "ksm_swpin_copy", "cow_ksm")} if minutes else {},
     }
     return summary
@@ -418,7 +435,7 @@ def format_summary(summary: Dict[str, Any]) -> List[str]:
     fw = summary["fault_windows"]
     lines = [
         f"workload: {summary['options']['processes']} processes x {summary['options']['threads']} threads, "
-        f"{summary['duration_s']:.1f}s, working set {m['working_set_mib']} MiB, limit {m['limit_mib']} MiB "
+        f"{summary['rounds_s']:.1f}s of rounds ({summary['duration_s']:.1f}s with the final sweep), working set {m['working_set_mib']} MiB, limit {m['limit_mib']} MiB "
         f"(cgroup v{m['cgroup_version']}), swap file {m['swap_mib']} MiB",
         f"  rounds {w.get('rounds', 0)}, pages read {w.get('pages_read', 0)}, written {w.get('pages_written', 0)}, "
         f"forked readers {w.get('forks', 0)} ({w.get('child_pages_read', 0)} pages), "
@@ -432,6 +449,7 @@ def format_summary(summary: Dict[str, Any]) -> List[str]:
         lines.append(f"  swap fill: mean {sf['mean']:.0%}, above half in {sf['share_above_half']:.0%} of samples")
     lines.append(f"  ksm: pages_sharing max {summary['ksm']['pages_sharing_max']}, "
                  f"full scans {summary['ksm']['full_scans']}")
+    lines.append("per minute of rounds: " + ", ".join(f"{k} {v}" for k, v in summary["per_minute"].items()))
     lines.append("vmstat (before -> after, delta):")
     for name, v in summary["vmstat"].items():
         lines.append(f"  {name:16} {v['before']:>12} -> {v['after']:>12}  +{v['delta']}")

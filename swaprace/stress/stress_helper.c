@@ -488,7 +488,7 @@ int sr_prepare(const struct sr_config *cfg, struct sr_result *res)
 	return 0;
 }
 
-/* Run rounds until the duration passes or a stop is requested, then check every page once more. */
+/* Run rounds until the duration passes or a stop is requested. */
 int sr_run(void)
 {
 	struct sr_result *res = S.res;
@@ -518,9 +518,6 @@ int sr_run(void)
 	for (uint32_t i = 1; i < S.cfg.threads; i++)
 		pthread_join(S.threads[i].thread, NULL);
 	reap_children(1);
-	for (uint64_t i = 0; i < S.cfg.npages; i++)
-		check_page(NULL, i, SR_FINAL_SWEEP);
-	res->final_pages_checked = S.cfg.npages;
 	res->end_mono_ns = now_ns(CLOCK_MONOTONIC);
 	res->rounds = S.round - 1;
 	for (uint32_t i = 0; i < S.cfg.threads; i++) {
@@ -532,6 +529,15 @@ int sr_run(void)
 	res->child_pages_read = *S.child_reads;
 	res->mismatches = *S.mismatch_count;
 	return 0;
+}
+
+/* After sr_run: check every page once more (the oracle's last word on pages no round read back). */
+void sr_sweep(void)
+{
+	for (uint64_t i = 0; i < S.cfg.npages; i++)
+		check_page(NULL, i, SR_FINAL_SWEEP);
+	S.res->final_pages_checked = S.cfg.npages;
+	S.res->mismatches = *S.mismatch_count;
 }
 
 const struct sr_mismatch *sr_mismatches(void)
