@@ -291,8 +291,9 @@ def _busiest_figure(report: Report, index: timeline.EventIndex, n: int, entry: i
     tl = timeline.entry_timeline(report.analysis, entry, index=index)
     name = f"entry-{n:02d}-{entry:x}.png"
     _add(report, timeline.draw_entry_timeline(tl), "busiest", name, f"busiest entry {n}: {entry:#x}",
-         f"Busiest entry {n}: {style.format_entry(entry)}: {len(tl.generations)} generations, "
-         f"{len(tl.windows)} fault windows, {len(tl.races)} races.", entry=entry, data=timeline_summary(tl))
+         f"Busiest entry {n}: {style.format_entry(entry)}: {html.plural(len(tl.generations), 'generation')}, "
+         f"{html.plural(len(tl.windows), 'fault window')}, {html.plural(len(tl.races), 'race')}.", entry=entry,
+         data=timeline_summary(tl))
 
 
 def timeline_summary(tl: timeline.EntryTimeline) -> Dict[str, Any]:

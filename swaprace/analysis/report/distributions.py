@@ -13,6 +13,7 @@ from typing import Dict, Optional
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from swaprace.analysis.report import style
 
@@ -114,10 +115,15 @@ def _draw_histogram(ax, hist: Histogram, scale: int, label_of) -> None:
         ax.stairs(counts, hist.edges_ns / scale, label=label_of(name), **kwargs)
         ymax = max(ymax, int(counts.max()))
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylim(0.7, max(ymax, 1) * 2.5)
     ax.grid(which="major", color="#dddddd", linewidth=0.6)
-    ax.set_ylabel("count per bin (log)")
+    if ymax > 50:  # counts spanning decades: log, so the tails stay visible next to the mode
+        ax.set_yscale("log")
+        ax.set_ylim(0.7, ymax * 2.5)
+        ax.set_ylabel("count per bin (log)")
+    else:  # a handful of windows: whole numbers on a linear axis read better
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, ymax * 1.25 + 0.5)
+        ax.set_ylabel("count per bin")
 
 
 def draw_window_durations(hist: Histogram, size_px=style.DISTRIBUTION_PX) -> Figure:
@@ -155,6 +161,7 @@ def draw_reuse_distances(hist: Histogram, median_window_ns: Optional[float] = No
         ax.axvline(median_window_ns / scale, color="#3182bd", linestyle=":", linewidth=1.6,
                    label=f"median fault window ({style.format_duration(median_window_ns)}): "
                          "reuse faster than this can race")
-    ax.set_xlabel(f"release -> next bind ({unit}, log)   [{never:,} releases never rebound in the capture]")
+    never_text = f"{never:,} release{'' if never == 1 else 's'} never rebound in the capture"
+    ax.set_xlabel(f"release -> next bind ({unit}, log)   [{never_text}]")
     ax.legend(loc="upper right", fontsize=9)
     return fig

@@ -37,6 +37,24 @@ figure { margin: 1.2em 0; } figcaption { color: #444; margin-top: .3em; } img { 
 """
 
 
+SUMMARY_LABELS = {
+    "events": "events parsed",
+    "skipped_lines": "lines skipped by the reader",
+    "windows": "complete fault windows",
+    "windows_with_entry": "windows with a swap entry",
+    "lookup_hits": "swap-cache lookup hits",
+    "entries": "distinct swap entries",
+    "ksm_copies": "KSM copies",
+    "reuses": "reuses (entry bound again after a release)",
+    "lost_events": "lost events",
+    "races": "races",
+}
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -136,7 +154,7 @@ def render(report) -> str:
                  '<a href="#busiest">busiest entries</a> · <a href="#capture">capture</a></nav>')
 
     parts.append('<h2 id="summary">Summary</h2><div class="cols">')
-    summary_rows = [[k, _num(v)] for k, v in report.summary_items()]
+    summary_rows = [[SUMMARY_LABELS.get(k, k), _num(v)] for k, v in report.summary_items()]
     parts.append(table(["measure", "value"], summary_rows, numeric=(False, True)))
     parts.append(table(["role", "kernel symbol", "calls", "returns"], report.role_rows(),
                        numeric=(False, False, True, True)))
@@ -183,7 +201,8 @@ def render(report) -> str:
     parts.append('<h2 id="capture">Capture</h2><div class="cols">')
     parts.append(table(["", ""], metadata_rows(a.capture, report.source_name)))
     symbols = sorted((meta.symbols or {}).items())
-    parts.append(table(["role", "symbol probed"], symbols or [["-", "not recorded in the capture"]]))
+    parts.append(table(["role", "symbol probed"],
+                       symbols or [["-", "not recorded in the capture (the per-role table shows what fired)"]]))
     parts.append("</div>")
     full = json.dumps(json.loads(meta.to_json()), indent=2, sort_keys=True)
     parts.append(f"<details><summary>full capture metadata (JSON)</summary><pre class=\"mono\">{esc(full)}</pre>"

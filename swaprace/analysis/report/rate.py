@@ -76,7 +76,9 @@ def event_rates(events: pd.DataFrame, meta: CaptureMeta) -> RateSeries:
     if len(ts) == 0:
         return RateSeries(0, 1, {}, {}, marks, loss_summary(meta), meta.lost_events, ["no events"])
     start, end = int(ts.min()), int(ts.max())
-    width = bucket_width(end - start + 1)
+    # At most MAX_BUCKETS, and about 5 events a bucket or more on sparse captures, so the lines show a rate
+    # rather than isolated events.
+    width = bucket_width(end - start + 1, max(min(MAX_BUCKETS, len(ts) // 5), 10))
     # Whole buckets only: the last one absorbs the remainder (up to 1.5 widths) and is divided by its
     # true width, so a 1 ns sliver at the end does not show as a spike or a dip.
     n_buckets = max(1, int(round((end - start + 1) / width)))
