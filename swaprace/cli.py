@@ -498,7 +498,8 @@ def stress(duration, threads, processes, mem, limit, swap, ksm, seed, swap_file,
         swap_bytes=stress_run.parse_size(swap) if swap else None, ksm=ksm, seed=seed, yes=yes,
         swap_file=swap_file, inject_corruption=inject_corruption, record=record_path)
     tty = sys.stderr.isatty()
-    summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None)
+    summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None,
+                                    announce=lambda msg: click.echo(msg, err=True))
     summary["verdict"] = stress_run.verdict(summary)
     if as_json:
         echo_json(summary)

@@ -97,8 +97,12 @@ def _raise_interrupted(signum, _frame):
                       exit_code=128 + signum)
 
 
-def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
-    """Set up, run, restore. Returns the summary (see :func:`summarize`). Raises SwapraceError."""
+def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = None,
+               announce: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Set up, run, restore. Returns the summary (see :func:`summarize`). Raises SwapraceError.
+
+    ``announce`` gets the list of machine changes before they are made (always worth saying); ``progress``
+    the live lines (for a terminal)."""
     check_options(opts)
     if os.geteuid() != 0:
         raise SwapraceError("swaprace stress changes swap, cgroups and KSM: it must run as root")
@@ -113,7 +117,7 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         say("stress: no C compiler: using the slower Python helper (ctypes calls, no forked readers)")
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
-        say(f"stress: {line}")
+        (announce or say)(f"stress: will {line}")
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: List[subprocess.Popen] = []
     try:

@@ -324,7 +324,9 @@ static void page_out_batch(void)
 		} else {
 			S.res->pageout_errors++;
 			S.res->pageout_errno = errno;
-			if (errno == EINVAL) /* kernel without MADV_PAGEOUT: the cgroup limit does the work */
+			/* Since Linux kernel commit 1a4e58cce84e ("mm: introduce MADV_PAGEOUT"); before it, EINVAL:
+			 * the cgroup limit alone pushes pages out */
+			if (errno == EINVAL)
 				S.cfg.pageout = 0;
 			return;
 		}
