@@ -226,6 +226,12 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
         return
     if not output:
         raise SwapraceError("missing -o/--output CAPTURE (or use --dry-run / --ebpf)")
+    from swaprace.probes.doctor import swap_state
+
+    if not swap_state()["devices"]:
+        if not cmd:
+            raise SwapraceError("no active swap: nothing would be swapped in (swapon a file or device first)")
+        click.echo("swaprace: warning: no active swap yet (CMD may enable it)", err=True)
     if duration is None and not cmd:
         click.echo("recording until Ctrl-C (or SIGTERM)...", err=True)
     capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
