@@ -106,6 +106,8 @@ class Plan:
 
 
 def make_plan(swap_bytes: int, limit_bytes: int, ksm: bool, swap_path: Optional[str] = None) -> Plan:
+    if not Path("/proc/swaps").exists():
+        raise SwapraceError("this kernel has no swap support (no /proc/swaps: CONFIG_SWAP off)")
     layout = detect_cgroup()
     knobs: Dict[str, str] = {}
     if ksm:
