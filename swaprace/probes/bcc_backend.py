@@ -129,13 +129,18 @@ def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAUL
 
 
 def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
-    """(``kprobe``|``kretprobe``, kernel symbol, BPF function) for every probe of ``plan``, calls first."""
+    """(``kprobe``|``kretprobe``, kernel symbol, BPF function) for every probe of ``plan``, in attach order.
+
+    Return probes go first, and are detached last (:meth:`BccBackend.stop`): every call the program sees then
+    has its return seen too, instead of the calls made while the rest attach (seconds under emulation) showing
+    up as windows that never close.
+    """
     out: List[Tuple[str, str, str]] = []
-    for role, res in plan.probed.items():
-        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
     for role, res in plan.probed.items():
         if needs_return(role, res.candidate):  # type: ignore[arg-type]
             out.append(("kretprobe", res.symbol, f"sr_ret_{role}"))  # type: ignore[arg-type]
+    for role, res in plan.probed.items():
+        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
     return out
 
 
@@ -249,6 +254,7 @@ class BccBackend(Backend):
         self._callbacks: list = []  # keep ctypes callbacks alive
         self._final: Optional[dict] = None  # counters, races and misses captured at stop()
         self._symbols: Dict[str, str] = {}
+        self._last_misses: Dict[str, int] = {}
         self.on_race: Optional[Callable[[dict], None]] = None
 
     # --- feature check ----------------------------------------------------------------------------------
@@ -395,9 +401,15 @@ class BccBackend(Backend):
         return sorted(races, key=lambda r: (r["window_start_ns"], r["tid"]))
 
     def _kretprobe_misses(self) -> Dict[str, int]:
-        """Miss counts of the probes bcc created through kprobe_events (``[pr]_<symbol>_bcc_<pid>``)."""
+        """Miss counts of the probes bcc created through kprobe_events (``r_<symbol>_bcc_<pid>``)."""
         if self._final is not None:
             return self._final["misses"]
+        self._last_misses = self._kretprobe_misses_now(self._last_misses)
+        return self._last_misses
+
+    def _kretprobe_misses_now(self, previous: Optional[Dict[str, int]] = None) -> Dict[str, int]:
+        """kprobe_profile's miss counts now; a probe no longer listed (detached) keeps its last count."""
+        previous = previous if previous is not None else getattr(self, "_last_misses", {}) or {}
         root = tracefs.mounted_tracefs()
         profile = tracefs.kprobe_profile(root) if root is not None else {}
         suffix = f"_bcc_{os.getpid()}"
@@ -407,7 +419,8 @@ class BccBackend(Backend):
                 continue
             event = "r_" + symbol.replace("+", "_").replace(".", "_") + suffix
             entry = profile.get(event)
-            misses[f"kretprobe_missed:{symbol}"] = entry.missed if entry else 0
+            key = f"kretprobe_missed:{symbol}"
+            misses[key] = entry.missed if entry else previous.get(key, 0)
         return misses
 
     def losses(self) -> Dict[str, int]:
@@ -447,14 +460,25 @@ class BccBackend(Backend):
         bpf = self._bpf
         try:
             try:
-                self.poll(0)  # keep what is already in the buffers
+                misses = self._kretprobe_misses_now()  # kprobe_profile lists bcc's kretprobes until detached
+            except Exception:
+                misses = dict(self._last_misses)
+            # Calls first, returns last (the reverse of attaching); then, with nothing firing any more, the
+            # counters and the buffers describe exactly the same probe hits.
+            for kind, symbol, fn in reversed(attachments(self._plan)) if self._plan else []:
+                try:
+                    (bpf.detach_kprobe if kind == "kprobe" else bpf.detach_kretprobe)(symbol, fn)
+                except Exception:  # never attached (start failed half-way): cleanup() below is enough
+                    pass
+            try:
+                self.poll(0)
                 self._final = {"counters": self.counters(), "races": self._race_table(),
-                               "misses": self._kretprobe_misses()}
-            except Exception:  # a half-started program: nothing to read, still detach below
+                               "misses": misses}
+            except Exception:  # a half-started program: nothing to read, still clean up below
                 pass
         finally:
             self._bpf = None
-            bpf.cleanup()  # detaches every probe and removes the kprobe_events bcc created
+            bpf.cleanup()  # closes the program and maps, removes whatever bcc still has attached
 
 
 def _first_line(exc: BaseException) -> str:
