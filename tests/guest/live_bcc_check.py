@@ -61,7 +61,7 @@ def bcc_kprobe_events() -> list:
     return [line for line in (TRACEFS / "kprobe_events").read_text().splitlines() if "_bcc_" in line]
 
 
-TRACED_EVENTS = 4000  # events (as the ftrace side counts them) to trace before SIGTERM
+TRACED_EVENTS = 1500  # events (as the ftrace side counts them) to trace before SIGTERM
 MAX_TRACE_SECONDS = 60.0
 
 
