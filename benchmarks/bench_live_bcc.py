@@ -11,7 +11,8 @@ swaps the whole area in again):
   the BPF program itself -- the "untraced bcc counter" baseline of the event rate;
 * full stream (ring buffer, or perf buffer with --perf): run time ratio, events/s written to the capture,
   losses; the ratio of written events to the hits the kernel counted in that same run;
-* where loss starts: the full stream again with smaller and smaller ring buffers.
+* where loss starts: the full stream again, drained every 5 s, and only at the end of the run (the 4 MiB ring
+  holds 65,536 records: loss starts when the rate times the drain interval passes that).
 
 Under QEMU TCG only the ratios mean anything; absolute rates are an emulated CPU's.
 """
@@ -33,7 +34,6 @@ sys.path.insert(0, str(CHECKOUT))
 
 from swaprace.probes.backend import make_plan  # noqa: E402
 from swaprace.probes.bcc_backend import BccBackend  # noqa: E402
-from swaprace.probes.record import record  # noqa: E402
 
 WORKLOAD = [sys.executable, str(CHECKOUT / "tests/guest/swap_workload.py")]
 
@@ -50,27 +50,43 @@ def run_untraced(args) -> float:
         return json.loads(Path(tmp.name).read_text())["seconds"]
 
 
-def run_traced(args, stream: bool, ringbuf_pages: int = 1024, perf: bool = False) -> dict:
-    plan = make_plan(stream_events=stream, detect=True)
-    plan.extra["ringbuf_pages"] = ringbuf_pages
-    plan.extra["perf_buffer"] = perf
-    backend = BccBackend()
-    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+class Traced:
+    """One compiled and attached program, used for several workload runs (bcc compiles for minutes under
+    TCG, so each mode compiles once)."""
+
+    def __init__(self, stream: bool, perf: bool = False):
+        plan = make_plan(stream_events=stream, detect=True)
+        plan.extra["perf_buffer"] = perf
+        self.backend = BccBackend()
         t0 = time.monotonic()
-        capture = record(None, backend, plan, cmd=workload_cmd(args, Path(tmp.name)))
-        wall = time.monotonic() - t0
-        seconds = json.loads(Path(tmp.name).read_text())["seconds"]
-    counters = capture.meta.detector["counters"]
-    hits = sum(p["call"] + p["return"] for p in counters["hits"].values())
-    return {
-        "seconds": seconds,
-        "wall": wall,
-        "events": len(capture.events),
-        "hits": hits,
-        "lost": capture.meta.lost,
-        "lost_events": capture.meta.lost_events,
-        "traced_s": capture.meta.duration_s,
-    }
+        self.backend.start(plan)
+        self.start_seconds = time.monotonic() - t0
+
+    def _totals(self):
+        counters = self.backend.counters()
+        hits = sum(p["call"] + p["return"] for p in counters["hits"].values())
+        return hits, int(sum(self.backend.losses().values()))
+
+    def run(self, args, poll_interval: float = 0.1) -> dict:
+        hits0, lost0 = self._totals()
+        self.backend.drain()
+        events = 0
+        with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+            child = subprocess.Popen(workload_cmd(args, Path(tmp.name)))
+            last = time.monotonic()
+            while child.poll() is None:
+                time.sleep(0.05)
+                if time.monotonic() - last >= poll_interval:
+                    events += len(self.backend.drain())
+                    last = time.monotonic()
+            events += len(self.backend.drain())
+            seconds = json.loads(Path(tmp.name).read_text())["seconds"]
+        hits1, lost1 = self._totals()
+        return {"seconds": seconds, "events": events, "hits": hits1 - hits0, "lost": lost1 - lost0,
+                "poll_interval": poll_interval}
+
+    def stop(self) -> None:
+        self.backend.stop()
 
 
 def median(values):
@@ -93,45 +109,49 @@ def main() -> int:
         return 2
     subprocess.run(["swaprace-testbox", "swap-on"], check=False)
     kernel = os.uname().release
-    untraced, detect, full = [], [], []
-    for _ in range(args.repeat):  # interleaved, so drift hits every mode alike
-        untraced.append(run_untraced(args))
-        detect.append(run_traced(args, stream=False))
-        full.append(run_traced(args, stream=True, perf=args.perf))
+    untraced = [run_untraced(args) for _ in range(args.repeat)]
+    detect_prog = Traced(stream=False)
+    try:
+        detect = [detect_prog.run(args) for _ in range(args.repeat)]
+    finally:
+        detect_prog.stop()
+    full_prog = Traced(stream=True, perf=args.perf)
+    try:
+        full = [full_prog.run(args) for _ in range(args.repeat)]
+        # Where loss starts: the same stream, drained less and less often (the ring fills in between).
+        slow = [full_prog.run(args, poll_interval=interval) for interval in (5.0, 1e9)]
+    finally:
+        full_prog.stop()
+    untraced.append(run_untraced(args))  # after: drift shows as a spread in the untraced runs
     base = median(untraced)
-    detect_hits_rate = median([d["hits"] / d["seconds"] for d in detect])
-    full_rate = median([f["events"] / f["seconds"] for f in full])
-    loss_curve = []
-    for pages in (1, 4, 16, 64):
-        r = run_traced(args, stream=True, ringbuf_pages=pages)
-        loss_curve.append({"ringbuf_pages": pages, "events": r["events"], "lost": r["lost_events"],
-                           "events_per_s": round(r["events"] / r["seconds"])})
     report = {
         "kernel": kernel,
         "workload": {"threads": args.threads, "mem_mib": args.mem, "limit_mib": args.limit,
                      "passes": args.passes},
-        "untraced_s": base,
+        "compile_attach_s": {"detect": round(detect_prog.start_seconds, 1), "full": round(full_prog.start_seconds, 1)},
+        "untraced_s": untraced,
         "detect_only_ratio": round(median([d["seconds"] for d in detect]) / base, 3),
         "full_stream_ratio": round(median([f["seconds"] for f in full]) / base, 3),
-        "detect_only_hits_per_s": round(detect_hits_rate),
-        "full_stream_events_per_s": round(full_rate),
+        "detect_only_hits_per_s": round(median([d["hits"] / d["seconds"] for d in detect])),
+        "full_stream_events_per_s": round(median([f["events"] / f["seconds"] for f in full])),
         "written_vs_counted": round(median([f["events"] / max(f["hits"], 1) for f in full]), 4),
-        "full_stream_lost": [f["lost_events"] for f in full],
-        "loss_vs_ring_size": loss_curve,
-        "runs": {"untraced": untraced, "detect": detect, "full": full},
+        "full_stream_lost": [f["lost"] for f in full],
+        "loss_vs_poll_interval": slow,
+        "runs": {"detect": detect, "full": full},
     }
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"kernel {kernel}: workload untraced {base:.2f} s (median of {args.repeat})")
+        print(f"kernel {kernel}: workload untraced {base:.2f} s (median of {len(untraced)}: {untraced})")
+        print(f"  compile+attach : {report['compile_attach_s']} s")
         print(f"  detection only : x{report['detect_only_ratio']} run time, "
               f"{report['detect_only_hits_per_s']:,} probe hits/s counted in the kernel")
         print(f"  full stream    : x{report['full_stream_ratio']} run time, "
               f"{report['full_stream_events_per_s']:,} events/s written, "
               f"written/counted {report['written_vs_counted']}, lost {report['full_stream_lost']}")
-        for row in loss_curve:
-            print(f"  ring {row['ringbuf_pages']:>5} pages: {row['events_per_s']:>9,} events/s, "
-                  f"lost {row['lost']}")
+        for row in slow:
+            print(f"  drained every {row['poll_interval']:>4} s: {row['events'] / row['seconds']:,.0f} events/s "
+                  f"written, {row['hits']:,} hits, lost {row['lost']:,}")
     return 0
 
 
