@@ -242,3 +242,77 @@ def test_empty_capture_still_renders(tmp_path):
     assert [f.kind for f in report.figures] == ["overview"] * 3
     page = report.html_path.read_text()
     assert "unknown" in page and "No entry was reused" in page
+
+
+# --- scale: aggregate, never one artist per event ------------------------------------------------------------
+
+
+def test_coalesce_intervals_merges_at_pixel_resolution():
+    starts = np.array([0, 5, 30, 31, 100], dtype="float64")
+    ends = np.array([4, 10, 30.5, 40, 101], dtype="float64")
+    s, e = style.coalesce_intervals(starts, ends, min_gap=2)
+    assert s.tolist() == [0, 30, 100] and e.tolist() == [10, 40, 101]
+    s, e = style.coalesce_intervals(starts[::-1].copy(), ends[::-1].copy(), min_gap=0)  # unsorted, no gap
+    assert s.tolist() == [0, 5, 30, 31, 100] and e.tolist() == [4, 10, 30.5, 40, 101]
+    s, e = style.coalesce_intervals(np.array([0.0, 1.0, 2.0]), np.array([5.0, 2.0, 3.0]), min_gap=0)  # nested
+    assert s.tolist() == [0] and e.tolist() == [5]
+
+
+def test_busy_entry_timeline_draws_a_bounded_number_of_bars(tmp_path):
+    """50,000 fault windows and 25,000 generations of one entry draw as at most a few bars per pixel column."""
+    from types import SimpleNamespace
+
+    from swaprace.analysis.report import timeline
+
+    n = 50_000
+    start = np.arange(n, dtype="int64") * 20_000
+    tids = 1000 + np.arange(n) % 4
+    entry = pd.array(np.full(n, STALE_ENTRY, dtype="uint64"), dtype="UInt64")
+    windows = pd.DataFrame({"tid": tids, "pid": tids, "comm": "stress", "cpu": tids % 2, "start_ns": start,
+                            "end_ns": start + 3_000, "duration_ns": 3_000, "entry": entry, "retval": 4,
+                            "outcome": pd.Categorical(["major"] * n), "race_class": pd.Categorical([None] * n)})
+    g = n // 2
+    generations = pd.DataFrame({"entry": entry[:g], "generation": np.arange(g), "bind_ns": start[::2] + 500,
+                                "folio": pd.array(np.arange(g, dtype="uint64") + 0xFFFFEA0000000000, dtype="UInt64"),
+                                "bind_kind": "lookup", "release_ns": pd.array(start[::2] + 30_000, dtype="Int64"),
+                                "release_kind": "free_cache"})
+    events = normalize(pd.DataFrame({"ts_ns": start, "cpu": 0, "tid": tids, "comm": "stress",
+                                     "func": "swap_cache_get_folio", "role": "lookup", "phase": "call",
+                                     "entry": entry, "folio": None, "retval": None}))
+    races = pd.DataFrame({c: [] for c in ("entry", "tid", "window_start_ns", "window_end_ns", "release_ns",
+                                          "rebind_ns", "class")})
+    analysis = SimpleNamespace(capture=Capture(events, CaptureMeta()), windows=windows, generations=generations,
+                               races=races, summary={})
+    tl = timeline.entry_timeline(analysis, STALE_ENTRY)
+    assert len(tl.windows) == n and len(tl.generations) == g
+    fig = timeline.draw_entry_timeline(tl)
+    ax = fig.axes[0]
+    bars = sum(len(c.get_paths()) for c in ax.collections if type(c).__name__ == "PolyCollection")
+    points = sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
+    width_px = style.TIMELINE_PX[0]
+    assert 0 < bars <= 3 * width_px and 0 < points <= 4 * width_px
+    assert style.save_png(fig, tmp_path / "busy.png").stat().st_size > 0
+
+
+def test_overview_data_is_bounded_for_millions_of_events():
+    from swaprace.analysis.report import distributions, rate
+
+    n = 2_000_000
+    rng = np.random.default_rng(3)
+    windows = pd.DataFrame({
+        "duration_ns": rng.lognormal(9, 1.5, n).astype("int64"),
+        "outcome": pd.Categorical.from_codes(rng.integers(0, 2, n), categories=["minor", "major"]),
+        "race_class": pd.Categorical.from_codes(np.full(n, -1), categories=["recovered", "stale-install"])})
+    hist = distributions.window_durations(windows)
+    assert len(hist.edges_ns) == distributions.BINS + 1 and hist.total == n
+    assert sum(int(c.sum()) for c in hist.counts.values()) == n
+    events = pd.DataFrame({"ts_ns": np.sort(rng.integers(0, 60 * 10**9, n)),
+                           "role": pd.Categorical.from_codes(rng.integers(0, 3, n),
+                                                             categories=["fault", "lookup", "free_cache"])})
+    series = rate.event_rates(events, CaptureMeta(lost={"ringbuf": 9}, lost_known=True))
+    assert series.buckets <= rate.MAX_BUCKETS and sum(series.counts.values()) == n
+    seconds = np.full(series.buckets, series.bucket_ns / 1e9)
+    seconds[-1] = (series.span_ns - (series.buckets - 1) * series.bucket_ns) / 1e9
+    assert round(sum(float((r * seconds).sum()) for r in series.rates.values())) == n  # rates integrate to counts
+    assert series.loss_text == "lost events: 9 (ringbuf 9)"
+    assert rate.loss_summary(CaptureMeta()) .startswith("lost events: unknown")

@@ -62,8 +62,14 @@ def _histogram(series: Dict[str, np.ndarray]) -> Histogram:
 def window_durations(windows: pd.DataFrame) -> Histogram:
     """Fault-window durations per outcome, plus the windows that held a race (as their own series)."""
     durations = windows["duration_ns"].to_numpy(dtype="float64")
-    outcomes = windows["outcome"].astype("string").fillna("minor").to_numpy(dtype=object)
-    series = {o: durations[outcomes == o] for o in style.OUTCOME_ORDER if np.any(outcomes == o)}
+    outcome = windows["outcome"].astype("category")  # compared by code: no string per window
+    codes, names = outcome.cat.codes.to_numpy(), [str(c) for c in outcome.cat.categories]
+    series = {}
+    for name in style.OUTCOME_ORDER:
+        if name in names:
+            picked = durations[codes == names.index(name)]
+            if len(picked):
+                series[name] = picked
     raced = windows["race_class"].notna().to_numpy()
     if raced.any():
         series["raced"] = durations[raced]
@@ -80,7 +86,8 @@ def reuse_distances(generations: pd.DataFrame) -> Histogram:
     released = gens["release_ns"].notna().to_numpy()
     release_ns = gens["release_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")
     bind_ns = gens["bind_ns"].astype("Float64").fillna(np.nan).to_numpy(dtype="float64")
-    kinds = gens["release_kind"].astype("string").fillna("?").to_numpy(dtype=object)
+    kinds = gens["release_kind"].astype("category").cat.add_categories(["?"]).fillna("?").astype(str) \
+        .to_numpy(dtype=object) if len(gens) else np.array([], dtype=object)
     has_next = np.zeros(len(gens), dtype=bool)
     if len(gens) > 1:
         has_next[:-1] = entries[1:] == entries[:-1]

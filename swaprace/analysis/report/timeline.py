@@ -79,8 +79,28 @@ class EventIndex:
         code = self._func_codes[i]
         return self._func_names[code] if code >= 0 else "?"
 
-    def funcs(self, rows: np.ndarray) -> list:
-        return [self.func(i) for i in rows]
+    def funcs(self, rows: np.ndarray) -> np.ndarray:
+        names = np.array(self._func_names + ["?"], dtype=object)
+        return names[self._func_codes[np.asarray(rows, dtype="int64")]]  # code -1 (null) picks "?"
+
+    def actors_at(self, ts_ns: np.ndarray, roles, entry: int) -> np.ndarray:
+        """For each time, the tid of the event at exactly that time playing one of ``roles`` (preferring
+        one that carries ``entry``), or -1. Vectorised: one pass over the table, not one per time."""
+        ts_ns = np.asarray(ts_ns, dtype="int64")
+        out = np.full(len(ts_ns), -1, dtype="int64")
+        if not len(ts_ns):
+            return out
+        cand = np.flatnonzero(self.role_is(*roles) & np.isin(self.ts, ts_ns))
+        if not len(cand):
+            return out
+        other_entry = (self.entry[cand] != np.uint64(entry)).astype("int64")
+        order = np.lexsort((cand, other_entry, self.ts[cand]))  # by time, then entry match first, then row
+        cand = cand[order]
+        first_ts, first = np.unique(self.ts[cand], return_index=True)
+        pos = np.searchsorted(first_ts, ts_ns)
+        found = (pos < len(first_ts)) & (first_ts[np.minimum(pos, len(first_ts) - 1)] == ts_ns)
+        out[found] = self.tid[cand[first[pos[found]]]]
+        return out
 
     def comm_of(self, tid: int) -> str:
         """The command name of ``tid``'s first event (one pass over the table the first time, then a dict)."""
@@ -210,25 +230,29 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
     install = np.flatnonzero(in_view & index.role_is("swap_put"))
     frames.append(pd.DataFrame({"kind": "install", "ts_ns": index.ts[install], "tid": index.tid[install],
                                 "detail": index.funcs(install)}))
-    rows = []
-    for gen in gens.itertuples(index=False):
-        bind = None if pd.isna(gen.bind_ns) else int(gen.bind_ns)
-        if bind is not None and t0 <= bind <= t1:
-            actor = index.actor_at(bind, BIND_ROLES, entry)
-            rows.append(("bind", bind, -1 if actor is None else int(index.tid[actor]),
-                         f"gen {int(gen.generation)} via {gen.bind_kind}"))
-        if not pd.isna(gen.release_ns) and t0 <= int(gen.release_ns) <= t1:
-            actor = index.actor_at(int(gen.release_ns), RELEASE_ROLES, entry)
-            rows.append(("release", int(gen.release_ns), -1 if actor is None else int(index.tid[actor]),
-                         f"gen {int(gen.generation)} by {gen.release_kind}"))
-    frames.append(pd.DataFrame(rows, columns=["kind", "ts_ns", "tid", "detail"]))
+    binds = gens[gens["bind_ns"].notna()]
+    bind_ns = binds["bind_ns"].to_numpy(dtype="int64")
+    keep_b = (bind_ns >= t0) & (bind_ns <= t1)
+    releases = gens[gens["release_ns"].notna()]
+    release_ns = releases["release_ns"].to_numpy(dtype="int64")
+    keep_r = (release_ns >= t0) & (release_ns <= t1)
+    frames.append(pd.DataFrame({
+        "kind": "bind", "ts_ns": bind_ns[keep_b], "tid": index.actors_at(bind_ns[keep_b], BIND_ROLES, entry),
+        "detail": "gen " + binds["generation"].astype(str).to_numpy()[keep_b] + " via "
+                  + binds["bind_kind"].astype(str).to_numpy()[keep_b]}))
+    frames.append(pd.DataFrame({
+        "kind": "release", "ts_ns": release_ns[keep_r],
+        "tid": index.actors_at(release_ns[keep_r], RELEASE_ROLES, entry),
+        "detail": "gen " + releases["generation"].astype(str).to_numpy()[keep_r] + " by "
+                  + releases["release_kind"].astype(str).to_numpy()[keep_r]}))
+    drawn_ts = np.concatenate([bind_ns[keep_b], release_ns[keep_r]])
     # slot_alloc reports the entry it allocated as its return value; the others carry it as their key.
     in_time = (index.ts >= t0) & (index.ts <= t1)
     slot = in_time & index.role_is(*SLOT_ROLES) & (
         (index.entry == np.uint64(entry)) | (index.role_is("slot_alloc") & index.phase_is("return")
                                              & (index.retval == np.uint64(entry))))
-    drawn = {(ts, tid) for _, ts, tid, _ in rows}
-    keep = [i for i in np.flatnonzero(slot) if (int(index.ts[i]), int(index.tid[i])) not in drawn]
+    # not again where a bind or release mark already stands for the same event
+    keep = np.flatnonzero(slot & ~np.isin(index.ts, drawn_ts))
     frames.append(pd.DataFrame({"kind": "slot", "ts_ns": index.ts[keep], "tid": index.tid[keep],
                                 "detail": index.funcs(keep)}))
     marks = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
