@@ -251,6 +251,7 @@ class BccBackend(Backend):
         self._chunks: List[bytes] = []
         self._race_chunks: List[bytes] = []
         self._perf_lost = 0
+        self._race_perf_lost = 0
         self._callbacks: list = []  # keep ctypes callbacks alive
         self._final: Optional[dict] = None  # counters, races and misses captured at stop()
         self._symbols: Dict[str, str] = {}
@@ -343,10 +344,13 @@ class BccBackend(Backend):
             def on_lost(count):
                 self._perf_lost += int(count)
 
+            def on_race_lost(count):
+                self._race_perf_lost += int(count)  # races stay in the race table: not an event loss
+
             if plan.stream_events:
                 self._bpf["events"].open_perf_buffer(on_perf_event, page_cnt=pages, lost_cb=on_lost)
-            self._bpf["race_events"].open_perf_buffer(on_perf_race, page_cnt=8, lost_cb=on_lost)
-            self._callbacks += [on_perf_event, on_perf_race, on_lost]
+            self._bpf["race_events"].open_perf_buffer(on_perf_race, page_cnt=8, lost_cb=on_race_lost)
+            self._callbacks += [on_perf_event, on_perf_race, on_lost, on_race_lost]
 
     def _take_race(self, raw: bytes) -> None:
         self._race_chunks.append(raw)
