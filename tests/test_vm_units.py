@@ -28,7 +28,10 @@ def test_rootfs_key_covers_package_lists(tmp_path: Path, monkeypatch: pytest.Mon
     (setup / "packages").mkdir(parents=True)
     (setup / "guest").mkdir()
     real = image.setup_dir()
-    for name in ("build-rootfs.sh", "packages/common.txt", "packages/bookworm.txt", "requirements-guest.txt"):
+    for name in (
+        "build-rootfs.sh", "packages/common.txt", "packages/bookworm.txt", "requirements-guest.txt",
+        "initramfs-modules.txt",
+    ):
         (setup / name).write_bytes((real / name).read_bytes())
     (setup / "guest" / "init").write_text("#!/bin/sh\n")
     monkeypatch.setattr(image, "setup_dir", lambda: setup)

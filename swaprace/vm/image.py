@@ -7,8 +7,9 @@ changes:
    chroot (minutes, needs the network). Key: the build script, the package lists, the guest requirements, the
    kernel name and the Debian mirror.
 2. the boot files: the guest's own files (``vm-setup/guest/``) are copied into the tree and an ext4 disk image
-   is made from it with ``mkfs.ext4 -d`` (no loop mounts), next to the kernel and initrd taken from the tree
-   (seconds). Key: stage 1's key plus the guest files.
+   is made from it with ``mkfs.ext4 -d`` (no loop mounts), next to the tree's kernel and a small initrd
+   (``mkinitramfs`` with just the modules of ``vm-setup/initramfs-modules.txt``) (a minute). Key: stage 1's
+   key plus the guest files and the initramfs module list.
 
 Disk, kernel and initrd files carry their key in their name and are never modified once made: guests boot
 from a per-run qcow2 overlay on top of them, so any number of guests can run at once, also during a rebuild.
@@ -41,7 +42,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: Free space left in the guest's root filesystem for captures, compiled helpers and test files.
 ROOT_HEADROOM_MIB = 1024
 #: Bump when the way the disk image is made changes (not covered by the hashed files).
-DISK_FORMAT_VERSION = "1"
+DISK_FORMAT_VERSION = "2"
 GUEST_INIT = "/opt/swaprace-testbox/init"
 #: Superseded image files are deleted by the next build once they are this old.
 STALE_GRACE_SECONDS = 3600
@@ -158,6 +159,7 @@ def guest_files() -> List[Path]:
 def image_key(kernel: str) -> str:
     """Hash of everything the bootable image is made of (stage 1 key + guest files + disk format)."""
     contents = {f"guest/{p.name}": p.read_bytes() for p in guest_files()}
+    contents["initramfs-modules.txt"] = (setup_dir() / "initramfs-modules.txt").read_bytes()
     contents["rootfs"] = rootfs_key(kernel).encode()
     contents["format"] = f"{DISK_FORMAT_VERSION} {ROOT_HEADROOM_MIB}".encode()
     return _digest(contents)
@@ -290,6 +292,41 @@ def _install_guest_files(tree: Path) -> None:
     launcher.chmod(0o755)
 
 
+def _make_small_initrd(tree: Path, release: str, target: Path, progress: Progress) -> bool:
+    """Make an initramfs with only the modules of initramfs-modules.txt (mkinitramfs in the chroot).
+
+    Returns False, leaving ``target`` alone, when mkinitramfs fails: the caller then uses Debian's own.
+    """
+    modules = [
+        line.strip() for line in (setup_dir() / "initramfs-modules.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    work = tree / "tmp/swaprace-initramfs"
+    output = tree / "tmp/swaprace-initrd"
+    shutil.rmtree(work, ignore_errors=True)
+    output.unlink(missing_ok=True)
+    try:
+        shutil.copytree(tree / "etc/initramfs-tools", work, symlinks=True)
+        conf = work / "initramfs.conf"
+        conf.write_text(re.sub(r"(?m)^MODULES=.*$", "MODULES=list", conf.read_text()))
+        with open(work / "modules", "a") as listed:
+            listed.write("\n" + "\n".join(modules) + "\n")
+        done = subprocess.run(
+            ["chroot", str(tree), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "mkinitramfs",
+             "-d", "/tmp/swaprace-initramfs", "-o", "/tmp/swaprace-initrd", release],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        )
+        if done.returncode != 0 or not output.is_file():
+            if progress:
+                progress(f"mkinitramfs failed, using Debian's initrd: {done.stderr.strip()[-300:]}")
+            return False
+        shutil.move(str(output), target)
+        return True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        output.unlink(missing_ok=True)
+
+
 def _testbox_facts(tree: Path) -> Dict[str, str]:
     facts: Dict[str, str] = {}
     for line in (tree / "etc/swaprace-testbox").read_text().splitlines():
@@ -298,12 +335,13 @@ def _testbox_facts(tree: Path) -> Dict[str, str]:
     return facts
 
 
-def _make_boot_files(kernel: str, kernel_dir: Path, key: str) -> None:
+def _make_boot_files(kernel: str, kernel_dir: Path, key: str, progress: Progress) -> None:
     """Stage 2: ext4 disk image of the tree plus its kernel and initrd, all named by ``key``."""
     tree = kernel_dir / "rootfs"
     _install_guest_files(tree)
     facts = _testbox_facts(tree)
     release = facts["release"]
+    small_initrd = _make_small_initrd(tree, release, kernel_dir / f"initrd-{key}.tmp", progress)
     size_mib = _tree_bytes(tree) // (1 << 20) + ROOT_HEADROOM_MIB
     disk_tmp = kernel_dir / f"disk-{key}.img.tmp"
     disk_tmp.unlink(missing_ok=True)
@@ -315,10 +353,14 @@ def _make_boot_files(kernel: str, kernel_dir: Path, key: str) -> None:
     if done.returncode != 0:
         disk_tmp.unlink(missing_ok=True)
         raise SwapraceError(f"mkfs.ext4 -d failed for the {kernel} image: {done.stderr.strip()}")
-    for name, source in (("vmlinuz", f"boot/vmlinuz-{release}"), ("initrd", f"boot/initrd.img-{release}")):
+    boot_files = [("vmlinuz", f"boot/vmlinuz-{release}")]
+    if not small_initrd:
+        boot_files.append(("initrd", f"boot/initrd.img-{release}"))
+    for name, source in boot_files:
         if not (tree / source).is_file():
             raise SwapraceError(f"the {kernel} root filesystem has no /{source}")
         shutil.copyfile(tree / source, kernel_dir / f"{name}-{key}.tmp")
+    for name in ("vmlinuz", "initrd"):
         os.replace(kernel_dir / f"{name}-{key}.tmp", kernel_dir / f"{name}-{key}")
     os.replace(disk_tmp, kernel_dir / f"disk-{key}.img")
     # Older generations go, but only after a grace period: a guest starting right now may still be about to
@@ -363,7 +405,7 @@ def ensure_image(kernel: str = DEFAULT_KERNEL, progress: Progress = None, rebuil
             rootfs_seconds = time.monotonic() - started
         if progress:
             progress(f"making the {kernel} disk image (mkfs.ext4 -d)")
-        _make_boot_files(kernel, kernel_dir, key)
+        _make_boot_files(kernel, kernel_dir, key, progress)
         image = _cached_image(kernel, kernel_dir, key)
         assert image is not None
         image.build_seconds = time.monotonic() - started
