@@ -202,7 +202,8 @@ def _keep_console(kernel: str, rundir: Path) -> Path:
 
 def _console_tail(console: bytes, lines: int = 5) -> str:
     text = console.decode(errors="replace").replace("\r", "")
-    return " | ".join(line for line in text.strip().splitlines()[-lines:])
+    tail = " | ".join(line for line in text.strip().splitlines()[-lines:])
+    return tail or "(nothing yet: the kernel boots with 'quiet')"
 
 
 def boot_and_run(
