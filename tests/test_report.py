@@ -315,4 +315,8 @@ def test_overview_data_is_bounded_for_millions_of_events():
     seconds[-1] = (series.span_ns - (series.buckets - 1) * series.bucket_ns) / 1e9
     assert round(sum(float((r * seconds).sum()) for r in series.rates.values())) == n  # rates integrate to counts
     assert series.loss_text == "lost events: 9 (ringbuf 9)"
-    assert rate.loss_summary(CaptureMeta()) .startswith("lost events: unknown")
+    assert rate.loss_summary(CaptureMeta()).startswith("lost events: unknown")
+    many = CaptureMeta(lost={f"kretprobe_missed:f{i}": 0 for i in range(8)}, lost_known=True)
+    assert rate.loss_summary(many) == "lost events: 0 (8 sources checked)"
+    many.lost["ringbuf"] = 2
+    assert rate.loss_summary(many) == "lost events: 2 (ringbuf 2)"

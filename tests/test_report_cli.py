@@ -40,7 +40,7 @@ def _real_captures():
 
 
 def _handwritten_ftrace():
-    return [pytest.param(p, id=p.name) for p in sorted(FIXTURES.glob("*.trace"))]
+    return [pytest.param(p, id=p.name) for p in sorted([*FIXTURES.glob("*.trace"), *FIXTURES.glob("*.perf")])]
 
 
 @pytest.fixture(scope="module")

@@ -57,8 +57,13 @@ def loss_summary(meta: CaptureMeta) -> str:
     if not meta.lost_known:
         return "lost events: unknown (this capture's source does not report losses)"
     total = meta.lost_events or 0
-    per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(meta.lost.items()))
-    return f"lost events: {total:,}" + (f" ({per_source})" if per_source else "")
+    # Only the sources that lost something: a bcc capture checks one kretprobe counter per probe.
+    nonzero = [f"{k} {v:,}" for k, v in sorted(meta.lost.items()) if v]
+    if nonzero:
+        return f"lost events: {total:,} ({', '.join(nonzero[:4])}{', ...' if len(nonzero) > 4 else ''})"
+    checked = len(meta.lost)
+    return f"lost events: 0 ({checked} source{'' if checked == 1 else 's'} checked)" if checked else \
+        "lost events: 0"
 
 
 def _lost_marks(meta: CaptureMeta) -> pd.DataFrame:
@@ -76,17 +81,18 @@ def event_rates(events: pd.DataFrame, meta: CaptureMeta) -> RateSeries:
     if len(ts) == 0:
         return RateSeries(0, 1, {}, {}, marks, loss_summary(meta), meta.lost_events, ["no events"])
     start, end = int(ts.min()), int(ts.max())
-    # At most MAX_BUCKETS, and about 5 events a bucket or more on sparse captures, so the lines show a rate
-    # rather than isolated events.
-    width = bucket_width(end - start + 1, max(min(MAX_BUCKETS, len(ts) // 5), 10))
+    role_codes = events["role"].astype("category")
+    categories = list(role_codes.cat.categories)
+    # At most MAX_BUCKETS, and on sparse captures about 8 events of each role a bucket, so the lines show a
+    # rate rather than isolated events drawn over each other.
+    per_role = len(ts) // (8 * max(len(categories), 1))
+    width = bucket_width(end - start + 1, max(min(MAX_BUCKETS, per_role), 10))
     # Whole buckets only: the last one absorbs the remainder (up to 1.5 widths) and is divided by its
     # true width, so a 1 ns sliver at the end does not show as a spike or a dip.
     n_buckets = max(1, int(round((end - start + 1) / width)))
     bucket = np.minimum((ts - start) // width, n_buckets - 1)
     seconds = np.full(n_buckets, width / 1e9)
     seconds[-1] = max(end + 1 - (start + (n_buckets - 1) * width), 1) / 1e9
-    role_codes = events["role"].astype("category")
-    categories = list(role_codes.cat.categories)
     codes = role_codes.cat.codes.to_numpy()
     order = [r for r in ROLES if r in categories] + [r for r in categories if r not in ROLES]
     rates, counts = {}, {}
@@ -132,6 +138,6 @@ def draw_event_rates(series: RateSeries, size_px=style.RATE_PX) -> Figure:
                        label="events lost here" if i == 0 else None)
     lost_color = "#333333" if series.lost_total == 0 else "#b2182b"
     ax.text(0.005, 0.985, series.loss_text, transform=ax.transAxes, ha="left", va="top", fontsize=9.5,
-            color=lost_color, bbox=dict(facecolor="white", edgecolor="#cccccc", alpha=0.9))
+            color=lost_color, bbox=dict(facecolor="white", edgecolor="#cccccc", alpha=0.9), in_layout=False)
     fig.legend(loc="outside right upper", fontsize=8.5)
     return fig
