@@ -155,3 +155,14 @@ def test_many_lines_vectorized_matches_expectations():
 def test_malformed_lines_are_skipped(line):
     frame, skipped = parse_ftrace_lines([line])
     assert (len(frame), skipped) == (0, 1)
+
+
+def test_fast_frame_equals_the_model_normalize():
+    from swaprace.events import normalize
+    lines = open("tests/fixtures/aba-trixie.trace").read().splitlines()
+    frame, _ = parse_ftrace_lines(lines[::-1])  # reversed: the parser must sort
+    again = normalize(frame.astype({c: str for c in ("comm", "func", "role", "phase")}))
+    assert frame.dtypes.astype(str).tolist() == again.dtypes.astype(str).tolist()
+    for col in ("comm", "func", "role", "phase"):
+        assert frame[col].cat.categories.dtype == again[col].cat.categories.dtype
+    pd.testing.assert_frame_equal(frame, again, check_categorical=False)

@@ -28,12 +28,12 @@ import pandas as pd
 import pyarrow as pa
 
 from swaprace.analysis.symbols import role_of_symbol
-from swaprace.events import KEY_COLUMN, CaptureMeta, empty_events, normalize
+from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
 
 _NL, _CR, _SP, _HASH = 10, 13, 32, 35
 _COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR, _DOT, _DASH = (ord(c) for c in ":()<+=[].-")
 _SPECIAL = np.zeros(256, np.uint8)
-for _i, _c in enumerate((_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR), start=1):
+for _i, _c in enumerate((_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR, _NL), start=1):
     _SPECIAL[_c] = _i
 _DIGIT = np.zeros(256, bool)
 _DIGIT[48:58] = True
@@ -43,6 +43,7 @@ for _i, _c in enumerate(b"0123456789abcdef"):
 for _i, _c in enumerate(b"ABCDEF", start=10):
     _HEXVAL[_c] = _i
 _POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
+_PAD = b"\n" * 64
 
 _LOST_RE = re.compile(r"^CPU:(\d+) \[LOST (\d+) EVENTS\]")
 _ENTRIES_RE = re.compile(r"^#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
@@ -79,8 +80,13 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     """Parse a block of ftrace text (whole lines) into events; see the module docstring."""
     if not data.endswith(b"\n"):
         data = data + b"\n"
+    # Blank lines around the text: fixed-width windows near the first/last line stay inside the buffer.
+    data = _PAD + data + _PAD
     buf = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(buf == _NL)
+    # One pass classifies every byte; the positions of the few delimiters are all the parser needs.
+    special = np.flatnonzero(_SPECIAL[buf])
+    kinds = _SPECIAL[buf[special]]
+    ends = special[kinds == _SPECIAL[_NL]]
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
@@ -90,8 +96,6 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     chunk = FtraceChunk(events=empty_events())
     _parse_side_lines(data, buf, starts, ends, chunk)
 
-    special = np.flatnonzero(_SPECIAL[buf])
-    kinds = _SPECIAL[buf[special]]
     pos = {c: special[kinds == _SPECIAL[c]] for c in (_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR)}
     colons = pos[_COLON]
     loc_colons = colons[(buf[np.minimum(colons + 1, len(buf) - 1)] == _SP)
@@ -164,35 +168,55 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
         return chunk
 
     comms = _strings(buf, comm_start[sel], dash[sel]).dictionary_encode()
-    roles = np.array([r or "" for r in func_roles], dtype=object)[func_codes]
+    # Per-function facts, looked up by function code (no per-row strings).
+    role_names = sorted({r for r in func_roles if r is not None})
+    role_code_of_func = np.array([role_names.index(r) if r else -1 for r in func_roles], np.int16)
+    key_of_func = np.array([{"entry": 1, "folio": 2}.get(KEY_COLUMN.get(r or "") or "", 0) for r in func_roles],
+                           np.int8)
     is_ret_s = is_ret[sel]
-    role_of_row = pd.Categorical(roles)
-    val, vok = value[sel], value_ok[sel]
-    key_is_entry = np.isin(roles, [r for r, k in KEY_COLUMN.items() if k == "entry"])
-    key_is_folio = np.isin(roles, [r for r, k in KEY_COLUMN.items() if k == "folio"])
     call = ~is_ret_s
+    key = key_of_func[func_codes]
+    val, vok = value[sel], value_ok[sel]
     e2, e2ok = entry2[sel], entry2_ok[sel]
-    entry_ok = (call & key_is_entry & vok) | (call & key_is_folio & e2ok)
-    entry_val = np.where(call & key_is_entry, val, e2)
-    folio_ok = call & key_is_folio & vok
-    ret_ok = is_ret_s & vok
-    tid_s = tid[sel].astype(np.int64)
-    frame = pd.DataFrame({
-        "ts_ns": ts[sel].astype(np.int64),
-        "cpu": cpu[sel].astype(np.int32),
-        "pid": np.where(tgid_known[sel], tgid[sel].astype(np.int64), tid_s).astype(np.int32),
-        "tid": tid_s.astype(np.int32),
-        "comm": pd.Categorical.from_codes(comms.indices.to_numpy(zero_copy_only=False),
-                                          [str(s) for s in comms.dictionary.to_pylist()]),
-        "func": pd.Categorical.from_codes(func_codes, func_names),
-        "role": role_of_row,
-        "phase": pd.Categorical.from_codes(is_ret_s.astype(np.int8), ["call", "return"]),
-        "entry": pd.arrays.IntegerArray(np.where(entry_ok, entry_val, 0).astype(np.uint64), ~entry_ok),
-        "folio": pd.arrays.IntegerArray(np.where(folio_ok, val, 0).astype(np.uint64), ~folio_ok),
-        "retval": pd.arrays.IntegerArray(np.where(ret_ok, val, 0).astype(np.uint64), ~ret_ok),
-    })
-    chunk.events = normalize(frame)
+    entry_ok = (call & (key == 1) & vok) | (call & (key == 2) & e2ok)
+    tid_s = tid[sel]
+    chunk.events = event_frame(
+        ts=ts[sel].astype(np.int64), cpu=cpu[sel], pid=np.where(tgid_known[sel], tgid[sel], tid_s), tid=tid_s,
+        comm=(comms.indices.to_numpy(zero_copy_only=False), [str(c) for c in comms.dictionary.to_pylist()]),
+        func=(func_codes, func_names), role=(role_code_of_func[func_codes], role_names),
+        phase=(is_ret_s.astype(np.int8), ["call", "return"]),
+        entry=(np.where(call & (key == 1), val, e2), entry_ok), folio=(val, call & (key == 2) & vok),
+        retval=(val, is_ret_s & vok))
     return chunk
+
+
+def event_frame(ts, cpu, pid, tid, comm, func, role, phase, entry, folio, retval) -> pd.DataFrame:
+    """A normalized event table built straight from columns, without :func:`events.normalize`'s string round
+    trip (which costs more than the whole parse on millions of rows). Categorical columns come as (codes,
+    names); nullable ones as (values, valid). The result has exactly the model's dtypes (tested against
+    normalize) and is sorted by time, stably."""
+    order = None if len(ts) < 2 or bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
+
+    def take(a):
+        return a if order is None else a[order]
+
+    def cat(codes_names):
+        codes, names = codes_names
+        return pd.Categorical.from_codes(take(codes), categories=pd.Index(names, dtype="string"))
+
+    def u64(values_valid):
+        values, valid = values_valid
+        valid = take(valid)
+        return pd.arrays.IntegerArray(np.where(valid, take(values), 0).astype(np.uint64), ~valid)
+
+    entry_arr = u64(entry)
+    frame = pd.DataFrame({
+        "ts_ns": take(ts).astype(np.int64), "cpu": take(cpu).astype(np.int32), "pid": take(pid).astype(np.int32),
+        "tid": take(tid).astype(np.int32), "comm": cat(comm), "func": cat(func), "role": cat(role),
+        "phase": cat(phase), "entry": entry_arr, "folio": u64(folio), "retval": u64(retval),
+    })
+    frame["swap_type"], frame["swap_offset"] = _split_entries(frame["entry"])
+    return frame
 
 
 # --- comment and loss lines -----------------------------------------------------------------------------------
@@ -245,59 +269,99 @@ def _last_before(positions: np.ndarray, before: np.ndarray, floor: np.ndarray):
     return np.where(found, p, floor), found
 
 
-def _window(buf: np.ndarray, start: np.ndarray, width: int, step: int = 1) -> np.ndarray:
-    """Bytes buf[start + step*k] for k < width as an (n, width) matrix; out of range reads as NUL."""
-    idx = start[:, None] + step * np.arange(width)[None, :]
-    inside = (idx >= 0) & (idx < len(buf))
-    return np.where(inside, buf[np.clip(idx, 0, len(buf) - 1)], 0).astype(np.uint8)
+def _window(buf: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """Bytes buf[start:start+width] for every start, as an (n, width) uint8 matrix (one row gather).
+
+    The buffer is padded with newlines on both sides (see :func:`parse_ftrace_bytes`), so windows a few
+    dozen bytes around a line never leave it; starts are clipped anyway.
+    """
+    view = np.lib.stride_tricks.sliding_window_view(buf, width)
+    return view[np.clip(start, 0, len(buf) - width)]
+
+
+def _trailing_run(mask: np.ndarray) -> np.ndarray:
+    """Length of the run of True at the right end of each row."""
+    return _leading_run(mask[:, ::-1])
+
+
+def _leading_run(mask: np.ndarray) -> np.ndarray:
+    """Length of the run of True at the left end of each row."""
+    run = np.argmin(mask, axis=1)
+    run[mask[np.arange(len(mask)), run]] = mask.shape[1]  # argmin found no False: the whole row
+    return run
 
 
 def _digits_back(buf: np.ndarray, end: np.ndarray, width: int):
-    """Decimal number whose last digit is at ``end - 1``; (value uint64, number of digits)."""
-    w = _window(buf, end - 1, width, step=-1)
-    isdig = _DIGIT[w]
-    ndig = np.argmin(np.concatenate([isdig, np.zeros((len(w), 1), bool)], axis=1), axis=1)
-    digits = (w.astype(np.uint64) - np.uint64(48)) * (np.arange(width)[None, :] < ndig[:, None])
-    value = (digits * _POW10[:width][None, :]).sum(axis=1, dtype=np.uint64)
+    """Decimal number (at most ``width`` <= 18 digits) whose last digit is at ``end - 1``; (value, digits).
+
+    The window is right-aligned on the number, so its value is one dot product with powers of ten.
+    """
+    w = _window(buf, end - width, width)
+    ndig = _trailing_run(_DIGIT[w])
+    digits = np.where(np.arange(width)[None, :] >= (width - ndig)[:, None], w - np.uint8(48), np.uint8(0))
+    value = digits.astype(np.int64) @ _POW10[:width][::-1].astype(np.int64)
+    return value.astype(np.uint64), ndig
+
+
+def _hex_fwd(buf: np.ndarray, start: np.ndarray):
+    """Hex digits starting at ``start`` (no prefix): (uint64, number of digits; > 16 means too long).
+
+    Nibbles are packed pairwise into bytes and read as one big-endian 64-bit word per row, then shifted
+    right by the unused digits: no per-digit arithmetic on 64-bit columns.
+    """
+    w = _window(buf, start, 17)
+    nib = _HEXVAL[w]
+    ndig = _leading_run(nib < 16)
+    nib = np.where(np.arange(16)[None, :] < ndig[:, None], nib[:, :16], np.uint8(0))
+    packed = np.ascontiguousarray((nib[:, 0::2] << np.uint8(4)) | nib[:, 1::2])
+    word = packed.view(">u8").ravel().astype(np.uint64)
+    shift = (np.uint64(4) * (np.uint64(16) - np.minimum(ndig, 16).astype(np.uint64))).astype(np.uint64)
+    value = np.where(ndig > 0, word >> np.minimum(shift, np.uint64(63)), np.uint64(0))
+    value = np.where(shift == 64, np.uint64(0), value)
     return value, ndig
 
 
 def _number_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
     """Hex (``0x..``) or decimal (optionally negative) number starting at ``start``; (uint64, ok)."""
-    w = _window(buf, start, width)
-    hexa = (w[:, 0] == 48) & ((w[:, 1] == ord("x")) | (w[:, 1] == ord("X")))
-    neg = w[:, 0] == _DASH
-    skip = np.where(hexa, 2, np.where(neg, 1, 0))
-    col = np.arange(width)[None, :]
-    nib = _HEXVAL[w]
-    is_hex_digit = nib < 16
-    is_dec_digit = _DIGIT[w]
-    digit_ok = np.where(hexa[:, None], is_hex_digit, is_dec_digit) & (col >= skip[:, None])
-    # number of digits: first column at/after `skip` that is not a digit
-    stop = np.where(col < skip[:, None], True, digit_ok)
-    ndig = np.argmin(np.concatenate([stop, np.zeros((len(w), 1), bool)], axis=1), axis=1) - skip
-    inside = (col >= skip[:, None]) & (col < (skip + ndig)[:, None])
-    power = np.clip((skip + ndig)[:, None] - 1 - col, 0, 19)
-    nibv = np.where(inside, nib, 0).astype(np.uint64)
-    hex_val = (nibv << (np.uint64(4) * power.astype(np.uint64))).sum(axis=1, dtype=np.uint64)
-    dec_val = (nibv * _POW10[power]).sum(axis=1, dtype=np.uint64)
-    value = np.where(hexa, hex_val, dec_val)
-    value = np.where(neg, (~value) + np.uint64(1), value)  # two's complement of a negative decimal
-    ok = (ndig > 0) & np.where(hexa, ndig <= 16, ndig <= 20)
+    head = _window(buf, start, 2)
+    hexa = (head[:, 0] == 48) & ((head[:, 1] == ord("x")) | (head[:, 1] == ord("X")))
+    value, ndig = _hex_fwd(buf, start + 2)
+    ok = hexa & (ndig > 0) & (ndig <= 16)
+    dec = np.flatnonzero(~hexa)
+    if len(dec):
+        dvalue, dok = _decimal_fwd(buf, start[dec])
+        value[dec] = dvalue
+        ok[dec] = dok
     return value, ok
+
+
+def _decimal_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
+    """Decimal number, optionally negative, starting at ``start``; (uint64 two's complement, ok)."""
+    w = _window(buf, start, width)
+    neg = w[:, 0] == _DASH
+    skip = neg.astype(np.int64)
+    col = np.arange(width)[None, :]
+    ndig = _leading_run(_DIGIT[w] | (col < skip[:, None])) - skip
+    stop = skip + ndig
+    value = np.zeros(len(w), np.uint64)
+    for j in range(width):
+        active = (j >= skip) & (j < stop)
+        if j > 0 and not active.any():
+            break  # past every row's last digit (column 0 may be a sign)
+        value = np.where(active, value * np.uint64(10) + (w[:, j] - np.uint8(48)).astype(np.uint64), value)
+    value = np.where(neg, (~value) + np.uint64(1), value)
+    return value, (ndig > 0) & (ndig <= 20)
 
 
 def _skip_spaces_back(buf: np.ndarray, end: np.ndarray, floor: np.ndarray, width: int = 16) -> np.ndarray:
     """Position just after the last non-space byte before ``end`` (not below ``floor``)."""
-    w = _window(buf, end - 1, width, step=-1)
-    nsp = np.argmin(np.concatenate([w == _SP, np.zeros((len(w), 1), bool)], axis=1), axis=1)
+    nsp = _trailing_run(_window(buf, end - width, width) == _SP)
     return np.maximum(end - nsp, floor)
 
 
 def _skip_spaces_fwd(buf: np.ndarray, start: np.ndarray, limit: np.ndarray, width: int = 32) -> np.ndarray:
     """First non-space position at/after ``start`` (not beyond ``limit``)."""
-    w = _window(buf, start, width)
-    nsp = np.argmin(np.concatenate([w == _SP, np.zeros((len(w), 1), bool)], axis=1), axis=1)
+    nsp = _leading_run(_window(buf, start, width) == _SP)
     return np.minimum(start + nsp, limit)
 
 

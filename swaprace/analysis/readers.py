@@ -8,13 +8,19 @@ is never held twice in memory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Deque, Iterator, List, Optional, Union
+
+import numpy as np
 
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from swaprace.analysis.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes
 from swaprace.analysis.perf_script import looks_like_perf, parse_perf_lines
@@ -25,7 +31,7 @@ from swaprace.events import INPUT_COLUMNS, ROLES, Capture, CaptureMeta, empty_ev
 
 FORMATS = ("parquet", "jsonl", "ftrace", "perf")
 PathLike = Union[str, "os.PathLike[str]"]
-_BLOCK = 32 << 20  # text is parsed in blocks of about this many bytes (whole lines)
+_BLOCK = 8 << 20  # text is parsed in blocks of about this many bytes (whole lines)
 _SNIFF = 64 << 10
 _FTRACE_LINE = re.compile(rb"^\s*.+-\d+\s+(\(\s*[\d-]+\)\s+)?\[\d+\]\s+(\S+\s+)?\d+(\.\d+)?: ", re.M)
 _MAGIC = {
@@ -117,24 +123,50 @@ def _blocks(path: Path) -> Iterator[bytes]:
             rest = data[cut + 1:]
 
 
-def read_ftrace(path: PathLike, symbols: Optional[dict] = None) -> Capture:
-    """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.analysis.ftrace_text`."""
+def read_ftrace(path: PathLike, symbols: Optional[dict] = None, workers: Optional[int] = None) -> Capture:
+    """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.analysis.ftrace_text`.
+
+    Blocks are parsed on ``workers`` threads (default: one per CPU; numpy releases the GIL), with at most two
+    blocks per worker in flight so memory stays bounded on multi-gigabyte dumps.
+    """
     path = Path(path)
-    chunks: List[FtraceChunk] = []
     overrides = dict(symbols or {})
-    for block in _blocks(path):
-        if not chunks and block.startswith(b"# swaprace:"):
-            meta_chunk = parse_ftrace_bytes(block[: block.find(b"\n") + 1])
-            if meta_chunk.meta:
-                overrides.update(symbol_overrides(meta_chunk.meta.symbols))
-        chunks.append(parse_ftrace_bytes(block, overrides))
+    blocks = _blocks(path)
+    first = next(blocks, b"")
+    if first.startswith(b"# swaprace:"):
+        meta_chunk = parse_ftrace_bytes(first[: first.find(b"\n") + 1])
+        if meta_chunk.meta:
+            overrides.update(symbol_overrides(meta_chunk.meta.symbols))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunks: List[FtraceChunk] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: Deque = deque()
+        for block in itertools.chain([first], blocks):
+            pending.append(pool.submit(parse_ftrace_bytes, block, overrides))
+            while len(pending) >= 2 * workers:
+                chunks.append(pending.popleft().result())
+        chunks.extend(f.result() for f in pending)
     frames = [c.events for c in chunks if len(c.events)]
-    events = normalize(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else (
-        frames[0] if frames else empty_events())
+    if len(frames) > 1:
+        events = _concat_events(frames)
+        order = np.argsort(events["ts_ns"].to_numpy(), kind="stable")
+        if np.any(order[1:] < order[:-1]):
+            events = events.take(order).reset_index(drop=True)
+    else:
+        events = frames[0] if frames else empty_events()
     meta = merge_chunk_meta(chunks)
     skipped = sum(c.skipped for c in chunks)
     meta.extra.setdefault("comment_lines", sum(c.comment_lines for c in chunks))
     return Capture(events=events, meta=meta, source_format="ftrace", skipped_lines=skipped)
+
+
+def _concat_events(frames: List[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate event tables whose categorical columns have different categories (recoding, no strings)."""
+    cats = {col: union_categoricals([f[col].array for f in frames]) for col in ("comm", "func", "role", "phase")}
+    events = pd.concat([f.drop(columns=list(cats)) for f in frames], ignore_index=True)
+    for col, values in cats.items():
+        events[col] = values
+    return events[list(frames[0].columns)]
 
 
 def read_perf(path: PathLike) -> Capture:
