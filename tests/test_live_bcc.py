@@ -267,3 +267,22 @@ def test_watch_lines_from_detector_counters():
                         "class": "stale-install"})
     assert line.startswith("RACE STALE-INSTALL: entry 0x40000000000002a (type 1 offset 0x2a) tid 7")
     assert "released +2.0 us, bound again +4.0 us" in line and "window 8.0 us" in line
+
+
+@pytest.mark.parametrize("fixture", sorted((FIXTURES / "real").glob("bcc-*.parquet")), ids=lambda p: p.stem)
+def test_real_bcc_fixture_reads_and_analyzes(fixture):
+    from swaprace.analysis.model import analyze
+
+    capture = read_capture(fixture)
+    meta, events = capture.meta, capture.events
+    assert meta.backend == "bcc" and meta.lost_known and meta.lost_events == 0
+    assert {"fault", "lookup", "free_cache"} <= set(meta.symbols)
+    assert set(events["func"].astype(str)) <= set(meta.symbols.values())
+    # what the bcc program knows goes into the columns: lookups carry their entry, folio roles their folio
+    lookups = events[(events["role"] == "lookup") & (events["phase"] == "call")]
+    assert len(lookups) and lookups["entry"].notna().all()
+    deletes = events[(events["role"] == "cache_delete") & (events["phase"] == "call")]
+    assert deletes["folio"].notna().all()
+    summary = analyze(capture).summary
+    assert summary["windows"] > 100 and summary["windows_with_entry"] == summary["windows"]
+    assert summary["reuses"] > 0
