@@ -27,6 +27,8 @@ from swaprace.events import Capture, CaptureMeta, empty_events, normalize
 from swaprace.probes.backend import Backend, ProbePlan
 
 POLL_INTERVAL_S = 0.2
+#: How long a stopped command may take to undo its own set-up (cgroups, KSM...) before it is killed.
+COMMAND_GRACE_S = 15.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -202,7 +204,7 @@ def _teardown(backend: Backend, child: Optional[subprocess.Popen], frames: List[
         if child is not None and child.poll() is None:
             child.terminate()
             try:
-                child.wait(timeout=5)
+                child.wait(timeout=COMMAND_GRACE_S)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()

@@ -30,7 +30,7 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 WORKLOAD = [sys.executable, str(CHECKOUT / "tests/guest/swap_workload.py")]
 SWAPRACE = [sys.executable, "-m", "swaprace"]
 TRACEFS = Path("/sys/kernel/tracing")
-SWAPINS_BEFORE_SIGTERM = 3000
+SWAPINS_BEFORE_SIGTERM = 500
 
 
 def vmstat() -> dict:

@@ -128,6 +128,8 @@ def main(argv=None) -> int:
         if ksm_pages:
             libc.madvise(base, ksm_pages * PAGE, MADV_MERGEABLE)
         for i in range(npages):  # page i holds its index, except the identical KSM share (all 0x5a)
+            if stop.is_set():
+                break
             addr = base + i * PAGE
             if i < ksm_pages:
                 ctypes.memset(addr, 0x5A, PAGE)
@@ -143,6 +145,8 @@ def main(argv=None) -> int:
             passes = 0
             while not stop.is_set():
                 for i in order:
+                    if i % 64 == 0 and stop.is_set():
+                        return  # SIGTERM/SIGINT: stop within a few pages, so the set-up is undone in time
                     addr = base + i * PAGE
                     got = ctypes.string_at(addr, 8)  # the read faults the page in; ctypes drops the GIL
                     want = b"\x5a" * 8 if i < ksm_pages else i.to_bytes(8, "little")
