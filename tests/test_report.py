@@ -238,10 +238,12 @@ def test_empty_capture_still_renders(tmp_path):
     """A capture with events but no swap-in activity: every figure says so instead of failing."""
     events = normalize(pd.DataFrame([(1, 0, 7, "x", "folio_free_swap", "free_cache", "call", None, 0x40, None)],
                                     columns=COLUMNS, dtype=object))
-    report = build_report(analyze(Capture(events, CaptureMeta())), tmp_path / "r")
+    meta = CaptureMeta(detector={"windows": 0, "races": [], "counters": {"reuses": 0}})
+    report = build_report(analyze(Capture(events, meta)), tmp_path / "r")
     assert [f.kind for f in report.figures] == ["overview"] * 3
     page = report.html_path.read_text()
     assert "unknown" in page and "No entry was reused" in page
+    assert "in-kernel detector (bcc)" in page and "counters.reuses" in page and "races (listed)" in page
 
 
 # --- scale: aggregate, never one artist per event ------------------------------------------------------------

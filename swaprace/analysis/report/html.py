@@ -17,6 +17,7 @@ import pandas as pd
 
 from swaprace import __version__
 from swaprace.analysis.report import style
+from swaprace.events import ROLES
 
 MAX_RACE_ROWS = 2000
 
@@ -130,6 +131,19 @@ def metadata_rows(capture, source: Optional[str]) -> List[List[Any]]:
     return rows
 
 
+def detector_rows(detector: Dict[str, Any]) -> List[List[Any]]:
+    """The in-kernel detector's scalar counters (and how many races it reported), to hold against the
+    offline analysis of the same run."""
+    rows = [[k, _num(v)] for k, v in sorted(detector.items()) if isinstance(v, (int, float, str, bool))]
+    for key, value in sorted(detector.items()):
+        if isinstance(value, list):
+            rows.append([f"{key} (listed)", f"{len(value):,}"])
+        elif isinstance(value, dict):
+            rows.extend([f"{key}.{k}", _num(v)] for k, v in sorted(value.items())
+                        if isinstance(v, (int, float, str, bool)))
+    return rows
+
+
 def losses_rows(meta) -> List[List[Any]]:
     if not meta.lost_known:
         return [["(all)", "unknown: this capture's source does not report losses"]]
@@ -200,9 +214,13 @@ def render(report) -> str:
 
     parts.append('<h2 id="capture">Capture</h2><div class="cols">')
     parts.append(table(["", ""], metadata_rows(a.capture, report.source_name)))
-    symbols = sorted((meta.symbols or {}).items())
+    order = {role: i for i, role in enumerate(ROLES)}
+    symbols = sorted((meta.symbols or {}).items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
     parts.append(table(["role", "symbol probed"],
                        symbols or [["-", "not recorded in the capture (the per-role table shows what fired)"]]))
+    if meta.detector:
+        parts.append(table(["in-kernel detector (bcc)", "value"], detector_rows(meta.detector),
+                           numeric=(False, True)))
     parts.append("</div>")
     full = json.dumps(json.loads(meta.to_json()), indent=2, sort_keys=True)
     parts.append(f"<details><summary>full capture metadata (JSON)</summary><pre class=\"mono\">{esc(full)}</pre>"
