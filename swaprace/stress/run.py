@@ -45,7 +45,7 @@ class StressOptions:
     write_permille: int = 100
     shared_permille: int = 250
     group_size: int = 4
-    fork_every: int = 16
+    fork_every: int = 4  # rounds between forked readers (a slow emulated guest manages ~1 round/s)
     slow_ns: int = 2000
     pageout: bool = True  # MADV_PAGEOUT each batch before it is read
     native_helper: bool = True  # False: no C compiler here, the Python helper ran
