@@ -49,19 +49,20 @@ def main() -> None:
     path = trace_file(int(args.lines), args.seed)
     data = path.read_bytes()
     n_lines = data.count(b"\n")
-    best_raw = best_file = float("inf")
+    best_raw = best_file = cpu_raw = cpu_file = float("inf")
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         chunk = parse_ftrace_bytes(data)
-        best_raw = min(best_raw, time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        best_raw, cpu_raw = min(best_raw, time.perf_counter() - t0), min(cpu_raw, time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         capture = read_any(path)
-        best_file = min(best_file, time.perf_counter() - t0)
+        best_file, cpu_file = min(best_file, time.perf_counter() - t0), min(cpu_file, time.process_time() - c0)
     print(f"lines                {n_lines:,} ({len(data) / 2**20:.0f} MiB), events {len(chunk.events):,}, "
           f"skipped {chunk.skipped}")
-    print(f"parse_ftrace_bytes   {best_raw:.2f} s = {n_lines / best_raw:,.0f} lines/s   (goal >= 1,000,000)")
-    print(f"read_any(file)       {best_file:.2f} s = {n_lines / best_file:,.0f} lines/s "
-          f"(events {len(capture.events):,})")
+    print(f"parse_ftrace_bytes   wall {best_raw:.2f} s = {n_lines / best_raw:,.0f} lines/s; CPU {cpu_raw:.2f} s = "
+          f"{n_lines / cpu_raw:,.0f} lines/s of CPU (one thread)   (goal >= 1,000,000)")
+    print(f"read_any(file)       wall {best_file:.2f} s = {n_lines / best_file:,.0f} lines/s; CPU {cpu_file:.2f} s "
+          f"(blocks on {os.cpu_count()} threads; events {len(capture.events):,})")
     print(f"load average         {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 

@@ -102,10 +102,8 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
                         & (buf[np.minimum(colons + 2, len(buf) - 1)] == _LPAR)]
 
     # Lines with a ": (" (a kprobe event's location) are candidates; '#' lines never are.
-    line_no = np.arange(len(starts))
     lc, ok = _first_after(loc_colons, starts, ends)
     ok &= buf[starts] != _HASH
-    lines = line_no[ok]
     ls, le, lc = starts[ok], ends[ok], lc[ok]
 
     # Timestamp: "<sec>.<frac>" right before the colon that precedes the event name.

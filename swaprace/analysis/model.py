@@ -52,10 +52,8 @@ OUTCOMES = ("minor", "major", "retry", "error")
 RACE_CLASSES = ("recovered", "stale-install")
 BIND_KINDS = ("lookup", "cache_add")
 RELEASE_KINDS = ("free_cache", "cache_delete", "slot_free")
-
-#: Row numbers and thread ids are packed into one int64 sort key: tid << _ROW_BITS | row.
-_ROW_BITS = 40
-
+#: Row numbers are int32 (captures up to 2**31 events): half the memory of int64 on the hot arrays.
+_ROW = np.int32
 
 @dataclass
 class Analysis:
@@ -78,8 +76,7 @@ class _Events:
         self.df = df
         self.n = len(df)
         self.ts = df["ts_ns"].to_numpy(dtype=np.int64)
-        tid = df["tid"].to_numpy()
-        self.tid = tid.astype(np.int64)
+        self.tid = df["tid"].to_numpy()  # int32 view of the column: 10M events cost no copy here
         self.tid_code, self.n_tids = _dense_small_ints(self.tid)
         role = df["role"].cat
         self.role_names = list(role.categories)
@@ -87,11 +84,11 @@ class _Events:
         phase = df["phase"].cat
         self.is_call = phase.codes.to_numpy() == _code(phase.categories, "call")
         func = df["func"].cat
-        self.func_codes = func.codes.to_numpy().astype(np.int64)
+        self.func_codes = func.codes.to_numpy()  # int8/int16 view
         self.func_names = [str(f) for f in func.categories]
         self.n_funcs = max(len(func.categories), 1)
         # Rows grouped by role (one O(n) radix pass), time order kept inside each role.
-        by_role = np.argsort(role_codes.astype(np.int16), kind="stable")
+        by_role = np.argsort(role_codes.astype(np.int16), kind="stable").astype(_ROW)  # rows fit int32
         bounds = np.searchsorted(role_codes[by_role], np.arange(len(self.role_names) + 1))
         self._role_rows = {name: by_role[bounds[i]:bounds[i + 1]] for i, name in enumerate(self.role_names)}
 
@@ -127,9 +124,9 @@ def _dense_small_ints(values: np.ndarray) -> Tuple[np.ndarray, int]:
     if lo < 0 or int(values.max()) > (1 << 24):
         codes, uniq = pd.factorize(values, sort=True)
         return codes.astype(np.int64), len(uniq)
-    present = np.zeros(int(values.max()) + 1, np.int64)
+    present = np.zeros(int(values.max()) + 1, np.int32)
     present[values] = 1
-    code_of = np.cumsum(present) - 1
+    code_of = (np.cumsum(present) - 1).astype(np.int32)
     return code_of[values], int(present.sum())
 
 
@@ -140,11 +137,11 @@ def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
     (least significant digit first), which keeps it O(n) instead of a comparison sort.
     """
     if n_codes <= 1 << 16:
-        return np.argsort(codes.astype(np.uint16), kind="stable")
+        return np.argsort(codes.astype(np.uint16), kind="stable").astype(_ROW)
     if n_codes <= 1 << 32:
-        c = codes.astype(np.uint64)
-        order = np.argsort((c & np.uint64(0xFFFF)).astype(np.uint16), kind="stable")
-        high = (c[order] >> np.uint64(16)).astype(np.uint16)
+        c = codes.astype(np.uint32)
+        order = np.argsort((c & np.uint32(0xFFFF)).astype(np.uint16), kind="stable").astype(_ROW)
+        high = (c[order] >> np.uint32(16)).astype(np.uint16)
         return order[np.argsort(high, kind="stable")]
     return np.argsort(codes, kind="stable")
 
@@ -160,14 +157,18 @@ def pair_returns(ev: _Events, roles: Tuple[str, ...]) -> Dict[str, Tuple[np.ndar
     parts = [ev.rows(role) for role in roles]
     rows = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
     if len(rows):
-        group = ev.tid_code[rows] * ev.n_funcs + ev.func_codes[rows]
+        group = ev.tid_code[rows].astype(np.int64) * ev.n_funcs + ev.func_codes[rows]
+        if ev.n_tids * ev.n_funcs < 2**31:
+            group = group.astype(np.int32)
         order = stable_order(group, ev.n_tids * ev.n_funcs)  # by (tid, func), time order inside
         g = group[order]
+        del group
         r = rows[order]
+        del order, rows
         c = ev.is_call[r]
-        delta = np.where(c, 1, -1).astype(np.int64)
-        depth = _group_cumsum(delta, g)
-        level = depth + (~c).astype(np.int64)  # a return sits at the level of the call it closes
+        depth = _group_cumsum(np.where(c, 1, -1).astype(np.int32), g)
+        level = depth + (~c).astype(np.int32)  # a return sits at the level of the call it closes
+        del depth
         lo = int(level.min())
         span = int(level.max()) - lo + 1
         if span > 1:  # nested or unbalanced: regroup by (tid, func, level), time order inside
@@ -190,10 +191,12 @@ def pair_returns(ev: _Events, roles: Tuple[str, ...]) -> Dict[str, Tuple[np.ndar
 
 def _group_cumsum(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """Cumulative sum of ``values`` restarting at every change of ``sorted_keys``."""
-    total = np.cumsum(values)
+    total = np.cumsum(values, dtype=values.dtype)
     starts = np.ones(len(values), dtype=bool)
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    first = np.maximum.accumulate(np.where(starts, np.arange(len(values)), 0))  # index of the group start
+    first = np.arange(len(values), dtype=_ROW)
+    first[~starts] = 0
+    np.maximum.accumulate(first, out=first)  # index of each row's group start
     return total - (total[first] - values[first])
 
 
@@ -231,13 +234,16 @@ def analyze(
     pairs = pair_returns(ev, ("fault", "lookup", "free_cache", "ksm_copy"))
 
     windows = _windows(ev, pairs["fault"])
-    lookup_calls = ev.rows("lookup", "call")
-    _assign_window_entries(ev, windows, lookup_calls)
+    _assign_window_entries(ev, windows, ev.rows("lookup", "call"))
     binds = _bindings(ev, pairs["lookup"])
+    counts = {"lookup_hits": int((binds.kind == 0).sum()), "ksm_copies": _ksm_copies(ev, pairs["ksm_copy"])}
     releases = _releases(ev, pairs["free_cache"], binds)
+    del pairs  # intermediates go as soon as they are used: peak memory is a goal (<= 2x the table)
     lifecycle = _lifecycle(ev, binds, releases)
+    del binds, releases
     generations = lifecycle.generations_frame()
     races = _races(ev, windows, lifecycle)
+    del lifecycle
 
     window_frame = _window_frame(ev, windows, races)
     race_frame = _race_frame(ev, windows, races)
@@ -252,7 +258,7 @@ def analyze(
     generations = generations.reset_index(drop=True)
     race_frame = race_frame.reset_index(drop=True)
 
-    summary = _summary(capture, ev, pairs, window_frame, generations, race_frame, binds,
+    summary = _summary(capture, ev, counts, window_frame, generations, race_frame,
                        filters={"since_ns": since_ns, "until_ns": until_ns, "entry": entry, "tid": tid})
     return Analysis(capture=capture, windows=window_frame, generations=generations, races=race_frame,
                     summary=summary)
@@ -606,21 +612,25 @@ def _race_frame(ev: _Events, w: _Windows, races: _Races) -> pd.DataFrame:
     return frame
 
 
-def _summary(capture: Capture, ev: _Events, pairs, windows: pd.DataFrame, generations: pd.DataFrame,
-             races: pd.DataFrame, binds: _Binds, filters: Dict[str, Any]) -> Dict[str, Any]:
+def _ksm_copies(ev: _Events, ksm_pairs: Tuple[np.ndarray, np.ndarray]) -> int:
+    """ksm_might_need_to_copy returns that differ from their argument and are neither NULL nor ERR_PTR."""
+    ksm_calls, ksm_rets = ksm_pairs
+    ksm_in, in_ok = ev.u64("folio", ksm_calls)
+    ksm_out, out_ok = ev.u64("retval", ksm_rets)
+    return int((in_ok & out_ok & (ksm_out != ksm_in) & (ksm_out != 0) & (ksm_out < ERR_PTR_MIN)).sum())
+
+
+def _summary(capture: Capture, ev: _Events, counts: Dict[str, int], windows: pd.DataFrame,
+             generations: pd.DataFrame, races: pd.DataFrame, filters: Dict[str, Any]) -> Dict[str, Any]:
     df = ev.df
     by_function: Dict[str, Dict[str, int]] = {}
     if ev.n:
-        counts = np.bincount(ev.func_codes * 2 + (~ev.is_call), minlength=2 * ev.n_funcs).reshape(-1, 2)
-        for name, (n_call, n_ret) in zip(ev.func_names, counts):
+        per_func = np.bincount(ev.func_codes.astype(np.int64) * 2 + (~ev.is_call), minlength=2 * ev.n_funcs)
+        for name, (n_call, n_ret) in zip(ev.func_names, per_func.reshape(-1, 2)):
             if n_call or n_ret:
                 by_function[name] = {"call": int(n_call), "return": int(n_ret)}
     entry_col = df["entry"].array  # masked UInt64: count distinct non-null values without a copy of it all
     entries = len(pd.unique(np.asarray(entry_col._data)[~np.asarray(entry_col._mask)]))  # noqa: SLF001
-    ksm_calls, ksm_rets = pairs["ksm_copy"]
-    ksm_in, in_ok = ev.u64("folio", ksm_calls)
-    ksm_out, out_ok = ev.u64("retval", ksm_rets)
-    copies = in_ok & out_ok & (ksm_out != ksm_in) & (ksm_out != 0) & (ksm_out < ERR_PTR_MIN)
     race_list = [_race_record(rec) for rec in races.to_dict("records")]
     meta = capture.meta
     return {
@@ -629,9 +639,9 @@ def _summary(capture: Capture, ev: _Events, pairs, windows: pd.DataFrame, genera
         "by_function": by_function,
         "windows": int(len(windows)),
         "windows_with_entry": int(windows["entry"].notna().sum()),
-        "lookup_hits": int((binds.kind == 0).sum()),
+        "lookup_hits": counts["lookup_hits"],
         "entries": int(entries),
-        "ksm_copies": int(copies.sum()),
+        "ksm_copies": counts["ksm_copies"],
         "reuses": int((generations["generation"] > 0).sum()),
         "races": race_list,
         "race_classes": {c: int((races["class"] == c).sum()) for c in RACE_CLASSES},

@@ -39,9 +39,11 @@ def render_summary(result: Analysis, source: str = "", races_limit: int = 50) ->
         out.append(f"symbols   {syms}")
     if s["time_range_ns"]:
         a, b = s["time_range_ns"]
-        out.append(f"time      {_sec(a)} .. {_sec(b)} s ({(b - a) / 1e9:.3f} s)")
+        span = (b - a) / 1e9
+        out.append(f"time      {_sec(a)} .. {_sec(b)} s ({span:.3f} s)" if span >= 1 else
+                   f"time      {_sec(a)} .. {_sec(b)} s ({span * 1e6:,.0f} us)")
     if s["filters"]:
-        out.append("filters   " + "  ".join(f"{k}={v}" for k, v in s["filters"].items()))
+        out.append("filters   " + "  ".join(f"{k}={hex(v) if k == 'entry' else v}" for k, v in s["filters"].items()))
     out.append("")
     if s["by_function"]:
         width = max(len(f) for f in s["by_function"])
