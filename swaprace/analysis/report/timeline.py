@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from swaprace.analysis.report import style
+from swaprace.errors import SwapraceError
 
 #: Thread rows drawn at most; the rest are counted in the y-axis label (race threads are always kept).
 MAX_THREAD_ROWS = 14
@@ -186,8 +187,6 @@ def entry_timeline(analysis, entry: int, focus: Optional[Dict] = None, since_ns:
                  gens_all["release_ns"].dropna().to_numpy(dtype="int64")]
         times = np.concatenate([t for t in times if len(t)]) if any(len(t) for t in times) else np.array([])
         if len(times) == 0:
-            from swaprace.errors import SwapraceError
-
             raise SwapraceError(f"swap entry {entry:#x} does not appear in this capture")
         t0 = int(since_ns) if since_ns is not None else int(times.min())
         t1 = int(until_ns) if until_ns is not None else int(times.max())
@@ -264,17 +263,15 @@ def _marks(index: EventIndex, entry: int, on_entry: np.ndarray, gens: pd.DataFra
 def _rows(index: EventIndex, windows: pd.DataFrame, marks: pd.DataFrame, races: pd.DataFrame,
           focus: Optional[Dict]):
     """One row per thread: the focus race's thread first, then raced threads, then the busiest others."""
-    stats: Dict[int, List[float]] = {}
-    for tid, start in zip(windows["tid"].to_numpy(dtype="int64"), windows["start_ns"].to_numpy(dtype="int64")):
-        s = stats.setdefault(int(tid), [0, 0, 0, start])
-        s[1] += 1
-        s[3] = min(s[3], start)
-    for tid, ts in zip(marks["tid"].to_numpy(dtype="int64"), marks["ts_ns"].to_numpy(dtype="int64")):
-        if tid < 0:
-            continue
-        s = stats.setdefault(int(tid), [0, 0, 0, ts])
-        s[2] += 1
-        s[3] = min(s[3], ts)
+    win = pd.DataFrame({"tid": windows["tid"].to_numpy(dtype="int64"),
+                        "ts": windows["start_ns"].to_numpy(dtype="int64"), "windows": 1, "actions": 0})
+    acted = marks[marks["tid"] >= 0]
+    act = pd.DataFrame({"tid": acted["tid"].to_numpy(dtype="int64"), "ts": acted["ts_ns"].to_numpy(dtype="int64"),
+                        "windows": 0, "actions": 1})
+    per_tid = pd.concat([win, act]).groupby("tid").agg(windows=("windows", "sum"), actions=("actions", "sum"),
+                                                        first=("ts", "min"))
+    stats: Dict[int, List[float]] = {int(t): [0, int(r.windows), int(r.actions), int(r.first)]
+                                     for t, r in zip(per_tid.index, per_tid.itertuples(index=False))}
     for tid in races["tid"].to_numpy(dtype="int64"):
         stats.setdefault(int(tid), [0, 0, 0, 0])[0] = 1
     if focus is not None:
