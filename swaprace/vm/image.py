@@ -335,6 +335,21 @@ def _testbox_facts(tree: Path) -> Dict[str, str]:
     return facts
 
 
+def _prune_stale(kernel_dir: Path, key: str) -> None:
+    """Delete superseded image files, but only after a grace period: a guest starting right now may still be
+    about to open the image it was handed a moment ago (once QEMU has it open, deleting it does no harm)."""
+    for stale in kernel_dir.iterdir():
+        try:
+            if (
+                re.fullmatch(r"(disk|vmlinuz|initrd)-[0-9a-f]{16}(\.img)?(\.tmp)?", stale.name)
+                and key not in stale.name
+                and time.time() - stale.stat().st_mtime > STALE_GRACE_SECONDS
+            ):
+                stale.unlink()
+        except FileNotFoundError:  # another process pruned it first
+            pass
+
+
 def _make_boot_files(kernel: str, kernel_dir: Path, key: str, progress: Progress) -> None:
     """Stage 2: ext4 disk image of the tree plus its kernel and initrd, all named by ``key``."""
     tree = kernel_dir / "rootfs"
@@ -363,15 +378,7 @@ def _make_boot_files(kernel: str, kernel_dir: Path, key: str, progress: Progress
     for name in ("vmlinuz", "initrd"):
         os.replace(kernel_dir / f"{name}-{key}.tmp", kernel_dir / f"{name}-{key}")
     os.replace(disk_tmp, kernel_dir / f"disk-{key}.img")
-    # Older generations go, but only after a grace period: a guest starting right now may still be about to
-    # open the image it was handed a moment ago (once QEMU has it open, deleting it does no harm).
-    for stale in kernel_dir.iterdir():
-        if (
-            re.fullmatch(r"(disk|vmlinuz|initrd)-[0-9a-f]{16}(\.img)?(\.tmp)?", stale.name)
-            and key not in stale.name
-            and time.time() - stale.stat().st_mtime > STALE_GRACE_SECONDS
-        ):
-            stale.unlink()
+    _prune_stale(kernel_dir, key)
     state = {"key": key, "rootfs_key": rootfs_key(kernel), "suite": facts.get("suite", ""), "release": release,
              "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (kernel_dir / "image.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -389,6 +396,7 @@ def ensure_image(kernel: str = DEFAULT_KERNEL, progress: Progress = None, rebuil
     if not rebuild:
         cached = _cached_image(kernel, kernel_dir, key)
         if cached:
+            _prune_stale(kernel_dir, key)
             return cached
     _require_build_tools()
     with build_lock(kernel_dir, progress):
