@@ -72,7 +72,7 @@ def _run_cli(args):
 def test_short_run_is_clean_and_exercises_the_paths(restored):
     result = _run_cli(["--duration", "10"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["ok"] is True and summary["corruptions"] == 0 and summary["mismatches"] == []
     assert summary["verdict"] == "verdict: clean (0 corruptions; no tracer ran)"
     work = summary["workload"]
@@ -92,7 +92,7 @@ def test_short_run_is_clean_and_exercises_the_paths(restored):
 def test_oracle_catches_pages_changed_behind_its_back(restored):
     result = _run_cli(["--duration", "6", "--no-ksm", "--inject-corruption", "4"])
     assert result.exit_code == 1, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["ok"] is False
     injected = {i["page_index"] for i in summary["injected"]}
     assert len(injected) == 4 and {i["proc_index"] for i in summary["injected"]} == {0}

@@ -71,7 +71,7 @@ def test_cli_cleanup_with_nothing_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("SWAPRACE_STATE_DIR", str(tmp_path))
     result = CliRunner().invoke(main, ["stress", "--cleanup", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"undone": []}
+    assert json.loads(result.stdout) == {"undone": []}
 
 
 def test_cli_rejects_bad_options():
@@ -146,6 +146,7 @@ res = h.prepare(c)
 bad = 100  # a private page: overwrite 8 bytes in its body without telling the oracle
 ctypes.memset(res.region_addr + bad * res.page_size + 512, 0xAB, 8)
 h.run()
+h.sweep()
 print(json.dumps({{"rounds": res.rounds, "forks": res.forks, "children_failed": res.children_failed,
                   "reads": res.pages_read, "writes": res.pages_written, "child": res.child_pages_read,
                   "mismatches": [(m.page_index, m.first_bad_offset, m.phase) for m in h.mismatches()]}}))
@@ -176,6 +177,7 @@ def test_python_fallback_helper_oracle():
     res = helper.prepare(config)
     ctypes.memset(res.region_addr + 50 * res.page_size + 700, 0x5A, 4)
     helper.run()
+    helper.sweep()
     assert res.rounds > 0 and res.pages_read > 0
     assert res.final_pages_checked == 512
     found = {(m.page_index, m.first_bad_offset) for m in helper.mismatches()}
