@@ -118,3 +118,21 @@ def test_missing_qemu_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_image_facts_serialize(tmp_path: Path) -> None:
     facts = _fake_image(tmp_path).to_json()
     assert json.loads(json.dumps(facts))["disk"] == str(tmp_path / "disk.img")
+
+
+def test_superseded_images_are_pruned_after_the_grace_period(tmp_path: Path) -> None:
+    import os
+    import time
+
+    current, old, recent = "a" * 16, "b" * 16, "c" * 16
+    names = [f"disk-{current}.img", f"initrd-{current}", f"disk-{old}.img", f"vmlinuz-{old}", f"disk-{recent}.img",
+             "rootfs.json"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    hours_ago = time.time() - 2 * image.STALE_GRACE_SECONDS
+    for name in (f"disk-{current}.img", f"disk-{old}.img", f"vmlinuz-{old}", "rootfs.json"):
+        os.utime(tmp_path / name, (hours_ago, hours_ago))
+    image._prune_stale(tmp_path, current)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"disk-{current}.img", f"initrd-{current}", f"disk-{recent}.img", "rootfs.json"]
+    )
