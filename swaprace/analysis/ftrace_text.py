@@ -146,12 +146,10 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
 
     # First fetch argument: "<name>=<value>" after the location; and a later "entry=<value>".
     eq1, has_eq1 = _first_after(pos[_EQ], rpar, le)
-    value, value_ok = _number_fwd(buf, eq1 + 1)
-    value_ok &= has_eq1
+    value, value_ok = _subset_numbers(buf, eq1 + 1, has_eq1)
     eq2, has_eq2 = _first_after(pos[_EQ], eq1 + 1, le)
     named_entry = has_eq1 & has_eq2 & _is_word_before(buf, eq2, b"entry")
-    entry2, entry2_ok = _number_fwd(buf, eq2 + 1)
-    entry2_ok &= named_entry
+    entry2, entry2_ok = _subset_numbers(buf, eq2 + 1, named_entry)
 
     sel = np.flatnonzero(ok)
     funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
@@ -267,26 +265,30 @@ def _last_before(positions: np.ndarray, before: np.ndarray, floor: np.ndarray):
     return np.where(found, p, floor), found
 
 
-def _window(buf: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+def _window(buf: np.ndarray, start: np.ndarray, width: int, sentinel: Optional[str] = None) -> np.ndarray:
     """Bytes buf[start:start+width] for every start, as an (n, width) uint8 matrix (one row gather).
 
     The buffer is padded with newlines on both sides (see :func:`parse_ftrace_bytes`), so windows a few
-    dozen bytes around a line never leave it; starts are clipped anyway.
+    dozen bytes around a line never leave it; starts are clipped anyway. ``sentinel`` ("left"/"right")
+    zeroes that edge column, so a run of digits/spaces/hex found with argmin always ends inside the row.
     """
     view = np.lib.stride_tricks.sliding_window_view(buf, width)
-    return view[np.clip(start, 0, len(buf) - width)]
+    w = view[np.clip(start, 0, len(buf) - width)]
+    if sentinel == "left":
+        w[:, 0] = 0
+    elif sentinel == "right":
+        w[:, -1] = 0
+    return w
 
 
 def _trailing_run(mask: np.ndarray) -> np.ndarray:
-    """Length of the run of True at the right end of each row."""
-    return _leading_run(mask[:, ::-1])
+    """Length of the run of True at the right end of each row (the row's first column must be False)."""
+    return np.argmin(mask[:, ::-1], axis=1)
 
 
 def _leading_run(mask: np.ndarray) -> np.ndarray:
-    """Length of the run of True at the left end of each row."""
-    run = np.argmin(mask, axis=1)
-    run[mask[np.arange(len(mask)), run]] = mask.shape[1]  # argmin found no False: the whole row
-    return run
+    """Length of the run of True at the left end of each row (the row's last column must be False)."""
+    return np.argmin(mask, axis=1)
 
 
 def _digits_back(buf: np.ndarray, end: np.ndarray, width: int):
@@ -294,7 +296,8 @@ def _digits_back(buf: np.ndarray, end: np.ndarray, width: int):
 
     The window is right-aligned on the number, so its value is one dot product with powers of ten.
     """
-    w = _window(buf, end - width, width)
+    width += 1  # a sentinel column on the left
+    w = _window(buf, end - width, width, sentinel="left")
     ndig = _trailing_run(_DIGIT[w])
     digits = np.where(np.arange(width)[None, :] >= (width - ndig)[:, None], w - np.uint8(48), np.uint8(0))
     value = digits.astype(np.int64) @ _POW10[:width][::-1].astype(np.int64)
@@ -307,7 +310,7 @@ def _hex_fwd(buf: np.ndarray, start: np.ndarray):
     Nibbles are packed pairwise into bytes and read as one big-endian 64-bit word per row, then shifted
     right by the unused digits: no per-digit arithmetic on 64-bit columns.
     """
-    w = _window(buf, start, 17)
+    w = _window(buf, start, 18, sentinel="right")
     nib = _HEXVAL[w]
     ndig = _leading_run(nib < 16)
     nib = np.where(np.arange(16)[None, :] < ndig[:, None], nib[:, :16], np.uint8(0))
@@ -333,9 +336,19 @@ def _number_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
     return value, ok
 
 
+def _subset_numbers(buf: np.ndarray, start: np.ndarray, where: np.ndarray):
+    """:func:`_number_fwd` for the rows in ``where`` only (zero / not ok elsewhere)."""
+    value = np.zeros(len(start), np.uint64)
+    ok = np.zeros(len(start), bool)
+    idx = np.flatnonzero(where)
+    if len(idx):
+        value[idx], ok[idx] = _number_fwd(buf, start[idx])
+    return value, ok
+
+
 def _decimal_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
     """Decimal number, optionally negative, starting at ``start``; (uint64 two's complement, ok)."""
-    w = _window(buf, start, width)
+    w = _window(buf, start, width, sentinel="right")
     neg = w[:, 0] == _DASH
     skip = neg.astype(np.int64)
     col = np.arange(width)[None, :]
@@ -353,13 +366,13 @@ def _decimal_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
 
 def _skip_spaces_back(buf: np.ndarray, end: np.ndarray, floor: np.ndarray, width: int = 16) -> np.ndarray:
     """Position just after the last non-space byte before ``end`` (not below ``floor``)."""
-    nsp = _trailing_run(_window(buf, end - width, width) == _SP)
+    nsp = _trailing_run(_window(buf, end - width - 1, width + 1, sentinel="left") == _SP)
     return np.maximum(end - nsp, floor)
 
 
 def _skip_spaces_fwd(buf: np.ndarray, start: np.ndarray, limit: np.ndarray, width: int = 32) -> np.ndarray:
     """First non-space position at/after ``start`` (not beyond ``limit``)."""
-    nsp = _leading_run(_window(buf, start, width) == _SP)
+    nsp = _leading_run(_window(buf, start, width + 1, sentinel="right") == _SP)
     return np.minimum(start + nsp, limit)
 
 
