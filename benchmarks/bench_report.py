@@ -28,29 +28,40 @@ from swaprace.analysis.report import build_report, distributions, rate, style, t
 from swaprace.events import Capture, CaptureMeta  # noqa: E402
 
 
-def _timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
+class Clock:
+    """Wall and CPU seconds of each step: on a shared, loaded box the CPU figure is the one to compare."""
+
+    def __init__(self):
+        self.cpu = {}
+
+    def __call__(self, name, fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        self.cpu[name] = time.process_time() - cpu
+        return out, time.perf_counter() - wall
 
 
 def bench(n_events: int, timelines: int, out_dir: Path) -> None:
-    events, t_synth = _timed(lambda: synthetic_events(n_events))
+    _timed = Clock()
+    events, t_synth = _timed("synth", lambda: synthetic_events(n_events))
     capture = Capture(events, CaptureMeta(kernel_release="6.1.0-bench", backend="synthetic", lost_known=True))
-    analysis, t_analyze = _timed(lambda: analyze(capture))
+    analysis, t_analyze = _timed("analyze", lambda: analyze(capture))
     n = len(events)
 
-    series, t_rate_data = _timed(lambda: rate.event_rates(events, capture.meta))
-    _, t_rate_draw = _timed(lambda: style.save_png(rate.draw_event_rates(series), out_dir / "rate.png"))
-    hist, t_win_data = _timed(lambda: distributions.window_durations(analysis.windows))
-    _, t_win_draw = _timed(lambda: style.save_png(distributions.draw_window_durations(hist), out_dir / "w.png"))
-    reuse, t_reuse_data = _timed(lambda: distributions.reuse_distances(analysis.generations))
-    index, t_index = _timed(lambda: timeline.EventIndex(events))
+    series, t_rate_data = _timed("rate_data", lambda: rate.event_rates(events, capture.meta))
+    _, t_rate_draw = _timed("rate_draw",
+                            lambda: style.save_png(rate.draw_event_rates(series), out_dir / "rate.png"))
+    hist, t_win_data = _timed("win_data", lambda: distributions.window_durations(analysis.windows))
+    _, t_win_draw = _timed("win_draw",
+                           lambda: style.save_png(distributions.draw_window_durations(hist), out_dir / "w.png"))
+    reuse, t_reuse_data = _timed("reuse_data", lambda: distributions.reuse_distances(analysis.generations))
+    index, t_index = _timed("index", lambda: timeline.EventIndex(events))
     busiest = int(analysis.windows["entry"].value_counts().index[0])
-    tl, t_tl_data = _timed(lambda: timeline.entry_timeline(analysis, busiest, index=index))
-    _, t_tl_draw = _timed(lambda: style.save_png(timeline.draw_entry_timeline(tl), out_dir / "busy.png"))
+    tl, t_tl_data = _timed("tl_data", lambda: timeline.entry_timeline(analysis, busiest, index=index))
+    _, t_tl_draw = _timed("tl_draw",
+                          lambda: style.save_png(timeline.draw_entry_timeline(tl), out_dir / "busy.png"))
 
-    report, t_report = _timed(lambda: build_report(analysis, out_dir / "report", max_timelines=timelines,
+    report, t_report = _timed("report", lambda: build_report(analysis, out_dir / "report", max_timelines=timelines,
                                                    busiest=2))
     figures = len(report.figures)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -63,6 +74,11 @@ def bench(n_events: int, timelines: int, out_dir: Path) -> None:
     print(f"    draw+png: rates {t_rate_draw:.2f}s  windows {t_win_draw:.2f}s  busiest entry {t_tl_draw:.2f}s")
     print(f"    full report: {t_report:.1f}s for {figures} figures ({t_report / figures:.2f}s/figure), "
           f"peak RSS {peak_mb:,.0f} MiB, html {report.html_path.stat().st_size / 2**20:.1f} MiB")
+    c = _timed.cpu
+    print(f"    CPU s: analyze {c['analyze']:.2f}  data (rates+hists+index+timeline) "
+          f"{c['rate_data'] + c['win_data'] + c['reuse_data'] + c['index'] + c['tl_data']:.2f}  "
+          f"draw+png rates {c['rate_draw']:.2f} windows {c['win_draw']:.2f} busiest entry {c['tl_draw']:.2f}  "
+          f"full report {c['report']:.1f} ({c['report'] / figures:.2f}/figure)")
 
 
 def main() -> None:

@@ -193,9 +193,13 @@ def entry_timeline(analysis, entry: int, focus: Optional[Dict] = None, since_ns:
         if t1 <= t0:
             t1 = t0 + 1
         pad = max(int((t1 - t0) * 0.02), 1)
+        # x = 0 at the first time shown: readable ticks even when the entry lives late in a long capture
+        anchor = t0
+        capture_start = int(index.ts.min()) if len(index.ts) else t0
+        anchor_label = (f"the entry's first event ({style.format_duration(anchor - capture_start)} into the "
+                        f"capture)") if since_ns is None else \
+            f"{style.format_duration(anchor - capture_start)} into the capture"
         t0, t1 = t0 - pad, t1 + pad
-        anchor = int(index.ts.min()) if len(index.ts) else t0
-        anchor_label = "the capture's first event"
 
     # A generation with no bind_ns began before the capture; one with no release_ns is still bound.
     bind_start = _float(gens_all["bind_ns"], -np.inf)
@@ -323,6 +327,7 @@ def draw_entry_timeline(tl: EntryTimeline, size_px=style.TIMELINE_PX) -> Figure:
     ax.set_yticks(range(n_rows), ["entry generations"] + list(tl.rows["label"]))
     ax.set_xlim(float(to_x(tl.start_ns)), x_end)
     ax.set_xlabel(f"time since {tl.anchor_label} ({unit})")
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ylabel = "thread (comm/tid)"
     if tl.hidden_threads:
         ylabel += f"  [+{tl.hidden_threads} more threads not shown]"
@@ -462,8 +467,8 @@ def _title(tl: EntryTimeline) -> str:
                   else "; the faulting thread did not install it")
         return f"{line1}\n{line2}"
     n_races = len(tl.races)
-    classes = tl.races["class"].value_counts().to_dict() if n_races else {}
-    race_text = ", ".join(f"{n} {c}" for c, n in sorted(classes.items())) or "no race"
+    classes = tl.races["class"].astype(str).value_counts().to_dict() if n_races else {}
+    race_text = ", ".join(f"{n} {c}" for c, n in sorted(classes.items()) if n) or "no race"
     return (f"swap entry {entry}\n{len(tl.generations)} generations, {len(tl.windows)} fault windows, "
             f"{race_text} in view ({style.format_duration(tl.end_ns - tl.start_ns)} shown)")
 
