@@ -39,6 +39,8 @@ ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
 #: Roles whose events tie a thread to its own fault; the --pid filter applies to these only, because releases
 #: and re-bindings by other tasks (kswapd, KSM, other processes) are exactly what a race is made of.
 THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare")
+#: Most trace text parsed per poll (~25k lines).
+MAX_DRAIN_BYTES = 4 << 20
 
 
 def _reg(index: int) -> str:
@@ -177,12 +179,16 @@ class FtraceBackend(Backend):
         self._pipe_fd = os.open(self._instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         tracefs.write_text(self._instance / "events" / self._group / "enable", "1")
 
-    def _read_pipe(self) -> bytes:
-        """Every complete line trace_pipe has now (non-blocking); a trailing partial line waits."""
+    def _read_pipe(self, limit: Optional[int] = MAX_DRAIN_BYTES) -> bytes:
+        """Complete lines trace_pipe has now, up to about ``limit`` bytes (non-blocking; None: everything).
+
+        The limit keeps one poll of the recorder short when parsing falls behind the kernel (the rest waits
+        in the ring buffer), so a stop signal is acted on promptly; a trailing partial line waits too."""
         if self._pipe_fd is None:
             return b""
         chunks = [self._partial]
-        while True:
+        got = 0
+        while limit is None or got < limit:
             try:
                 data = os.read(self._pipe_fd, 1 << 20)
             except BlockingIOError:
@@ -192,6 +198,7 @@ class FtraceBackend(Backend):
             if not data:
                 break
             chunks.append(data)
+            got += len(data)
         buf = b"".join(chunks)
         cut = buf.rfind(b"\n")
         if cut < 0:
@@ -320,7 +327,7 @@ class FtraceBackend(Backend):
                         pass
                 if self._pipe_fd is not None:
                     try:
-                        self._pending.append(self._parse(self._read_pipe()))
+                        self._pending.append(self._parse(self._read_pipe(limit=None)))
                     except Exception:  # keep tearing down: what was parsed before is kept
                         pass
                 self._final_stats = self._stats()
