@@ -57,6 +57,20 @@ def probes_on(symbols) -> list:
     return [line for line in lines if any(part.split("+")[0] in wanted for part in line.split())]
 
 
+def call_probes_on(symbols) -> set:
+    """Symbols of ``symbols`` that carry an entry kprobe (type ``k``) in the kernel's kprobe list."""
+    try:
+        lines = KPROBES_LIST.read_text().splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] == "k":
+            found.add(parts[2].split("+")[0])
+    return found & set(symbols)
+
+
 def bcc_kprobe_events() -> list:
     return [line for line in (TRACEFS / "kprobe_events").read_text().splitlines() if "_bcc_" in line]
 
@@ -89,7 +103,10 @@ def check_record(out: Path) -> dict:
         proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(capture_path), "--backend", "bcc", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and not bcc_kprobe_events() and proc.poll() is None:
+        # bcc attaches return probes first (legacy kprobe_events, for maxactive), then the entry probes:
+        # recording has begun once every symbol carries an entry kprobe.
+        while (time.monotonic() < deadline and proc.poll() is None
+               and not (bcc_kprobe_events() and call_probes_on(symbols) == set(symbols))):
             time.sleep(0.5)
         result["attach_seconds"] = round(time.monotonic() - t0, 1)
         result["attached_bcc_events"] = len(bcc_kprobe_events())
