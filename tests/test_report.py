@@ -131,6 +131,7 @@ def _decoded_size(path: Path):
 
 
 def test_report_files_exist_and_pngs_decode_at_their_size(planted_report):
+    assert planted_report.failures == []
     directory = planted_report.directory
     assert planted_report.html_path.is_file() and planted_report.json_path.is_file()
     kinds = [f.kind for f in planted_report.figures]
@@ -322,3 +323,21 @@ def test_overview_data_is_bounded_for_millions_of_events():
     assert rate.loss_summary(many) == "lost events: 0 (8 sources checked)"
     many.lost["ringbuf"] = 2
     assert rate.loss_summary(many) == "lost events: 2 (ringbuf 2)"
+
+
+def test_race_view_with_generations_lasting_seconds(tmp_path):
+    """A microsecond race view whose generations reach seconds away (bars are cut at the view's edges;
+    drawing them whole put a label at ~1e9 px and FreeType failed with "raster overflow")."""
+    events = planted_events()
+    late = pd.DataFrame([(9_000_000_000, 1, KSWAPD, "kswapd0", "folio_free_swap", "free_cache", "call", None,
+                          _folio(1002), None),
+                         (9_000_000_100, 1, KSWAPD, "kswapd0", "folio_free_swap", "free_cache", "return", None,
+                          None, 1)], columns=COLUMNS, dtype=object)
+    early = pd.DataFrame([(10, 0, 7, "x", "swap_cache_get_folio", "lookup", "call", STALE_ENTRY, None, None),
+                          (20, 0, 7, "x", "swap_cache_get_folio", "lookup", "return", None, None, _folio(999))],
+                         columns=COLUMNS, dtype=object)
+    events = normalize(pd.concat([early, events.drop(columns=["pid", "swap_type", "swap_offset"]), late]))
+    analysis = analyze(Capture(events, CaptureMeta()))
+    path, tl = plot_entry(analysis, STALE_ENTRY, tmp_path / "race.png", race=0)
+    assert _decoded_size(path) == style.TIMELINE_PX
+    assert tl.generations["release_ns"].max() == 9_000_000_100 and tl.end_ns < 6_001_000

@@ -52,6 +52,7 @@ class Report:
     race_rows: List[Dict[str, Any]] = field(default_factory=list)
     races_not_drawn: int = 0
     loss_text: str = ""
+    failures: List[str] = field(default_factory=list)  # figures that could not be drawn, with the reason
 
     @property
     def html_path(self) -> Path:
@@ -91,6 +92,7 @@ class Report:
             "figures": [{"kind": f.kind, "file": f.file, "title": f.title, "width": f.width, "height": f.height,
                          "entry": f.entry, "data": f.data} for f in self.figures],
             "lost": self.loss_text,
+            "failures": self.failures,
         }
 
 
@@ -219,7 +221,13 @@ def build_report(analysis, out_dir, source_name: Optional[str] = None,
     for done, (what, step) in enumerate(steps):
         if progress:
             progress(done, len(steps), what)
-        step()
+        try:
+            step()
+        except SwapraceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- one picture failing must not cost the rest of the report
+            text = (str(exc).strip().splitlines() or [""])[0]
+            report.failures.append(f"{what}: {type(exc).__name__}: {text}")
     report.race_rows = _race_rows(analysis, races, index, report)
     if progress:
         progress(len(steps), len(steps), "writing report.html")

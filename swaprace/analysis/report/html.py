@@ -163,6 +163,10 @@ def render(report) -> str:
                  f'{esc(meta.backend or "unknown")} · {len(a.capture.events):,} events · '
                  f"{esc(report.loss_text)}</div>")
     parts.append(verdict(a.races))
+    if report.failures:
+        items = "".join(f"<li>{esc(f)}</li>" for f in report.failures)
+        parts.append(f'<div class="verdict warn">{len(report.failures)} picture(s) could not be drawn (a swaprace '
+                     f"bug: please report it with the capture):<ul>{items}</ul></div>")
     parts.append('<nav>Sections: <a href="#summary">summary</a> · <a href="#races">races</a> · '
                  '<a href="#activity">activity</a> · <a href="#timelines">race timelines</a> · '
                  '<a href="#busiest">busiest entries</a> · <a href="#capture">capture</a></nav>')

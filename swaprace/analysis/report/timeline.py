@@ -315,10 +315,13 @@ def draw_entry_timeline(tl: EntryTimeline, size_px=style.TIMELINE_PX) -> Figure:
     to_x = lambda ns: (np.asarray(ns, dtype="float64") - tl.anchor_ns) / scale  # noqa: E731
     pixel = (span / scale) / (size_px[0] * 0.8)  # one pixel, in x units
     row_of = dict(zip(tl.rows["tid"], tl.rows["row"]))
-    x_end = float(to_x(tl.end_ns))
+    x_start, x_end = float(to_x(tl.start_ns)), float(to_x(tl.end_ns))
+    # Bars reaching far outside the view are cut at its edges: a bar (or its centred label) seconds away on
+    # a microsecond axis sits at ~1e9 px, where Agg/FreeType fail with "raster overflow".
+    clip = lambda x: np.clip(x, x_start - 2 * pixel, x_end + 2 * pixel)  # noqa: E731
 
-    _draw_generations(ax, tl, to_x, pixel, x_end)
-    _draw_windows(ax, tl, to_x, pixel, row_of)
+    _draw_generations(ax, tl, to_x, clip, pixel, x_end)
+    _draw_windows(ax, tl, to_x, clip, pixel, row_of)
     _draw_marks(ax, tl, to_x, pixel, row_of)
     _draw_race_labels(ax, tl, to_x, pixel, row_of)
 
@@ -339,16 +342,16 @@ def draw_entry_timeline(tl: EntryTimeline, size_px=style.TIMELINE_PX) -> Figure:
     return fig
 
 
-def _draw_generations(ax, tl: EntryTimeline, to_x, pixel: float, x_end: float) -> None:
+def _draw_generations(ax, tl: EntryTimeline, to_x, clip, pixel: float, x_end: float) -> None:
     gens = tl.generations
     if not len(gens):
         ax.text(float(to_x(tl.start_ns)) + 2 * pixel, 0, "no binding of this entry recorded in view",
                 va="center", fontsize=9, color="#777777")
         return
     x_start = float(to_x(tl.start_ns))
-    starts = np.maximum(to_x(_float(gens["bind_ns"], -np.inf)), x_start)
+    starts = clip(np.maximum(to_x(_float(gens["bind_ns"], -np.inf)), x_start))
     open_ = gens["release_ns"].isna().to_numpy()
-    ends = np.where(open_, x_end, to_x(_float(gens["release_ns"], 0)))
+    ends = clip(np.where(open_, x_end, to_x(_float(gens["release_ns"], 0))))
     numbers = gens["generation"].to_numpy(dtype="int64")
     for parity, color in enumerate(style.GENERATION_COLORS):
         pick = numbers % 2 == parity
@@ -378,12 +381,13 @@ def _generation_label(number: int, folio, is_open: bool, width_px: float) -> Opt
     return None
 
 
-def _draw_windows(ax, tl: EntryTimeline, to_x, pixel: float, row_of: Dict[int, int]) -> None:
+def _draw_windows(ax, tl: EntryTimeline, to_x, clip, pixel: float, row_of: Dict[int, int]) -> None:
     wins = tl.windows
     if not len(wins):
         return
     tids = wins["tid"].to_numpy(dtype="int64")
-    starts, ends = to_x(wins["start_ns"].to_numpy(dtype="int64")), to_x(wins["end_ns"].to_numpy(dtype="int64"))
+    starts = clip(to_x(wins["start_ns"].to_numpy(dtype="int64")))
+    ends = clip(to_x(wins["end_ns"].to_numpy(dtype="int64")))
     outcomes = wins["outcome"].astype("string").fillna("minor").to_numpy(dtype=object)
     raced = wins["race_class"].astype("string").fillna("").to_numpy(dtype=object)
     for tid, row in row_of.items():
