@@ -579,6 +579,8 @@ def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
                               busiest=busiest, progress=progress)
     finally:
         progress.close()
+    for failure in result.failures:
+        click.echo(f"swaprace: warning: picture not drawn: {failure}", err=True)
     if as_json:
         echo_json(result.to_json())
         return
