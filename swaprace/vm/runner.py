@@ -190,13 +190,28 @@ class _Tail:
             self.handle.close()
 
 
+KEPT_CONSOLES = 20
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned by another run meanwhile
+        return 0.0
+
+
 def _keep_console(kernel: str, rundir: Path) -> Path:
-    kept = cache_dir() / f"last-console-{kernel}.log"
-    kept.parent.mkdir(parents=True, exist_ok=True)
+    """Keep a failed run's console log (one file per run: guests of several processes fail independently)."""
+    folder = cache_dir() / "failed-consoles"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    kept = folder / f"{kernel}-{stamp}-{os.getpid()}-{rundir.name.rsplit('-', 1)[-1]}.log"
     try:
         shutil.copyfile(rundir / "console.log", kept)
     except OSError:
         kept.write_text("")
+    for old in sorted(folder.glob("*.log"), key=_mtime)[:-KEPT_CONSOLES]:
+        old.unlink(missing_ok=True)
     return kept
 
 
