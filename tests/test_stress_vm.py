@@ -2,7 +2,8 @@
 pages in (ksm_swpin_copy rises), shows fault windows of the trace overlapping on different CPUs, finds no
 corruption and no stale-install race, and leaves swap, cgroups, KSM and kprobes as they were.
 
-One guest boot per kernel (about 3-4 minutes each under TCG, including the bcc compile)."""
+One guest boot per kernel: 9-12 minutes each under TCG on the shared 2-core host (boot 70-160 s, bcc
+compile, 20 s of rounds, final sweep), more when other guests load the host."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from vm_support import KERNELS, vm_run
 
 pytestmark = pytest.mark.vm
 
-STRESS_OPTIONS = ["--duration", "20", "--mem", "12M", "--threads", "4", "--processes", "2"]
+STRESS_OPTIONS = ["--duration", "20", "--mem", "8M", "--threads", "4", "--processes", "2"]
 
 
 @functools.lru_cache(maxsize=None)
 def _guest(kernel: str):
     out = Path(tempfile.mkdtemp(prefix=f"swaprace-stress-{kernel}-"))
     done = vm_run(kernel, ["python3", "tests/guest/stress_check.py", "/mnt/out", *STRESS_OPTIONS],
-                  timeout=900, out_dir=out)
+                  timeout=1500, out_dir=out)  # generous: TCG on a loaded 2-core host
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     summary = json.loads((out / "stress.json").read_text() or "{}")
