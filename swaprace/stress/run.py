@@ -114,7 +114,7 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
     say = progress or (lambda _msg: None)
     opts.native_helper = helper is not None
     if helper is None:
-        say("stress: no C compiler: using the slower Python helper (ctypes calls, no forked readers)")
+        (announce or say)("stress: no C compiler: using the slower Python helper (ctypes calls, no forked readers)")
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         (announce or say)(f"stress: will {line}")
