@@ -279,7 +279,7 @@ PLANTED_RECOVERED = [a for i, a in enumerate(PLANTED_STALE) if i != 7]
 PLANTED_INSTALL_FIRST = [PLANTED_STALE[i] for i in (0, 1, 2, 7, 3, 4, 5, 6, 8)]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(action, min_size=30, max_size=120), st.lists(st.sampled_from([0, 0, 1000, 2000]), min_size=1, max_size=8))
 @example(PLANTED_STALE, [1000])
 @example(PLANTED_RECOVERED, [0])  # every event at the same timestamp: input order decides
@@ -287,7 +287,7 @@ def test_analyzer_agrees_with_reference(actions, ts_steps):
     check_agreement(build_events(actions, ts_steps))
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(action, min_size=30, max_size=100))
 def test_ftrace_text_out_of_cpu_order_agrees(actions):
     """Rendered as ftrace text with each CPU's lines together (out of time order), strictly increasing

@@ -401,15 +401,14 @@ def _entry_of_folio(n_rows: int, binds: _Binds, rows: np.ndarray, folios: np.nda
     codes, uniq = pd.factorize(np.concatenate([binds.folio, folios]))
     b_code, q_code = codes[: len(binds.row)].astype(np.int64), codes[len(binds.row):].astype(np.int64)
     b_key = b_code * span + binds.row
-    by_folio = np.argsort(b_key, kind="stable")
+    by_folio = stable_order(b_code, len(uniq))  # binds are in row order: a stable sort by folio suffices
     idx = _asof(b_key[by_folio], q_code * span + rows)
     idx_c = np.where(idx >= 0, idx, 0)
     hit = (idx >= 0) & (b_code[by_folio][idx_c] == q_code)
     bind = by_folio[idx_c]  # index into binds
     # Next binding row of the same entry, for every binding.
-    e_codes, _ = pd.factorize(binds.entry)
-    e_key = e_codes.astype(np.int64) * span + binds.row
-    by_entry = np.argsort(e_key, kind="stable")
+    e_codes, e_uniq = pd.factorize(binds.entry)
+    by_entry = stable_order(e_codes, len(e_uniq))
     next_row = np.full(len(binds.row), np.iinfo(np.int64).max, np.int64)
     se = e_codes[by_entry]
     same = se[1:] == se[:-1]
@@ -473,9 +472,10 @@ def _lifecycle(ev: _Events, binds: _Binds, rel: _Releases) -> _Lifecycle:
     is_bind = np.concatenate([np.ones(len(binds.row), bool), np.zeros(len(rel.row), bool)])
     kind = np.concatenate([binds.kind, rel.kind])
     folio = np.concatenate([binds.folio, np.zeros(len(rel.row), np.uint64)])
-    codes, _ = pd.factorize(entry)
-    codes = codes.astype(np.int64)
-    order = np.argsort(codes * np.int64(ev.n + 1) + row, kind="stable")
+    by_row = np.argsort(row, kind="stable")  # sorted runs (binds, releases): timsort merges them
+    entry, row, is_bind, kind, folio = (a[by_row] for a in (entry, row, is_bind, kind, folio))
+    codes, uniq = pd.factorize(entry)
+    order = stable_order(codes, len(uniq))  # by entry, row order inside (radix passes)
     entry, row, is_bind, kind, folio, codes = (a[order] for a in (entry, row, is_bind, kind, folio, codes))
     # Re-number entry codes densely in sorted order so generations of one entry have consecutive ids.
     first = np.ones(len(row), bool)
