@@ -473,7 +473,9 @@ def _title(tl: EntryTimeline) -> str:
     n_races = len(tl.races)
     classes = tl.races["class"].astype(str).value_counts().to_dict() if n_races else {}
     race_text = ", ".join(f"{n} {c}" for c, n in sorted(classes.items()) if n) or "no race"
-    return (f"swap entry {entry}\n{len(tl.generations)} generations, {len(tl.windows)} fault windows, "
+    gens, wins = len(tl.generations), len(tl.windows)
+    return (f"swap entry {entry}\n{gens} generation{'' if gens == 1 else 's'}, "
+            f"{wins} fault window{'' if wins == 1 else 's'}, "
             f"{race_text} in view ({style.format_duration(tl.end_ns - tl.start_ns)} shown)")
 
 
