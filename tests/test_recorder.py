@@ -1,0 +1,145 @@
+"""The recorder loop on this host (no kprobes here): a replay backend feeds a real ftrace capture from the test
+box, chunk by chunk, through the ftrace backend's own parsing path, so the loop, signal handling, atomic
+write and failure paths run for real. The live path itself is covered in the guest (test_record_vm.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from swaprace.capture import read_capture
+from swaprace.errors import SwapraceError
+from swaprace.events import CaptureMeta
+from swaprace.probes.backend import ProbePlan
+from swaprace.probes.catalog import load_symbols, resolve_roles
+from swaprace.probes.ftrace_backend import FtraceBackend
+from swaprace.probes.record import record
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TRACES = sorted((FIXTURES / "real").glob("ftrace-*.trace"))
+
+
+class ReplayBackend(FtraceBackend):
+    """The ftrace backend with trace_pipe replaced by a recorded trace, handed out a few lines per poll."""
+
+    name = "ftrace"
+
+    def __init__(self, trace: Path, lines_per_poll: int = 500, fail_after_polls: int = -1) -> None:
+        super().__init__()
+        text = trace.read_bytes()
+        header, _, body = text.partition(b"\n")
+        self.meta = CaptureMeta.from_json(header.decode()[len("# swaprace:"):])
+        self._lines: List[bytes] = body.splitlines(keepends=True)
+        self._per_poll = lines_per_poll
+        self._fail_after = fail_after_polls
+        self.polls = 0
+        self.stops = 0
+
+    @classmethod
+    def check(cls):
+        return None
+
+    def start(self, plan: ProbePlan) -> None:
+        self._plan = plan
+
+    def _read_pipe(self, limit=None) -> bytes:
+        self.polls += 1
+        if self.polls == self._fail_after:
+            raise OSError("trace_pipe vanished")
+        chunk, self._lines = self._lines[:self._per_poll], self._lines[self._per_poll:]
+        return b"".join(chunk)
+
+    def drain(self):
+        return super().drain()
+
+    def losses(self):
+        return {"ftrace_overrun": 0, "ftrace_dropped": 0}
+
+    def hits(self):
+        return dict(self.meta.extra.get("kernel_hits", {}))
+
+    def stop(self) -> None:
+        self.stops += 1
+        if not self._stopped:
+            self._pending.append(self._parse(self._read_pipe()))
+        self._stopped = True
+
+    @property
+    def remaining(self) -> int:
+        return len(self._lines)
+
+
+@pytest.fixture(params=TRACES[:1], ids=[p.stem for p in TRACES[:1]])
+def trace(request):
+    return request.param
+
+
+def plan_for(trace: Path) -> ProbePlan:
+    kernel = "bookworm-6.1" if "6.1" in trace.name else "trixie-bpo-7.3"
+    return ProbePlan(resolutions=resolve_roles(load_symbols(str(FIXTURES / f"kallsyms-{kernel}.txt"))))
+
+
+def expected_events(backend: ReplayBackend) -> int:
+    return sum(v for v in backend.meta.extra["kernel_hits"].values())
+
+
+def test_replayed_capture_is_complete(trace, tmp_path):
+    backend = ReplayBackend(trace, lines_per_poll=2000)
+    out = tmp_path / "c.parquet"
+    capture = record(str(out), backend, plan_for(trace), stop=lambda: backend.remaining == 0)
+    assert backend.remaining == 0 and backend.stops >= 1
+    assert len(capture.events) == expected_events(backend)
+    saved = read_capture(out)
+    assert len(saved.events) == len(capture.events)
+    meta = saved.meta
+    assert meta.backend == "ftrace" and meta.lost_known and meta.lost_events == 0
+    assert meta.start_time_ns and meta.start_ts_ns and meta.duration_s > 0
+    assert meta.symbols["fault"] == "do_swap_page"
+    assert meta.extra["kernel_hits"] == backend.meta.extra["kernel_hits"]
+
+
+def test_sigterm_stops_and_writes_what_was_captured(trace, tmp_path):
+    backend = ReplayBackend(trace, lines_per_poll=50)
+    out = tmp_path / "t.parquet"
+    timer = threading.Timer(0.7, os.kill, (os.getpid(), signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    timer.start()
+    try:
+        capture = record(str(out), backend, plan_for(trace), duration=60)
+    finally:
+        timer.cancel()
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+    assert capture.meta.extra["stopped_by"] == "SIGTERM"
+    assert backend.remaining > 0  # stopped early...
+    assert 0 < len(read_capture(out).events) < expected_events(backend)  # ...and kept what it had
+
+
+def test_backend_failure_midway_keeps_the_data(trace, tmp_path):
+    backend = ReplayBackend(trace, lines_per_poll=100, fail_after_polls=4)
+    out = tmp_path / "f.parquet"
+    with pytest.raises(SwapraceError, match="tracing failed midway.*trace_pipe vanished"):
+        record(str(out), backend, plan_for(trace), duration=60)
+    saved = read_capture(out)
+    assert len(saved.events) > 0
+    assert "trace_pipe vanished" in saved.meta.extra["backend_failure"]
+    assert backend.stops >= 1
+
+
+def test_command_status_is_kept(trace, tmp_path):
+    backend = ReplayBackend(trace, lines_per_poll=100)
+    capture = record(str(tmp_path / "x.parquet"), backend, plan_for(trace), cmd=["sh", "-c", "sleep 0.5; exit 3"])
+    assert capture.meta.extra["command_status"] == 3
+    assert capture.meta.extra["command_finished"] is True
+    assert capture.meta.command == ["sh", "-c", "sleep 0.5; exit 3"]
+
+
+def test_missing_pid_is_one_error(trace, tmp_path):
+    backend = ReplayBackend(trace)
+    with pytest.raises(SwapraceError, match="no process with pid"):
+        record(str(tmp_path / "p.parquet"), backend, plan_for(trace), pid=2**22 + 12345, duration=1)
+    assert not (tmp_path / "p.parquet").exists()
