@@ -5,8 +5,8 @@ Run inside the guest (as root), e.g. ``swaprace vm run --kernel trixie-backports
 vm-setup/checks/kprobe_swap_check.py``. It
 
 1. checks the box's facilities (BTF, tracefs, cgroup v2, KSM, bcc, bpftrace, gcc, swaprace importable),
-2. resolves the four race roles to kprobe-able kernel functions (first candidate present in
-   available_filter_functions wins; newest name first),
+2. resolves the four race roles to kprobe-able kernel functions with swaprace's symbol catalog
+   (swaprace.probes.catalog: first candidate present in kallsyms and traceable wins, newest name first),
 3. attaches bcc kprobes on all four and an ftrace kprobe_events probe on the fault role,
 4. runs a workload that swaps (swap disk on, a memory cgroup v2 of 32 MiB, 96 MiB touched twice),
 5. reports the fault count bcc saw next to the hit count of kprobe_profile (they must be equal), and the
@@ -30,13 +30,7 @@ from typing import Dict, List, Optional
 TRACING = Path("/sys/kernel/tracing")
 CGROUP = Path("/sys/fs/cgroup/swaprace-check")
 FTRACE_EVENT = "swaprace_check_fault"
-#: Candidates per role, newest kernel name first (see /work/shared/reference/kernel-history.md).
-ROLE_CANDIDATES: Dict[str, List[str]] = {
-    "fault": ["do_swap_page"],
-    "lookup": ["swap_cache_get_folio", "lookup_swap_cache"],
-    "ksm_copy": ["ksm_might_need_to_copy"],
-    "free_cache": ["folio_free_swap", "try_to_free_swap"],
-}
+ROLES = ("fault", "lookup", "ksm_copy", "free_cache")  # swaprace.events.CORE_ROLES, in BPF_TEXT's order
 WORKLOAD = """
 import sys
 size = 96 << 20
@@ -80,11 +74,11 @@ def facilities() -> Dict[str, object]:
 
 
 def resolve_roles() -> Dict[str, Optional[str]]:
-    available = set()
-    with open(TRACING / "available_filter_functions") as functions:
-        for line in functions:
-            available.add(line.split()[0])
-    return {role: next((name for name in names if name in available), None) for role, names in ROLE_CANDIDATES.items()}
+    """The four race roles, resolved by swaprace's own catalog against this kernel's kallsyms and ftrace."""
+    from swaprace.events import CORE_ROLES
+    from swaprace.probes.catalog import load_symbols, resolve_roles as resolve
+
+    return {role: resolution.symbol for role, resolution in resolve(load_symbols(), CORE_ROLES).items()}
 
 
 def kprobe_profile() -> Dict[str, List[int]]:
@@ -154,7 +148,7 @@ def main() -> int:
         (TRACING / "events/kprobes" / FTRACE_EVENT / "enable").write_text("0")
         profile = kprobe_profile()
         counts = bpf["hits"]
-        bcc_counts = {role: int(counts[counts.Key(index)].value) for index, role in enumerate(ROLE_CANDIDATES)}
+        bcc_counts = {role: int(counts[counts.Key(index)].value) for index, role in enumerate(ROLES)}
         bpf.cleanup()
         report["bcc_hits"] = bcc_counts
         report["ftrace_fault_hits"], report["ftrace_fault_misses"] = profile.get(FTRACE_EVENT, [None, None])
