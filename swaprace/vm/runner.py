@@ -111,6 +111,11 @@ def kernel_cmdline(extra: str = "", init: str = GUEST_INIT) -> str:
     return " ".join(parts + ([extra] if extra else []))
 
 
+def _opt(path: Path) -> str:
+    """A path inside a QEMU -drive/-virtfs option: commas must be doubled there."""
+    return str(path).replace(",", ",,")
+
+
 def qemu_command(
     image: BuiltImage, accel: Accel, rundir: Path, cmdline: str, interactive: bool, out_dir: Optional[Path] = None
 ) -> List[str]:
@@ -120,14 +125,14 @@ def qemu_command(
         *accel.qemu_args(), "-smp", str(GUEST_CPUS), "-m", str(GUEST_MEMORY_MIB),
         "-kernel", str(image.vmlinuz), "-initrd", str(image.initrd), "-append", cmdline,
         # Throw-away disks: cache=unsafe skips host flushes, nothing on them outlives the run.
-        "-drive", f"file={rundir / 'overlay.qcow2'},if=virtio,format=qcow2,cache=unsafe",
-        "-drive", f"file={rundir / 'swap.img'},if=virtio,format=raw,cache=unsafe",
-        "-virtfs", f"local,path={checkout_dir()},mount_tag=swaprace,security_model=none,id=checkout",
-        "-virtfs", f"local,path={share},mount_tag=swaprace-run,security_model=none,id=run",
+        "-drive", f"file={_opt(rundir / 'overlay.qcow2')},if=virtio,format=qcow2,cache=unsafe",
+        "-drive", f"file={_opt(rundir / 'swap.img')},if=virtio,format=raw,cache=unsafe",
+        "-virtfs", f"local,path={_opt(checkout_dir())},mount_tag=swaprace,security_model=none,id=checkout",
+        "-virtfs", f"local,path={_opt(share)},mount_tag=swaprace-run,security_model=none,id=run",
         "-device", "virtio-rng-pci", "-nic", "none",
     ]
     if out_dir is not None:  # mounted at /mnt/out by the guest's init when present
-        command += ["-virtfs", f"local,path={out_dir},mount_tag=swaprace-out,security_model=none,id=out"]
+        command += ["-virtfs", f"local,path={_opt(out_dir)},mount_tag=swaprace-out,security_model=none,id=out"]
     if interactive:
         command += ["-display", "none", "-serial", "mon:stdio"]
     else:
@@ -192,6 +197,13 @@ class _Tail:
 
 
 KEPT_CONSOLES = 20
+
+
+def _read_status(path: Path) -> int:
+    text = path.read_text(errors="replace").strip()
+    if not text.isdigit():
+        raise SwapraceError(f"the guest reported a garbled exit status {text[:40]!r}")
+    return int(text)
 
 
 def _mtime(path: Path) -> float:
@@ -312,7 +324,7 @@ def boot_and_run(
                 f"{failure} [{image.kernel}, {accel.name}]; console: {_console_tail(console_seen)} "
                 f"(full console log: {kept})"
             )
-        returncode = int(status_file.read_text().strip() or "1")
+        returncode = _read_status(status_file)
         return GuestResult(
             argv=list(argv), returncode=returncode, stdout=bytes(tails[0].kept), stderr=bytes(tails[1].kept),
             kernel=image.kernel, release=image.release, accel=accel.name, accel_reason=accel.reason,
@@ -399,6 +411,6 @@ def shell_in_guest(kernel: str = DEFAULT_KERNEL, progress: Progress = None) -> i
             proc.wait()
             raise
         status_file = rundir / "share" / "status"
-        return int(status_file.read_text().strip() or "1") if status_file.is_file() else 1
+        return _read_status(status_file) if status_file.is_file() else 1
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
