@@ -153,7 +153,7 @@ class Window:
     tid: int
     start: int
     entry: Optional[int] = None
-    phase: str = "open"  # open -> looked -> released -> rebound
+    phase: str = "open"  # open -> looked -> released -> rebound; looked -> installed (done)
     release_ts: Optional[int] = None
     rebind_ts: Optional[int] = None
     installed: bool = False
@@ -205,8 +205,11 @@ class Reference:
             self.release(ev.entry, ev.ts)
         elif role == "swap_put":
             w = self.open.get(ev.tid)
-            if w is not None and w.entry == ev.entry and w.phase == "rebound" and not w.installed:
-                w.installed = True
+            if w is not None and w.entry == ev.entry:
+                if w.phase == "looked":  # installed on the live entry: the fault is done with E
+                    w.phase = "installed"
+                elif w.phase == "rebound" and not w.installed:
+                    w.installed = True
 
     def bind(self, entry: int, folio: int, ts: int) -> None:
         st_ = self.entries.setdefault(entry, EntryState())
@@ -310,8 +313,8 @@ def test_planted_races_have_their_class():
 
     assert classes(PLANTED_STALE) == ["stale-install"]
     assert classes(PLANTED_RECOVERED) == ["recovered"]
-    # The thread installed before the entry was released and reused: not a stale install.
-    assert classes(PLANTED_INSTALL_FIRST) == ["recovered"]
+    # The thread installed before the entry was released and reused: the fault was done with E, no race.
+    assert classes(PLANTED_INSTALL_FIRST) == []
 
 
 def test_generator_produces_races_of_both_classes():

@@ -19,8 +19,9 @@ Definitions (the same ones the reference model in tests/test_model_based.py impl
   generation, a release while bound ends it; repeated bindings/releases are no-ops. An entry first seen being
   released had a generation that began before the capture (``bind_ns`` null). A binding after a release is a
   **reuse**.
-* **Race** in W: after T's lookup, E's current generation ends (a release) and the next one starts (a rebind),
-  both before W ends. Class ``stale-install`` when T then (after the rebind, before W ends) drops E's count
+* **Race** in W: after T's lookup and before T's own ``swap_put`` of E (its install; a fault that installed
+  is done with E), E's current generation ends (a release), and the next one starts (a rebind) before W ends.
+  Class ``stale-install`` when T then (after the rebind, before W ends) drops E's count
   itself -- its ``swap_put`` of E, the install of the stale pte; ``recovered`` otherwise.
 
 Everything is column-wise (numpy ``searchsorted`` over composite sort keys); there is no per-event Python loop.
@@ -532,6 +533,11 @@ def _races(ev: _Events, w: _Windows, lc: _Lifecycle) -> _Races:
     reb = start_idx[gen_next_c]
     ok &= (gen_next < len(start_idx)) & (lc.code[reb] == wcode) & (lc.row[reb] < w.ret[cand])
     cand, rel, reb = cand[ok], rel[ok], reb[ok]
+    # A fault that already installed E (its swap_put) before the release is done with E: what happens to E
+    # afterwards -- do_swap_page's own folio_free_swap under vm_swap_full(), then a reuse -- is not a race.
+    done = _first_install(ev, w, cand, w.lookup[cand])
+    before = (done < 0) | (done > lc.row[rel])
+    cand, rel, reb = cand[before], rel[before], reb[before]
     install = _first_install(ev, w, cand, lc.row[reb])
     return _Races(cand, lc.row[rel], lc.row[reb], install, install >= 0)
 
