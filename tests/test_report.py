@@ -169,6 +169,7 @@ def test_race_timelines_show_the_planted_races_with_their_class(planted_report):
 
     stale = races["stale-install"]
     assert stale["entry"] == STALE_ENTRY and stale["focus"]["tid"] == 101
+    assert stale["focus"]["window_start_ns"] == 6_000_000
     assert {"tid": 101, "class": "stale-install", "window_start_ns": 6_000_000, "release_ns": 6_000_350,
             "rebind_ns": 6_000_500} in stale["races"]
     # who held windows and who acted: the faulting thread, the releasing kswapd, the rebinding thread

@@ -103,7 +103,7 @@ def test_plot_entry_by_value_and_type_offset(planted, tmp_path):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert (shown["width"], shown["height"]) == style.TIMELINE_PX == _size(tmp_path / "a.png")
-    assert shown["focus"] == {"tid": 101, "class": "stale-install"}
+    assert shown["focus"] == {"tid": 101, "class": "stale-install", "window_start_ns": 6_000_000}
     result = run("plot", "entry", "0:0x2b0", planted, "-o", tmp_path / "b.png")
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'b.png'} (1400x760)"
 

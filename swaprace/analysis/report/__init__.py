@@ -319,13 +319,14 @@ def timeline_summary(tl: timeline.EntryTimeline) -> Dict[str, Any]:
         "races": [{"tid": int(r["tid"]), "class": str(r["class"]), "window_start_ns": int(r["window_start_ns"]),
                    "release_ns": int(r["release_ns"]), "rebind_ns": int(r["rebind_ns"])}
                   for r in tl.races.to_dict("records")],
-        "focus": None if tl.focus is None else {"tid": int(tl.focus["tid"]), "class": str(tl.focus["class"])},
+        "focus": None if tl.focus is None else {"tid": int(tl.focus["tid"]), "class": str(tl.focus["class"]),
+                                                "window_start_ns": int(tl.focus["window_start_ns"])},
     }
 
 
 def _race_rows(analysis, races: pd.DataFrame, index: timeline.EventIndex, report: Report) -> List[Dict]:
-    anchors = {(int(f.data["focus"]["tid"]), int(f.data["races"][0]["window_start_ns"]) if f.data["races"] else 0,
-                f.entry): f.anchor for f in report.figures_of("race") if f.data.get("focus")}
+    anchors = {(f.data["focus"]["tid"], f.data["focus"]["window_start_ns"], f.entry): f.anchor
+               for f in report.figures_of("race") if f.data.get("focus")}
     origin = int(index.ts.min()) if len(index.ts) else 0
     rows = []
     for n, race in enumerate(races.to_dict("records"), 1):
