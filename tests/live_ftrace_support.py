@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vm_support import vm_run
 
-GUEST_TIMEOUT_S = 900
+GUEST_TIMEOUT_S = 1800  # generous: a loaded 2-core host under TCG took 10+ minutes for one kernel
 
 
 @dataclass
@@ -25,8 +25,22 @@ class GuestRun:
     result: dict
 
 
-@functools.lru_cache(maxsize=None)
+_FAILED: dict = {}
+
+
 def guest_run(kernel: str) -> GuestRun:
+    """The cached run for ``kernel``; a failed run is remembered too, so later tests do not boot again."""
+    if kernel in _FAILED:
+        raise _FAILED[kernel]
+    try:
+        return _guest_run(kernel)
+    except Exception as exc:
+        _FAILED[kernel] = exc
+        raise
+
+
+@functools.lru_cache(maxsize=None)
+def _guest_run(kernel: str) -> GuestRun:
     out = Path(tempfile.mkdtemp(prefix=f"swaprace-live-ftrace-{kernel}-"))
     done = vm_run(kernel, ["python3", "tests/guest/live_ftrace_check.py", "/mnt/out"], timeout=GUEST_TIMEOUT_S,
                   out_dir=out)
