@@ -59,6 +59,7 @@ DEFAULT_TIMEOUT = 900.0
 #: while 5-12 guests shared the 2-core project host (~12 s was reported for an idle one): a generous limit.
 BOOT_TIMEOUT = {"kvm": 60.0, "tcg": 600.0}
 BOOTED = re.compile(rb"SWAPRACE-BOOTED ([0-9.]+)")
+EXITED = re.compile(rb"SWAPRACE-EXIT -?[0-9]+")
 PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
 POLL_SECONDS = 0.05
 
@@ -289,6 +290,12 @@ def boot_and_run(
                     if booted_at is None and BOOTED.search(console_seen):
                         booted_at = now
                     panic = PANIC.search(console_seen)
+                    exit_line = EXITED.search(console_seen)
+                    if panic and exit_line and exit_line.start() < panic.start():
+                        # The command had finished and init was powering off: init paging in code from a disk
+                        # the power-off already stopped ("I/O error, dev vda") dies, and PID 1 dying panics.
+                        # The command's status is already on the share; the panic says nothing about it.
+                        break
                     if panic:
                         time.sleep(0.5)  # let the panic's last lines reach the console log
                         console_seen += console_tail.pump()
