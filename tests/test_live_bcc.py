@@ -210,7 +210,7 @@ def test_record_counts_equal_kernel_counts(guest):
             assert kernel_n - lost <= got <= kernel_n, (role, phase, got, kernel_n, rec["lost"])
     assert any(k.startswith("kretprobe_missed:") for k in rec["lost"]), rec["lost"]
     assert counts["fault"]["return"] > 100, counts
-    assert counts["lookup"]["call"] >= counts["fault"]["return"]  # one lookup per fault at least
+    assert counts["lookup"]["call"] >= counts["fault"]["call"] * 0.9, counts  # about one lookup per fault or more
     assert counts.get("ksm_copy", {}).get("call", 0) > 0  # KSM on: every swap-in asks ksm_might_need_to_copy
 
 

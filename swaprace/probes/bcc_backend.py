@@ -131,16 +131,17 @@ def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAUL
 def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
     """(``kprobe``|``kretprobe``, kernel symbol, BPF function) for every probe of ``plan``, in attach order.
 
-    Return probes go first, and are detached last (:meth:`BccBackend.stop`): every call the program sees then
-    has its return seen too, instead of the calls made while the rest attach (seconds under emulation) showing
-    up as windows that never close.
+    Entry probes first, return probes after (and detached first, :meth:`BccBackend.stop`). Measured in the test
+    box: with the return probes attached first, the entry programs then ran for only 72-92% of the hits the
+    ftrace backend counted on the same functions at the same time; in this order the counts were equal. The
+    price is a few calls at the start whose return is not seen (unpaired calls: no window).
     """
     out: List[Tuple[str, str, str]] = []
     for role, res in plan.probed.items():
+        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
+    for role, res in plan.probed.items():
         if needs_return(role, res.candidate):  # type: ignore[arg-type]
             out.append(("kretprobe", res.symbol, f"sr_ret_{role}"))  # type: ignore[arg-type]
-    for role, res in plan.probed.items():
-        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
     return out
 
 
@@ -467,8 +468,8 @@ class BccBackend(Backend):
                 misses = self._kretprobe_misses_now()  # kprobe_profile lists bcc's kretprobes until detached
             except Exception:
                 misses = dict(self._last_misses)
-            # Calls first, returns last (the reverse of attaching); then, with nothing firing any more, the
-            # counters and the buffers describe exactly the same probe hits.
+            # Detach in the reverse order of attaching; then, with nothing firing any more, the counters and
+            # the buffers describe exactly the same probe hits.
             for kind, symbol, fn in reversed(attachments(self._plan)) if self._plan else []:
                 try:
                     (bpf.detach_kprobe if kind == "kprobe" else bpf.detach_kretprobe)(symbol, fn)

@@ -87,6 +87,7 @@ def check_record(out: Path) -> dict:
     from swaprace.analysis.model import analyze
     from swaprace.capture import read_capture
     from swaprace.probes.backend import make_plan
+    from swaprace.probes.bcc_backend import attachments
     from swaprace.probes.ftrace_backend import FtraceBackend
 
     symbols = list(make_plan().symbols.values())
@@ -103,10 +104,11 @@ def check_record(out: Path) -> dict:
         proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(capture_path), "--backend", "bcc", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 900
-        # bcc attaches return probes first (legacy kprobe_events, for maxactive), then the entry probes:
-        # recording has begun once every symbol carries an entry kprobe.
+        # bcc attaches the entry probes (perf kprobe PMU), then the return probes (kprobe_events, for
+        # maxactive): recording has begun once all of both are there.
+        returns = sum(1 for kind, _, _ in attachments(make_plan()) if kind == "kretprobe")
         while (time.monotonic() < deadline and proc.poll() is None
-               and not (bcc_kprobe_events() and call_probes_on(symbols) == set(symbols))):
+               and not (len(bcc_kprobe_events()) >= returns and call_probes_on(symbols) == set(symbols))):
             time.sleep(0.5)
         result["attach_seconds"] = round(time.monotonic() - t0, 1)
         result["attached_bcc_events"] = len(bcc_kprobe_events())
