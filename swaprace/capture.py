@@ -6,10 +6,11 @@ leaves a half file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import IO, Iterable, Iterator, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,26 +24,47 @@ PARQUET_MAGIC = b"PAR1"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def write_capture(capture: Capture, path: PathLike) -> Path:
-    """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
+@contextlib.contextmanager
+def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temp file beside ``path``; on success fsync it and rename it over ``path``, else remove it.
+
+    Readers never see a half-written file under the final name, even if the writer is killed.
+    """
     path = Path(path)
-    table = to_arrow(normalize(capture.events))
-    schema_meta = dict(table.schema.metadata or {})
-    schema_meta[META_KEY] = capture.meta.to_json().encode()
-    table = table.replace_schema_metadata(schema_meta)
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a capture gets a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_capture(capture: Capture, path: PathLike) -> Path:
+    """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
+    table = to_arrow(normalize(capture.events))
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = capture.meta.to_json().encode()
+    table = table.replace_schema_metadata(schema_meta)
+    with atomic_output(path) as fh:
+        pq.write_table(table, fh, compression="zstd")
+    return Path(path)
+
+
+def write_raw_trace(path: PathLike, lines: Iterable[str], meta: CaptureMeta) -> Path:
+    """Raw ftrace text with the metadata as a leading ``# swaprace: {json}`` line (the offline reader's
+    header), written atomically."""
+    with atomic_output(path, "w") as fh:
+        fh.write(f"# swaprace: {meta.to_json()}\n")
+        for line in lines:
+            fh.write(line + "\n")
+    return Path(path)
 
 
 def read_capture(path: PathLike) -> Capture:
@@ -59,6 +81,12 @@ def read_capture(path: PathLike) -> Capture:
     except (ValueError, TypeError, KeyError) as exc:
         raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
     return Capture(events=events, meta=meta, source_format="parquet")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _first_line(exc: BaseException) -> str:

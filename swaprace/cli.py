@@ -185,6 +185,7 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
     """
     from swaprace.events import ROLES
     from swaprace.probes.backend import backend_class, get_backend, make_plan, AUTO_ORDER
+    from swaprace.capture import write_raw_trace
     from swaprace.probes.record import record as run_record, tty_progress
 
     role_list = ROLES
@@ -237,7 +238,7 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
     capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
                          progress=tty_progress())
     if raw_trace and backend.name == "ftrace":
-        _write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
+        write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
     summary = _record_summary(output, capture)
     if as_json:
         echo_json(summary)
@@ -268,21 +269,6 @@ def _record_summary(output, capture) -> dict:
         "stopped_by": meta.extra.get("stopped_by"),
         "command_status": meta.extra.get("command_status"),
     }
-
-
-def _write_raw_trace(path, lines, meta) -> None:
-    """The raw trace text with the metadata as a leading '# swaprace: {json}' comment (the offline reader's
-    header), written atomically."""
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".raw.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"# swaprace: {meta.to_json()}\n")
-        for line in lines:
-            fh.write(line + "\n")
-    os.replace(tmp, path)
 
 
 # === end doctor / record =================================================================================
