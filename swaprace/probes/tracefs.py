@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import pid_alive
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 GROUP_PREFIX = "swaprace_"
@@ -124,16 +125,6 @@ def kprobe_event_groups(root: Path) -> Dict[str, List[str]]:
     return groups
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def swaprace_groups(root: Path) -> List[dict]:
     """swaprace's kprobe groups and tracefs instances, each with its owner pid and whether it is alive."""
     found: List[dict] = []
@@ -141,14 +132,14 @@ def swaprace_groups(root: Path) -> List[dict]:
         if group.startswith(GROUP_PREFIX) and group[len(GROUP_PREFIX):].isdigit():
             pid = int(group[len(GROUP_PREFIX):])
             found.append({"kind": "kprobe_events", "name": group, "events": len(names), "pid": pid,
-                          "alive": _pid_alive(pid)})
+                          "alive": pid_alive(pid)})
     instances = root / "instances"
     if instances.is_dir():
         for inst in sorted(instances.iterdir()):
             name = inst.name
             if name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX):].isdigit():
                 pid = int(name[len(GROUP_PREFIX):])
-                found.append({"kind": "instance", "name": name, "pid": pid, "alive": _pid_alive(pid)})
+                found.append({"kind": "instance", "name": name, "pid": pid, "alive": pid_alive(pid)})
     return found
 
 

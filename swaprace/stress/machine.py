@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import pid_alive
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -137,7 +138,7 @@ class StateLog:
                 pid = int(json.loads(self.path.read_text()).get("pid", 0))
             except (ValueError, OSError):
                 pid = 0
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 raise SwapraceError(f"another swaprace stress run (pid {pid}) owns the machine set-up "
                                     f"({self.path})")
             raise SwapraceError(f"a previous stress run did not restore the machine ({self.path}): "
@@ -250,7 +251,7 @@ def cleanup(path: Optional[Path] = None) -> List[Dict[str, str]]:
         return []
     log = StateLog.load(path)
     pid = json.loads(path.read_text()).get("pid")
-    if pid and int(pid) != os.getpid() and _alive(int(pid)):
+    if pid and int(pid) != os.getpid() and pid_alive(int(pid)):
         raise SwapraceError(f"stress run pid {pid} is still running: stop it (it restores on SIGTERM)")
     restore(log)
     return log.changes
@@ -337,16 +338,6 @@ def _pids(procs: Path) -> List[int]:
         return [int(x) for x in procs.read_text().split()]
     except OSError:
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read(path: Path) -> str:
