@@ -4,10 +4,8 @@ window overlaps, and the native helper's oracle on an unswapped region (no root 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

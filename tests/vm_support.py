@@ -45,7 +45,7 @@ import pytest
 
 from swaprace.errors import SwapraceError
 from swaprace.vm import KERNELS, ensure_image, run_in_guest
-from swaprace.vm.accel import qemu_binary, qemu_version
+from swaprace.vm.accel import qemu_version
 
 __all__ = ["KERNELS", "vm_run", "qemu_unavailable_reason", "require_qemu"]
 

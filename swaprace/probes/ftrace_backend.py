@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -31,7 +30,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.probes.catalog import FOLIO_SWAP_OFFSET, Candidate, Resolution
+from swaprace.probes.catalog import FOLIO_SWAP_OFFSET, Candidate
 
 #: x86-64 argument registers, in C argument order (System V ABI). A kprobe placed at func+4 (after endbr64 on
 #: IBT kernels) still sees them unchanged.
