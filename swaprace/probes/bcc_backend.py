@@ -132,9 +132,11 @@ def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
     """(``kprobe``|``kretprobe``, kernel symbol, BPF function) for every probe of ``plan``, in attach order.
 
     Entry probes first, return probes after (and detached first, :meth:`BccBackend.stop`). Measured in the test
-    box: with the return probes attached first, the entry programs then ran for only 72-92% of the hits the
-    ftrace backend counted on the same functions at the same time; in this order the counts were equal. The
-    price is a few calls at the start whose return is not seen (unpaired calls: no window).
+    box (QEMU TCG): with the return probes attached first, the entry programs then ran for only 72-92% of the
+    hits the ftrace backend counted on the same functions at the same time; in this order the counts were equal
+    in one run, but another run oopsed the 6.1 guest (RIP 0 on return to __handle_mm_fault, i.e. through the
+    do_swap_page kretprobe) while the return probes were being attached under load. Unresolved: suspected
+    code patching racing with TCG's translated code; to be re-checked on real hardware or KVM.
     """
     out: List[Tuple[str, str, str]] = []
     for role, res in plan.probed.items():
