@@ -141,6 +141,8 @@ struct sr_window {
     u64 release_seq_at_lookup;
     u32 has_entry;
     u32 race_reported;     // a stale-install was already reported for this window
+    u32 installed;         // the thread installed its entry before any release: the fault is done with it
+    u32 pad;
 };
 
 // What a return probe needs from its call: per thread and role.
@@ -447,7 +449,7 @@ int sr_ret_fault(struct pt_regs *ctx)
             struct sr_race *race = races.lookup(&key);
             if (race)
                 race->window_end = now;
-        } else if (find_race(window, &release, &rebind)) {
+        } else if (!window->installed && find_race(window, &release, &rebind)) {
             report_race(ctx, window, tid, now, release, rebind, 0);
         }
     }
@@ -625,9 +627,14 @@ int sr_call_swap_put(struct pt_regs *ctx)
     // The faulting thread dropping its count on its window's entry after a reuse: the ABA completed.
     u32 tid = current_tid();
     struct sr_window *window = windows.lookup(&tid);
-    if (window && window->has_entry && !window->race_reported && entry == window->entry) {
+    if (window && window->has_entry && !window->race_reported && !window->installed && entry == window->entry) {
         u64 release = 0, rebind = 0;
-        if (find_race(window, &release, &rebind)) {
+        struct sr_entry_state *state = entry_states.lookup(&entry);
+        if (state && state->release_seq == window->release_seq_at_lookup) {
+            // Installed on the live entry: what happens to it afterwards (do_swap_page's own
+            // folio_free_swap under vm_swap_full(), then a reuse) is not a race (the offline rule too).
+            window->installed = 1;
+        } else if (find_race(window, &release, &rebind)) {
             window->race_reported = 1;
             report_race(ctx, window, tid, 0, release, rebind, 1);
         }
