@@ -71,7 +71,7 @@ def test_qemu_command_boots_an_overlay_with_both_shares(tmp_path: Path) -> None:
     tcg = accel.Accel("tcg", "test")
     command = runner.qemu_command(_fake_image(tmp_path), tcg, tmp_path, runner.kernel_cmdline(), False, tmp_path)
     text = " ".join(command)
-    assert "-accel tcg,thread=multi -cpu max" in text
+    assert "-accel tcg,thread=single -cpu max" in text
     assert f"file={tmp_path / 'overlay.qcow2'},if=virtio,format=qcow2" in text
     assert str(tmp_path / "disk.img") not in text  # the cached image is only the overlay's backing file
     assert "mount_tag=swaprace," in text and "mount_tag=swaprace-run," in text and "mount_tag=swaprace-out," in text

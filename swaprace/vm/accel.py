@@ -30,8 +30,16 @@ class Accel:
     def qemu_args(self) -> List[str]:
         if self.name == "kvm":
             return ["-accel", "kvm", "-cpu", "host"]
-        # Multi-threaded TCG: one host thread per vCPU; "max" gives the guest every feature TCG emulates.
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        # Single-threaded TCG by default: under multi-threaded TCG (QEMU 7.2) the guest's own code patching
+        # (static keys, kprobes: int3-based text_poke_bp) raced with the other vCPU's translated code -- seen
+        # as an "Oops: int3" in a 7.3 boot and a return to address 0 from do_swap_page while kretprobes were
+        # attached in 6.1. One thread running both vCPUs in turn cannot race; their fault windows still
+        # interleave. SWAPRACE_VM_TCG_THREAD=multi opts back in (faster, on a quiet host).
+        # "max" gives the guest every feature TCG emulates.
+        thread = os.environ.get("SWAPRACE_VM_TCG_THREAD", "single")
+        if thread not in ("single", "multi"):
+            raise SwapraceError(f"SWAPRACE_VM_TCG_THREAD={thread!r}: expected single or multi")
+        return ["-accel", f"tcg,thread={thread}", "-cpu", "max"]
 
 
 def qemu_binary() -> str:
