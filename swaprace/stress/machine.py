@@ -220,6 +220,11 @@ class Machine:
             self.cgroup.mkdir()
         except OSError as exc:
             raise SwapraceError(f"cannot create cgroup {self.cgroup}: {exc.strerror}") from None
+        if plan.cgroup_version == 1:
+            # v1 only: a fault whose charge cannot reclaim fast enough (2 cores, 8 threads thrashing) waits
+            # for memory instead of OOM-killing a worker; the limit still forces the swapping the run needs.
+            # (v2 has no such switch; its memory.max reclaim did not OOM in our guests.)
+            _write(self.cgroup / "memory.oom_control", "1")
         if plan.ksm and _read(KSM_DIR / "run") == "0" and _read(KSM_DIR / "pages_sharing") == "0":
             # KSM was off with nothing merged: restoring "as found" means unmerging what our scan merged
             # (on a host, that includes the memory of any QEMU guest running there), not just stopping it.
