@@ -165,8 +165,10 @@ def check_record(out: Path) -> dict:
     # The two backends over the time both were attached (same clock: CLOCK_MONOTONIC in both).
     ftrace_events = pd.concat(frames, ignore_index=True)
     if len(events) and len(ftrace_events):
-        lo = max(int(events["ts_ns"].min()), int(ftrace_events["ts_ns"].min()))
-        hi = min(int(events["ts_ns"].max()), int(ftrace_events["ts_ns"].max()))
+        # bcc detaches its return probes before its call probes: its span is where it saw returns.
+        returns = events[events["phase"].astype(str) == "return"]["ts_ns"]
+        lo = max(int(events["ts_ns"].min()), int(ftrace_events["ts_ns"].min()), int(returns.min()))
+        hi = min(int(events["ts_ns"].max()), int(ftrace_events["ts_ns"].max()), int(returns.max()))
         in_both = lambda df: df[(df["ts_ns"] >= lo) & (df["ts_ns"] <= hi)]  # noqa: E731
         result["both"] = {
             "span_ns": hi - lo,
