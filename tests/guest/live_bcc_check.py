@@ -165,17 +165,20 @@ def check_record(out: Path) -> dict:
     # The two backends over the time both were attached (same clock: CLOCK_MONOTONIC in both).
     ftrace_events = pd.concat(frames, ignore_index=True)
     if len(events) and len(ftrace_events):
-        # bcc detaches its return probes before its call probes: its span is where it saw returns.
-        returns = events[events["phase"].astype(str) == "return"]["ts_ns"]
-        lo = max(int(events["ts_ns"].min()), int(ftrace_events["ts_ns"].min()), int(returns.min()))
-        hi = min(int(events["ts_ns"].max()), int(ftrace_events["ts_ns"].max()), int(returns.max()))
-        in_both = lambda df: df[(df["ts_ns"] >= lo) & (df["ts_ns"] <= hi)]  # noqa: E731
-        result["both"] = {
-            "span_ns": hi - lo,
-            "bcc": role_counts(in_both(events)),
-            "ftrace": role_counts(in_both(ftrace_events)),
-            "ftrace_lost": ftrace.losses(),
-        }
+        # Each probe is compared over the time bcc had it attached: bcc detaches its probes one by one (return
+        # probes first), so one span for all of them would count probes bcc had already let go.
+        lo = max(int(events["ts_ns"].min()), int(ftrace_events["ts_ns"].min()))
+        hi = min(int(events["ts_ns"].max()), int(ftrace_events["ts_ns"].max()))
+        result["both"] = {"span_ns": hi - lo, "bcc": {}, "ftrace": {}, "ftrace_lost": ftrace.losses()}
+        for df in (events, ftrace_events):
+            df["_key"] = df["role"].astype(str) + "/" + df["phase"].astype(str)
+        for key, own in events.groupby("_key"):
+            first = max(lo, int(own["ts_ns"].min()))
+            last = min(hi, int(own["ts_ns"].max()))
+            role, phase = key.split("/")
+            for name, df in (("bcc", events), ("ftrace", ftrace_events)):
+                n = int(((df["_key"] == key) & (df["ts_ns"] >= first) & (df["ts_ns"] <= last)).sum())
+                result["both"][name].setdefault(role, {"call": 0, "return": 0})[phase] = n
     return result
 
 
