@@ -35,7 +35,7 @@ class StressOptions:
     processes: int = 2
     mem_bytes: int = 32 * MiB  # per process
     limit_bytes: Optional[int] = None  # cgroup limit for all processes; default 3/8 of the working set
-    swap_bytes: Optional[int] = None  # default: working set + 8 MiB + 16 MiB a worker: stays > half full
+    swap_bytes: Optional[int] = None  # default: working set + 8 MiB, so swap stays > half full
     ksm: bool = True
     seed: int = 1
     yes: bool = False
@@ -59,10 +59,6 @@ class Sizes:
     swap: int
 
 
-#: Anonymous memory of one worker's interpreter (python3 + numpy + the helper), measured on 3.11 and 3.13.
-INTERPRETER_BYTES = 16 * MiB
-
-
 def plan_sizes(opts: StressOptions) -> Sizes:
     working_set = opts.processes * opts.mem_bytes
     # 3/8 of the working set: tight enough to keep swap more than half full, loose enough that KSM pages
@@ -75,12 +71,7 @@ def plan_sizes(opts: StressOptions) -> Sizes:
     # set plus 8 MiB more than half full (where do_swap_page frees the swap cache on every swap-in:
     # vm_swap_full()), MADV_PAGEOUT pushes it further, and there is still room for swap-cache duplicates and
     # the interpreters' own pages (a full swap file under a cgroup limit means the OOM killer).
-    # The workers' interpreters (python3 + numpy: ~16 MiB anonymous each) live in the cgroup too and are
-    # pushed out with the regions: a swap file with no room for them fills and the memcg OOM killer ends the
-    # run (seen in the 7.3 guest: 2 x 8 MiB regions, 6 MiB limit, 24 MiB swap). They count as swapped, so the
-    # file still stays more than half full.
-    swap = (opts.swap_bytes if opts.swap_bytes is not None
-            else working_set + 8 * MiB + opts.processes * INTERPRETER_BYTES)
+    swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 8 * MiB
     return Sizes(working_set, limit, swap)
 
 
