@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synth import synthetic_events, to_ftrace_text  # noqa: E402
 
-from swaprace.analysis.ftrace_text import parse_ftrace_bytes  # noqa: E402
-from swaprace.analysis.readers import read_any  # noqa: E402
+from swaprace.readers.ftrace_text import parse_ftrace_bytes  # noqa: E402
+from swaprace.readers import read_any  # noqa: E402
 
 CACHE = Path(os.environ.get("SWAPRACE_BENCH_CACHE", Path.home() / ".cache" / "swaprace" / "bench"))
 

@@ -92,7 +92,7 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
         swaprace analyze trace.txt --entry 0x3a5 --since 5170.1 --until 5171
     """
     from swaprace.analysis.model import analyze
-    from swaprace.analysis.readers import read_any
+    from swaprace.readers import read_any
     from swaprace.analysis.summary_text import render_summary
 
     tty = sys.stderr.isatty()

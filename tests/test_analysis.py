@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from swaprace.analysis.model import OUTCOMES, analyze, outcome_codes, pair_returns, _Events
-from swaprace.analysis.readers import read_any
+from swaprace.readers import read_any
 from swaprace.events import Capture, CaptureMeta, normalize
 
 ROLE = {"do_swap_page": "fault", "swap_cache_get_folio": "lookup", "folio_free_swap": "free_cache",

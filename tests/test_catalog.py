@@ -9,7 +9,7 @@ import pytest
 from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, ROLES
 from swaprace.probes.backend import ProbePlan
-from swaprace.probes.catalog import (
+from swaprace.kernel.catalog import (
     CATALOG,
     FOLIO_SWAP_OFFSET,
     SymbolTable,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swaprace.analysis.model import analyze
-from swaprace.analysis.readers import read_any
+from swaprace.readers import read_any
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 TRACES = sorted(REAL.glob("ftrace-*.trace"))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from swaprace.analysis.ftrace_text import meta_line, parse_ftrace_bytes, parse_ftrace_lines
+from swaprace.readers.ftrace_text import meta_line, parse_ftrace_bytes, parse_ftrace_lines
 from swaprace.events import COLUMNS, CaptureMeta
 
 # Header layouts copied from this host's tracefs (a sched_wakeup trace with record-tgid on, then irq-info off);
@@ -117,7 +117,7 @@ def test_losses_header_and_meta_line():
 
 
 def test_chunks_parse_like_the_whole(tmp_path):
-    from swaprace.analysis.readers import read_any
+    from swaprace.readers import read_any
     path = tmp_path / "aba.trace"
     lines = open("tests/fixtures/aba-bookworm.trace").read().splitlines()
     whole, skipped = parse_ftrace_lines(lines)

@@ -31,7 +31,7 @@ from swaprace.probes.bcc_backend import (
     render_program,
     summarize_stats,
 )
-from swaprace.probes.catalog import SymbolTable, load_symbols, resolve_roles
+from swaprace.kernel.catalog import SymbolTable, load_symbols, resolve_roles
 
 FIXTURES = Path(__file__).parent / "fixtures"
 C_SOURCE = BPF_SOURCE.read_text()

@@ -9,7 +9,7 @@ import pytest
 
 from live_ftrace_support import guest_run
 from swaprace.analysis.model import analyze
-from swaprace.analysis.readers import read_any
+from swaprace.readers import read_any
 from swaprace.capture import read_capture
 from vm_support import KERNELS
 

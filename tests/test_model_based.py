@@ -15,7 +15,7 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from swaprace.analysis.ftrace_text import parse_ftrace_lines
+from swaprace.readers.ftrace_text import parse_ftrace_lines
 from swaprace.analysis.model import analyze
 from swaprace.events import Capture, CaptureMeta, normalize
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from swaprace.analysis.model import analyze
-from swaprace.analysis.perf_script import event_function, parse_perf_lines
-from swaprace.analysis.readers import read_any
+from swaprace.readers.perf_script import event_function, parse_perf_lines
+from swaprace.readers import read_any
 
 
 def test_call_and_return_lines_from_the_brief():

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-import swaprace.analysis.readers as readers
-from swaprace.analysis.readers import detect_format, read_any
+import swaprace.readers as readers
+from swaprace.readers import detect_format, read_any
 from swaprace.capture import write_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import Capture, CaptureMeta
@@ -70,7 +70,7 @@ def test_text_metadata_and_losses(tmp_path):
 
 
 def test_swaprace_meta_line_is_authoritative(tmp_path):
-    from swaprace.analysis.ftrace_text import meta_line
+    from swaprace.readers.ftrace_text import meta_line
     meta = CaptureMeta(kernel_release="6.1", backend="ftrace", lost={"ftrace_overrun": 0}, lost_known=True,
                        symbols={"free_cache": "folio_free_swap.isra.0"})
     path = tmp_path / "rec.trace"

@@ -10,7 +10,7 @@ import pytest
 
 from live_ftrace_support import guest_run
 from swaprace.capture import read_capture
-from swaprace.probes.catalog import load_symbols, resolve_roles
+from swaprace.kernel.catalog import load_symbols, resolve_roles
 from vm_support import KERNELS
 
 pytestmark = pytest.mark.vm

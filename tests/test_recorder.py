@@ -16,7 +16,7 @@ from swaprace.capture import read_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import CaptureMeta
 from swaprace.probes.backend import ProbePlan
-from swaprace.probes.catalog import load_symbols, resolve_roles
+from swaprace.kernel.catalog import load_symbols, resolve_roles
 from swaprace.probes.ftrace_backend import FtraceBackend
 from swaprace.probes.record import record
 

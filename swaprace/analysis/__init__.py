@@ -1,13 +1,13 @@
-"""Offline analysis: readers for every capture format, fault windows, entry generations, races.
+"""Offline analysis: fault windows, slot generations, cache residency, races, and reports.
 
-Pure pandas/numpy/pyarrow: nothing here imports bcc, so captures can be analyzed on any machine.
+Pure pandas/numpy/pyarrow: nothing here imports bcc or the probes, so captures can be analyzed on any machine.
 
-    from swaprace.analysis import read_any, analyze
+    from swaprace.readers import read_any
+    from swaprace.analysis import analyze
     result = analyze(read_any("capture.parquet"))
-    result.races, result.windows, result.generations, result.summary
+    result.races, result.windows, result.generations, result.residency, result.summary
 """
 
 from swaprace.analysis.model import Analysis, analyze
-from swaprace.analysis.readers import read_any
 
-__all__ = ["Analysis", "analyze", "read_any"]
+__all__ = ["Analysis", "analyze"]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from swaprace.errors import SwapraceError
 from swaprace.events import ROLES
-from swaprace.probes.catalog import Resolution, SymbolTable, load_symbols, resolve_roles
+from swaprace.kernel.catalog import Resolution, SymbolTable, load_symbols, resolve_roles
 
 BACKEND_NAMES = ("auto", "bcc", "ftrace")
 #: Backend name -> (module, class). "auto" tries them in this order.

@@ -30,7 +30,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, ROLES, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.probes.catalog import FOLIO_SWAP_OFFSET, Candidate
+from swaprace.kernel.catalog import FOLIO_SWAP_OFFSET, Candidate
 
 BPF_SOURCE = Path(__file__).with_name("swaprace.bpf.c")
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 from swaprace.events import ROLES
 from swaprace.probes import tracefs
 from swaprace.probes.backend import AUTO_ORDER, backend_status
-from swaprace.probes.catalog import load_symbols, resolve_roles
+from swaprace.kernel.catalog import load_symbols, resolve_roles
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 KSM_FIELDS = ("run", "pages_to_scan", "sleep_millisecs", "pages_shared", "pages_sharing", "full_scans")

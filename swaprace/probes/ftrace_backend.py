@@ -11,7 +11,7 @@ Works on any kernel with kprobes and tracefs, without bcc or a compiler. Design 
   captures line up.
 * A call probe's first fetch argument is the role's key value, a return probe's first is ``$retval``; all are
   typed ``:x64`` (``$retval`` prints hex on 6.1 but decimal on 7.x without a type). The text is parsed by the
-  offline reader (:func:`swaprace.analysis.ftrace_text.parse_ftrace_lines`): live and offline share one parser.
+  offline reader (:func:`swaprace.readers.ftrace_text.parse_ftrace_lines`): live and offline share one parser.
 * Losses: per-CPU ``overrun`` and ``dropped events`` from the instance's ``per_cpu/cpuN/stats``, and each
   probe's miss count from ``kprobe_profile``.
 """
@@ -30,7 +30,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.probes.catalog import FOLIO_SWAP_OFFSET, Candidate
+from swaprace.kernel.catalog import FOLIO_SWAP_OFFSET, Candidate
 
 #: x86-64 argument registers, in C argument order (System V ABI). A kprobe placed at func+4 (after endbr64 on
 #: IBT kernels) still sees them unchanged.
@@ -211,7 +211,7 @@ class FtraceBackend(Backend):
             self._raw.extend(data.decode(errors="replace").splitlines())
         if not data:
             return empty_events()
-        from swaprace.analysis.ftrace_text import parse_ftrace_bytes
+        from swaprace.readers.ftrace_text import parse_ftrace_bytes
 
         # The recorder knows what it probed: compiler clones (foo.isra.0) map to their role too.
         overrides = {res.symbol: role for role, res in self._plan.probed.items()} if self._plan else None

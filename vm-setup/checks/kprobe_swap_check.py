@@ -6,7 +6,7 @@ vm-setup/checks/kprobe_swap_check.py``. It
 
 1. checks the box's facilities (BTF, tracefs, cgroup v2, KSM, bcc, bpftrace, gcc, swaprace importable),
 2. resolves the four race roles to kprobe-able kernel functions with swaprace's symbol catalog
-   (swaprace.probes.catalog: first candidate present in kallsyms and traceable wins, newest name first),
+   (swaprace.kernel.catalog: first candidate present in kallsyms and traceable wins, newest name first),
 3. attaches bcc kprobes on all four and an ftrace kprobe_events probe on the fault role,
 4. runs a workload that swaps (swap disk on, a memory cgroup v2 of 32 MiB, 96 MiB touched twice),
 5. reports the fault count bcc saw next to the hit count of kprobe_profile (they must be equal), and the
@@ -76,7 +76,7 @@ def facilities() -> Dict[str, object]:
 def resolve_roles() -> Dict[str, Optional[str]]:
     """The four race roles, resolved by swaprace's own catalog against this kernel's kallsyms and ftrace."""
     from swaprace.events import CORE_ROLES
-    from swaprace.probes.catalog import load_symbols, resolve_roles as resolve
+    from swaprace.kernel.catalog import load_symbols, resolve_roles as resolve
 
     return {role: resolution.symbol for role, resolution in resolve(load_symbols(), CORE_ROLES).items()}
 

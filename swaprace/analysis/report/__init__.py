@@ -5,7 +5,7 @@ Modules, one concern each: :mod:`.style` (sizes, colours, units, pixel-level agg
 (window durations, reuse distance), :mod:`.rate` (events per second per role, losses), :mod:`.html` (the page).
 Nothing here imports bcc; everything works on a capture read offline.
 
->>> from swaprace.analysis.readers import read_any          # doctest: +SKIP
+>>> from swaprace.readers import read_any          # doctest: +SKIP
 >>> report = build_report(analyze(read_any("cap.parquet")), "out/")  # doctest: +SKIP
 """
 
@@ -130,7 +130,7 @@ def parse_entry(text: str) -> int:
 
 def load_analysis(path, fmt: Optional[str] = None, status: Optional[Callable[[str], None]] = None):
     """Read a capture of any supported format and analyse it (``status`` hears what is going on)."""
-    from swaprace.analysis.readers import read_any
+    from swaprace.readers import read_any
     from swaprace.analysis.model import analyze
 
     if status:

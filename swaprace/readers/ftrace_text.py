@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from swaprace.analysis.symbols import role_of_symbol
+from swaprace.kernel.symbols import role_of_symbol
 from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
 
 _NL, _CR, _SP, _HASH = 10, 13, 32, 35

@@ -1,6 +1,6 @@
 """Kernel symbol -> analysis role, for readers whose input names functions but not roles (ftrace/perf text).
 
-The mapping comes from the probe catalog (:mod:`swaprace.probes.catalog`, a plain data module: importing it
+The mapping comes from the probe catalog (:mod:`swaprace.kernel.catalog`, a plain data module: importing it
 pulls in no bcc), so a function the live tracer can probe is always a function the offline reader
 understands. Compiler clones (``folio_free_swap.isra.0``) play the role of their base function. A capture's
 own ``CaptureMeta.symbols`` (role -> symbol) overrides the catalog: the recorder knows what it probed.
@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Dict, Mapping, Optional
 
-from swaprace.probes.catalog import CATALOG
+from swaprace.kernel.catalog import CATALOG
 
 _CLONE_SUFFIX = re.compile(r"\.(?:isra|constprop|part|lto_priv|cold)(?:\.\d+)*.*$")
 

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from swaprace.analysis.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes
-from swaprace.analysis.perf_script import looks_like_perf, parse_perf_lines
-from swaprace.analysis.symbols import role_of_symbol, symbol_overrides
+from swaprace.readers.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes
+from swaprace.readers.perf_script import looks_like_perf, parse_perf_lines
+from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import INPUT_COLUMNS, ROLES, Capture, CaptureMeta, empty_events, normalize
@@ -124,7 +124,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 
 def read_ftrace(path: PathLike, symbols: Optional[dict] = None, workers: Optional[int] = None) -> Capture:
-    """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.analysis.ftrace_text`.
+    """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.readers.ftrace_text`.
 
     Blocks are parsed on ``workers`` threads (default: one per CPU; numpy releases the GIL), with at most two
     blocks per worker in flight so memory stays bounded on multi-gigabyte dumps.

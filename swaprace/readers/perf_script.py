@@ -19,7 +19,7 @@ from typing import Iterable, List, Mapping, Optional, Tuple
 
 import pandas as pd
 
-from swaprace.analysis.symbols import role_of_symbol
+from swaprace.kernel.symbols import role_of_symbol
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 
 _LINE_RE = re.compile(
