@@ -18,6 +18,8 @@ column          type        meaning
 ``entry``       uint64      ``swp_entry_t.val`` where the event knows it (null otherwise)
 ``folio``       uint64      page / folio pointer the event is about (null otherwise)
 ``retval``      uint64      raw 64-bit return value on ``return`` events (null on calls)
+``nr``          uint32      how many consecutive entries (a large folio's pages) the event covers, from
+                            ``entry`` on; null means 1 (the kernel function has no ``nr``)
 ``swap_type``   uint8       derived from ``entry``: swap device index (null when ``entry`` is null)
 ``swap_offset`` uint64      derived from ``entry``: slot offset on that device
 ==============  ==========  ==============================================================================
@@ -41,15 +43,18 @@ import pyarrow as pa
 
 #: The four roles of the race itself.
 CORE_ROLES = ("fault", "lookup", "ksm_copy", "free_cache")
-#: Lifecycle roles, probed where the kernel has a function for them.
+#: The slot's life and the swap cache's residency inside it (see swaprace.analysis.model for the rules).
 LIFECYCLE_ROLES = (
-    "slot_alloc",  # a swap slot is allocated for a folio (folio_alloc_swap, get_swap_page, add_to_swap)
-    "slot_free",  # a slot goes back to the allocator: the entry is released (put_swap_folio, ...)
-    "swap_put",  # one swap-count reference dropped on an entry, e.g. do_swap_page's own swap_free after it
-    #              installed the pte (swap_free, swap_free_nr, folio_put_swap, swap_put_entries_direct)
+    "slot_alloc",  # a swap slot is allocated: a new generation of its entry (folio_alloc_swap, get_swap_page)
+    "slot_free",  # the slot's swap count reached zero: its generation ends (free_swap_slot, swap_entries_free)
+    "swap_put",  # one swap count dropped after a fault installed its pte (swap_free[_nr], folio_put_swap)
+    "zap_put",  # one swap count dropped by an unmap (free_swap_and_cache[_nr], swap_put_entries_direct)
+    "swap_dup",  # one swap count added (fork: swap_duplicate, folio_dup_swap, swap_dup_entry_direct)
     "cache_add",  # a folio enters the swap cache under an entry (add_to_swap_cache, __swap_cache_add_folio)
-    "cache_delete",  # a folio leaves the swap cache: the entry is released (delete_from_swap_cache, ...)
+    "cache_delete",  # a folio leaves the swap cache; the slot stays (__delete_from_swap_cache, ...)
+    "swap_read",  # a folio is read from its slot (swap_readpage, swap_read_folio): the skip path's page
     "prepare",  # swapcache_prepare(): SWAP_HAS_CACHE taken on the synchronous-IO path (13ddaf26be32)
+    "prepare_clear",  # swapcache_clear(): that SWAP_HAS_CACHE dropped again (13ddaf26be32)
 )
 ROLES = CORE_ROLES + LIFECYCLE_ROLES
 
@@ -62,9 +67,13 @@ KEY_COLUMN: Dict[str, Optional[str]] = {
     "slot_alloc": "folio",
     "slot_free": "entry",
     "swap_put": "entry",
+    "zap_put": "entry",
+    "swap_dup": "entry",
     "cache_add": "folio",
     "cache_delete": "folio",
+    "swap_read": "folio",
     "prepare": "entry",
+    "prepare_clear": "entry",
 }
 
 PHASES = ("call", "return")
@@ -98,13 +107,15 @@ SCHEMA = pa.schema(
         ("entry", pa.uint64()),
         ("folio", pa.uint64()),
         ("retval", pa.uint64()),
+        ("nr", pa.uint32()),
         ("swap_type", pa.uint8()),
         ("swap_offset", pa.uint64()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
-#: Columns a producer must supply; ``swap_type``/``swap_offset`` are derived by :func:`normalize`.
-INPUT_COLUMNS = COLUMNS[:-2]
+#: Columns a producer must supply; ``swap_type``/``swap_offset`` are derived by :func:`normalize`, and ``nr``
+#: may be left out (null: one entry).
+INPUT_COLUMNS = tuple(c for c in COLUMNS[:-2] if c != "nr")
 
 _INT_DTYPES = {"ts_ns": "int64", "cpu": "int32", "pid": "int32", "tid": "int32"}
 _NULLABLE_U64 = ("entry", "folio", "retval")
@@ -127,6 +138,7 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
         df[col] = df[col].astype(dtype)
     for col in _NULLABLE_U64:
         df[col] = df[col].astype("UInt64")
+    df["nr"] = df["nr"].astype("UInt32") if "nr" in df.columns else pd.array([pd.NA] * len(df), dtype="UInt32")
     for col in _CATEGORICAL:
         df[col] = df[col].astype("string").astype("category")
     df["swap_type"], df["swap_offset"] = _split_entries(df["entry"])
@@ -158,7 +170,9 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
 
 # --- metadata ------------------------------------------------------------------------------------------
 
-FORMAT_VERSION = 1
+#: 2: the ``nr`` column and the lifecycle roles zap_put, swap_dup, swap_read, prepare_clear (version 1 files read
+#: as before, ``nr`` null).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -176,6 +190,9 @@ class CaptureMeta:
     symbols: Dict[str, str] = field(default_factory=dict)  # role -> kernel symbol probed
     lost: Dict[str, int] = field(default_factory=dict)
     lost_known: bool = False
+    #: Where losses happened, as far as the source can tell: ``[start_ns, end_ns, count]`` on the event clock
+    #: (events of one CPU between two it kept). Losses not placed here could be anywhere in the capture.
+    lost_intervals: List[List[int]] = field(default_factory=list)
     start_time_ns: Optional[int] = None  # wall-clock (Unix epoch) ns when tracing started
     start_ts_ns: Optional[int] = None  # the event clock's value at that moment
     duration_s: Optional[float] = None
@@ -211,6 +228,9 @@ class Capture:
     meta: CaptureMeta
     source_format: str = "parquet"
     skipped_lines: int = 0
+    #: Events of kernel functions the catalog does not know, counted by function name (kept out of the table,
+    #: never dropped silently: the summary lists them).
+    unknown_functions: Dict[str, int] = field(default_factory=dict)
 
 
 def is_null(values: pd.Series) -> np.ndarray:

@@ -345,3 +345,12 @@ def check_catalog() -> None:
                 assert cand.key_arg == cand.entry_arg or cand.key_from_folio, cand
             elif key == "folio":
                 assert cand.key_arg == cand.folio_arg, cand
+
+
+def returns_entry(symbol: str) -> bool:
+    """True when ``symbol`` (or the function it is a clone of) returns the swap entry by value
+    (``swp_entry_t folio_alloc_swap()`` on 6.1): its return value is the entry."""
+    from swaprace.kernel.symbols import base_symbol
+
+    base = base_symbol(symbol)
+    return any(c.symbol == base and c.returns == "swp_entry_t" for cands in CATALOG.values() for c in cands)
