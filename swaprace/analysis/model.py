@@ -606,7 +606,9 @@ class _Life:
         return self.alt.code[sel], self.alt.row[sel]
 
     def frees(self) -> Tuple[np.ndarray, np.ndarray]:
-        sel = self.alt.ends
+        """(entry code, row) of every free event, sorted: also a second free of a free slot (a gap), so a
+        history that lost an allocation still shows the reuse that follows."""
+        sel = ~self.alt.is_open
         return self.alt.code[sel], self.alt.row[sel]
 
     def code_of(self, entries: np.ndarray) -> np.ndarray:

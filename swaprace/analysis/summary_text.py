@@ -7,8 +7,7 @@ from typing import List
 
 from swaprace.analysis.model import Analysis
 
-_ROLE_ORDER = ("fault", "lookup", "ksm_copy", "free_cache", "cache_add", "cache_delete", "slot_alloc",
-               "slot_free", "swap_put", "prepare")
+from swaprace.events import ROLES as _ROLE_ORDER
 
 
 def _sec(ns: int) -> str:
@@ -56,25 +55,47 @@ def render_summary(result: Analysis, source: str = "", races_limit: int = 50) ->
                f"(major {o['major']:,}, minor {o['minor']:,}, retry {o['retry']:,}, error {o['error']:,})")
     out.append(f"lookups        {s['lookup_hits']:,} swap-cache hits; {s['entries']:,} distinct entries; "
                f"{s['ksm_copies']:,} KSM copies")
-    out.append(f"generations    {len(result.generations):,} ({s['reuses']:,} reuses: an entry bound again "
-               f"after a release)")
+    out.append(f"slots          {s['generations']:,} generations, {s['reuses']:,} reuses (a slot freed and "
+               f"allocated again){'' if s['slot_allocator_probed'] else ' -- no allocator probed: first cache adds'}")
+    res = s["residency"]
+    out.append(f"swap cache     {res['cache_adds']:,} adds, {res['cache_deletes']:,} deletes: {res['evictions']:,} "
+               f"evictions, {res['rereads']:,} re-reads (the slot and its data stay: never a reuse)")
+    if s["history_gaps"]:
+        out.append(f"gaps           {s['history_gaps']:,} entries whose history lost events (their races are "
+                   "marked uncertain)")
+    p = s["prepare"]
+    if p["calls"]:
+        out.append(f"prepare        {p['calls']:,} swapcache_prepare, {p['backoffs']:,} backed out (-EEXIST), "
+                   f"{p['conflicts']:,} conflicts, {p['installs_after_failed_prepare']:,} installs after a failure")
+        if p["conflicts"] or p["installs_after_failed_prepare"]:
+            out.append("               the 13ddaf26be32 guard did not hold: two threads had the entry's "
+                       "SWAP_HAS_CACHE at once")
+    if s["unknown_functions"]:
+        out.append("unknown        " + ", ".join(f"{k} {v:,}" for k, v in s["unknown_functions"].items())
+                   + " (events of functions swaprace has no role for)")
     rc = s["race_classes"]
-    out.append(f"races          {len(s['races']):,}: {rc['stale-install']:,} stale-install, "
-               f"{rc['recovered']:,} recovered")
+    uncertain = f" ({s['uncertain_races']:,} uncertain: near lost events or a history gap)" \
+        if s["uncertain_races"] else ""
+    out.append(f"races          {len(s['races']):,}: {rc['stale-install']:,} stale-install, {rc['benign']:,} "
+               f"benign, {rc['recovered']:,} recovered{uncertain}")
     if rc["stale-install"]:
-        out.append("               stale-install: the faulting thread installed an entry that was freed and "
-                   "reused during its fault (the ABA of mm: fix swapin race condition)")
+        out.append("               stale-install: the faulting thread installed data of an entry whose slot was "
+                   "freed and allocated again during its fault (the swap-in ABA)")
     races = s["races"] if races_limit <= 0 else s["races"][:races_limit]
     if races:
         out.append("")
         out.append(f"{'class':<14} {'entry':>18} {'tid':>8}  {'window start (s)':>18} {'duration':>11} "
-                   f"{'release':>11} {'rebind':>11} {'install':>11}")
+                   f"{'obtain':>11} {'free':>11} {'realloc':>11} {'install':>11}  by")
         for r in races:
             start = r["window_start_ns"]
             install = _us(r["install_ns"] - start) if r.get("install_ns") is not None else "-"
-            out.append(f"{r['class']:<14} {hex(r['entry']):>18} {r['tid']:>8}  {_sec(start):>18} "
-                       f"{_us(r['window_end_ns'] - start):>11} {_us(r['release_ns'] - start):>11} "
-                       f"{_us(r['rebind_ns'] - start):>11} {install:>11}")
+            mark = "?" if r["uncertain"] else ""
+            out.append(f"{r['class'] + mark:<14} {hex(r['entry']):>18} {r['tid']:>8}  {_sec(start):>18} "
+                       f"{_us(r['window_end_ns'] - start):>11} {_us(r['obtain_ns'] - start):>11} "
+                       f"{_us(r['release_ns'] - start):>11} {_us(r['realloc_ns'] - start):>11} {install:>11}  "
+                       f"free tid {r['release_tid']}, realloc tid {r['realloc_tid']}")
+        if any(r["uncertain"] for r in races):
+            out.append("? uncertain: events were lost in or near the window, or the entry's history has a gap")
         if len(races) < len(s["races"]):
             out.append(f"... {len(s['races']) - len(races):,} more (--races-limit 0 or --json for all)")
     return "\n".join(out)
