@@ -737,25 +737,24 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     folio = folio[order]
     iv = alt.intervals()
     n = len(iv["entry"])
-    # Eviction: a residency end after which the slot stays: the next slot event of E is not a free by the
-    # same thread (folio_free_swap / 7.x __swap_cache_del_folio free the slot right after their delete).
-    eviction = np.zeros(n, bool)
+    # Eviction: a residency end after which the slot stays: the next event on E (slot or cache) is not a free
+    # of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio free it right after their
+    # delete; reclaim's __remove_mapping keeps a slot that a pte still holds).
     closed = iv["close_idx"] >= 0
-    if closed.any():
-        c_rows = iv["close_row"][closed]
-        c_entries = iv["entry"][closed]
-        c_tids = ev.tid[c_rows]
-        lcode = life.code_of(c_entries)
+    eviction = closed.copy()
+    if closed.any() and len(life.alt.row):
+        (e_all, e_close), _ = _entry_codes(np.concatenate([life.alt.entry, alt.entry]), iv["entry"][closed])
+        rows_all = np.concatenate([life.alt.row, alt.row])
+        is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])
         span = np.int64(ev.n + 1)
-        lkey = life.alt.code.astype(np.int64) * span + life.alt.row
-        nxt = np.searchsorted(lkey, np.maximum(lcode, 0) * span + c_rows, side="left")
-        nxt_c = np.minimum(nxt, max(len(lkey) - 1, 0))
-        has_next = (lcode >= 0) & (nxt < len(lkey))
-        if len(lkey):
-            has_next &= life.alt.code[nxt_c] == lcode
-            freed_with_it = has_next & ~life.alt.is_open[nxt_c] & (life.tid[nxt_c] == c_tids)
-        else:
-            freed_with_it = np.zeros(len(c_rows), bool)
+        key = e_all * span + rows_all
+        order = np.argsort(key, kind="stable")
+        key, rows_all, is_free = key[order], rows_all[order], is_free[order]
+        c_rows = iv["close_row"][closed]
+        nxt = np.searchsorted(key, e_close * span + c_rows, side="right")  # the first event after the close
+        nxt_c = np.minimum(nxt, len(key) - 1)
+        has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
+        freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
         eviction[np.flatnonzero(closed)] = ~freed_with_it
     # Re-read: a cache_add that begins a residency in a generation that already had one.
     gen = _generation_at(life, iv["entry"], np.where(iv["open_row"] >= 0, iv["open_row"], 0))
