@@ -679,3 +679,42 @@ def plot_rate_command(capture, output, fmt, as_json):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("export")
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The timeline file to write (Chrome trace-event JSON, .json).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "ftrace", "perf"]), default=None,
+              help="Input format (default: detected from the file).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object.")
+def export_command(capture: str, output: str, fmt: Any, as_json: bool) -> None:
+    """Export a capture's analysis as a timeline for Perfetto UI (ui.perfetto.dev) or chrome://tracing.
+
+    Fault windows are slices on each thread's track, each swap entry's slot generations and cache residency
+    are async tracks, and each race is an instant with flow arrows free -> reallocation -> install.
+    Open the file with ui.perfetto.dev's "Open trace file".
+
+    \b
+    Example:
+        swaprace export run.parquet -o run.json
+    """
+    from pathlib import Path
+
+    from swaprace.analysis.export import write_trace_json
+    from swaprace.analysis.model import analyze
+    from swaprace.capture import atomic_output
+    from swaprace.readers import read_any
+
+    if Path(output).resolve() == Path(capture).resolve():
+        raise SwapraceError(f"{output}: is the input capture; choose another output file")
+    result = analyze(read_any(capture, fmt))
+    with atomic_output(output, "w") as fh:
+        write_trace_json(result, fh)
+    info = {"output": output, "windows": len(result.windows), "generations": len(result.generations),
+            "residencies": len(result.residency), "races": len(result.races)}
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(f"wrote {output}: {info['windows']:,} fault windows, {info['generations']:,} slot generations, "
+                   f"{info['residencies']:,} cache residencies, {info['races']:,} races (open it in ui.perfetto.dev)")
