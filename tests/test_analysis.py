@@ -358,3 +358,15 @@ def test_frames_have_the_contract_columns():
                                          "eviction", "reread"]
     assert tuple(r.races.columns) == RACE_COLUMNS
     assert str(r.windows.entry.dtype) == "UInt64" and str(r.windows.outcome.dtype) == "category"
+
+
+def test_a_7x_install_is_found_by_its_folio_when_folio_swap_names_another_entry():
+    # 7.x: folio_put_swap(swapcache, NULL) reads the entry from folio->swap; after a race that rebound the
+    # folio to E2 the event names E2, but it is T's install of the folio it obtained for E.
+    e2 = 0x9A0
+    ROLE["folio_put_swap"] = "swap_put"
+    c = cap(*fault_start(100, 1, E, F1), *free_slot(110, 2, E, F1), *realloc(120, 3, E, F2),
+            *realloc(125, 4, e2, F1), call(130, 1, "folio_put_swap", folio=F1, entry=e2),
+            ret(135, 1, "do_swap_page", 4))
+    r = analyze(c)
+    assert [(x["entry"], x["class"], x["install_ns"]) for x in r.summary["races"]] == [(E, "stale-install", 130)]

@@ -879,12 +879,23 @@ def _obtain_and_install(ev: _Events, w: _Windows, lookup_pairs, ksm_pairs) -> No
         sel = miss[earlier]
         w.obtain[sel], w.obtain_kind[sel] = rows[found[earlier]], kind
         w.folio[sel] = folios[found[earlier]]
-    # T's install: its first swap_put covering E after it obtained the page.
+    # T's install: its first swap_put covering E after it obtained the page -- or naming the folio it obtained:
+    # 7.x drops the count with folio_put_swap(swapcache, ...), whose entry is read from folio->swap, and a
+    # race can have bound that folio to another entry by then.
     has = cand[w.obtain[cand] >= 0]
     p_rows, p_entries = _entry_calls(ev, "swap_put")
     found = _Keyed(p_rows, ev.tid[p_rows], p_entries, span).first(w.tid[has], w.entry[has], w.obtain[has],
                                                                    w.ret[has])
-    w.install[has[found >= 0]] = p_rows[found[found >= 0]]
+    install = np.where(found >= 0, p_rows[np.maximum(found, 0)] if len(p_rows) else 0, _NONE)
+    f_rows = ev.rows("swap_put", "call").astype(np.int64)
+    f_folio, f_ok = ev.u64("folio", f_rows)
+    f_rows, f_folio = f_rows[f_ok], f_folio[f_ok]
+    by_folio = _Keyed(f_rows, ev.tid[f_rows], f_folio, span).first(w.tid[has], w.folio[has], w.obtain[has],
+                                                                   w.ret[has])
+    hit = (by_folio >= 0) & (w.folio[has] != 0)
+    folio_row = np.where(hit, f_rows[np.maximum(by_folio, 0)] if len(f_rows) else 0, _NONE)
+    install = np.where((install < 0) | ((folio_row >= 0) & (folio_row < install)), folio_row, install)
+    w.install[has] = install
     # A KSM copy: T's first ksm_might_need_to_copy after it obtained the page, if it returned another folio.
     k_calls, k_rets = (a.astype(np.int64) for a in ksm_pairs)
     if len(k_calls) and len(has):
