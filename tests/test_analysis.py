@@ -19,7 +19,8 @@ ROLE = {"do_swap_page": "fault", "swap_cache_get_folio": "lookup", "folio_free_s
         "add_to_swap_cache": "cache_add", "__delete_from_swap_cache": "cache_delete", "free_swap_slot": "slot_free",
         "folio_alloc_swap": "slot_alloc", "__swap_cache_add_folio": "slot_alloc", "swap_free": "swap_put",
         "swap_free_nr": "swap_put", "ksm_might_need_to_copy": "ksm_copy", "swap_readpage": "swap_read",
-        "swapcache_prepare": "prepare", "swapcache_clear": "prepare_clear", "free_swap_and_cache": "zap_put"}
+        "swapcache_prepare": "prepare", "swapcache_clear": "prepare_clear", "free_swap_and_cache": "zap_put",
+        "folio_put_swap": "swap_put"}
 E, F1, F2, F3 = 0x3A5, 0xFFFFEA0000001000, 0xFFFFEA0000002000, 0xFFFFEA0000003000
 EEXIST = 2**64 - 17
 
@@ -364,7 +365,6 @@ def test_a_7x_install_is_found_by_its_folio_when_folio_swap_names_another_entry(
     # 7.x: folio_put_swap(swapcache, NULL) reads the entry from folio->swap; after a race that rebound the
     # folio to E2 the event names E2, but it is T's install of the folio it obtained for E.
     e2 = 0x9A0
-    ROLE["folio_put_swap"] = "swap_put"
     c = cap(*fault_start(100, 1, E, F1), *free_slot(110, 2, E, F1), *realloc(120, 3, E, F2),
             *realloc(125, 4, e2, F1), call(130, 1, "folio_put_swap", folio=F1, entry=e2),
             ret(135, 1, "do_swap_page", 4))
