@@ -1,0 +1,22 @@
+"""The live side as a library call: what ``swaprace record`` does, for a notebook or a test harness."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from swaprace.events import ROLES, Capture
+from swaprace.probes.backend import get_backend, make_plan
+from swaprace.probes.record import record as _record
+
+
+def record(output: Optional[str] = None, duration: Optional[float] = None, cmd: Optional[Sequence[str]] = None,
+           backend: str = "auto", pid: Optional[int] = None, roles: Sequence[str] = ROLES) -> Capture:
+    """Trace the swap-in path (root, a kernel with kprobes) until ``duration`` seconds pass or ``cmd`` exits.
+
+    Returns the capture and writes it to ``output`` (atomically) when given. ``backend`` is ``auto`` (bcc when
+    it works here, else ftrace), ``bcc`` or ``ftrace``; ``pid`` limits fault-path events to one process.
+
+    >>> cap = swaprace.record("run.parquet", duration=10)   # doctest: +SKIP
+    """
+    plan = make_plan(roles, pid=pid)
+    return _record(output, get_backend(backend), plan, duration=duration, cmd=cmd, pid=pid)
