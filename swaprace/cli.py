@@ -54,12 +54,15 @@ def main() -> None:
 
 
 def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """``--entry``: the same spellings as ``swaprace plot entry`` (0x..., decimal, TYPE:OFFSET)."""
     if value is None:
         return None
+    from swaprace.analysis.selection import parse_entry
+
     try:
-        return int(str(value), 0)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a swap entry value (decimal or 0x hex)") from None
+        return parse_entry(value)
+    except SwapraceError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.command("analyze")
@@ -71,7 +74,8 @@ def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any
               help="Ignore events before this time (seconds on the capture's clock, as ftrace prints it).")
 @click.option("--until", type=float, default=None, metavar="SECONDS", help="Ignore events after this time.")
 @click.option("--entry", default=None, callback=_parse_entry_option, metavar="E",
-              help="Report only windows, generations and races of this swap entry (decimal or 0x hex).")
+              help="Report only windows, generations, residencies and races of this swap entry "
+                   "(0x hex, decimal or TYPE:OFFSET).")
 @click.option("--tid", type=int, default=None, help="Report only windows and races of this thread.")
 @click.option("--races-limit", type=int, default=50, show_default=True,
               help="Rows of the races table in the readable summary (0: all).")
@@ -81,29 +85,26 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
 
     CAPTURE is a swaprace Parquet capture, JSON Lines, ftrace text (a `trace` or `trace_pipe` dump of kprobe
     events on do_swap_page, swap_cache_get_folio, folio_free_swap, ...) or `perf script` text of such probes;
-    the format is detected. A race is a swap entry released and bound again inside a do_swap_page window
-    after the faulting thread looked it up: `stale-install` when that thread then installed it (the ABA of
-    the 2010 "fix swapin race condition" thread), `recovered` otherwise.
+    the format is detected. A race is a swap entry whose slot was freed and allocated again inside a
+    do_swap_page window, after the faulting thread obtained its page and before it installed it:
+    `stale-install` when it then installed data that is not the entry's any more (the ABA of the 2010 "fix
+    swapin race condition" thread), `benign` when it installed the folio bound in the new generation,
+    `recovered` when it backed out. Evictions and re-reads of the swap cache are counted, never races.
 
     \b
     Examples:
         swaprace analyze capture.parquet
         swaprace analyze /sys/kernel/tracing/trace --json | jq .races
         swaprace analyze trace.txt --entry 0x3a5 --since 5170.1 --until 5171
+        swaprace analyze capture.parquet --entry 0:0x12a
     """
-    from swaprace.analysis.model import analyze
-    from swaprace.readers import read_any
+    from swaprace.analysis.selection import load_analysis
     from swaprace.analysis.summary_text import render_summary
 
-    tty = sys.stderr.isatty()
-    if tty:
-        click.echo(f"reading {capture} ...", err=True)
-    cap = read_any(capture, fmt)
-    if tty:
-        click.echo(f"analyzing {len(cap.events):,} events ...", err=True)
     since_ns = None if since is None else int(round(since * 1e9))
     until_ns = None if until is None else int(round(until * 1e9))
-    result = analyze(cap, since_ns=since_ns, until_ns=until_ns, entry=entry, tid=tid)
+    result = load_analysis(capture, fmt, status=_tty_status, since_ns=since_ns, until_ns=until_ns, entry=entry,
+                           tid=tid)
     if as_json:
         echo_json(result.summary)
     else:
@@ -547,6 +548,9 @@ _FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["parquet", "
 def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
     """Write an HTML report with pictures of every flagged race, window durations, reuse distance, rates.
 
+    Each entry timeline shows the swap slot's generations (alloc -> free) and, beneath them, the swap-cache
+    residency (folio bind -> unbind, evictions and re-reads marked), then each thread's fault windows.
+
     DIR/report.html opens offline (images inlined; each is also a PNG in DIR); DIR/report.json indexes it.
 
     \b
@@ -556,7 +560,8 @@ def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
     """
     from pathlib import Path
 
-    from swaprace.analysis.report import build_report, load_analysis
+    from swaprace.analysis.report import build_report
+    from swaprace.analysis.selection import load_analysis
 
     analysis = load_analysis(capture, fmt, status=_tty_status)
     progress = _TtyProgress("rendering")
@@ -571,9 +576,10 @@ def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
         echo_json(result.to_json())
         return
     races = result.race_rows
-    stale = sum(1 for r in races if r["class"] == "stale-install")
-    click.echo(f"wrote {result.html_path} ({len(result.figures)} pictures; {len(races)} races, {stale} stale-install;"
-               f" {result.loss_text})")
+    stale, benign = (sum(1 for r in races if r["class"] == c) for c in ("stale-install", "benign"))
+    uncertain = sum(1 for r in races if r.get("uncertain"))
+    click.echo(f"wrote {result.html_path} ({len(result.figures)} pictures; {len(races)} races, {stale} stale-install,"
+               f" {benign} benign, {uncertain} uncertain; {result.loss_text})")
 
 
 @main.group("plot")
@@ -605,16 +611,18 @@ def _plot_done(path, data: dict, as_json: bool) -> None:
 @click.option("--race", type=click.IntRange(min=0), help="Zoom on this entry's N-th race (0 = first).")
 @click.option("--json", "as_json", is_flag=True, help="Print what the picture shows as JSON.")
 def plot_entry_command(entry, capture, output, fmt, race, as_json):
-    """The life of swap entry ENTRY: generations, each thread's fault windows, releases, rebinds, installs.
+    """The life of swap entry ENTRY in two layers, slot generations and swap-cache residency, then each
+    thread's fault windows with its obtain and install, and each race's slot free -> reallocation.
 
-    ENTRY is the swp_entry_t value (0x... or decimal) or TYPE:OFFSET.
+    ENTRY is the swp_entry_t value (0x... or decimal) or TYPE:OFFSET (as for `analyze --entry`).
 
     \b
     Example:
         swaprace plot entry 0:0x12a capture.parquet -o entry.png
         swaprace plot entry 0x12a capture.parquet --race 0 -o race.png
     """
-    from swaprace.analysis.report import timeline_summary, load_analysis, parse_entry, plot_entry
+    from swaprace.analysis.report import plot_entry, timeline_summary
+    from swaprace.analysis.selection import load_analysis, parse_entry
 
     value = parse_entry(entry)
     analysis = load_analysis(capture, fmt, status=_tty_status)
@@ -634,7 +642,8 @@ def plot_windows_command(capture, output, fmt, as_json):
     Example:
         swaprace plot windows capture.parquet -o windows.png
     """
-    from swaprace.analysis.report import load_analysis, plot_windows
+    from swaprace.analysis.report import plot_windows
+    from swaprace.analysis.selection import load_analysis
 
     path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output)
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns}, as_json)
@@ -646,13 +655,15 @@ def plot_windows_command(capture, output, fmt, as_json):
 @_FORMAT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the histogram's sizes and medians as JSON.")
 def plot_reuse_command(capture, output, fmt, as_json):
-    """Reuse distance: time from an entry's release to its next binding, by release kind.
+    """Reuse distance: time from a swap slot's free to its reallocation, by what freed it; and, as a second
+    series, from a swap-cache eviction to the re-read of the same slot (not a reuse).
 
     \b
     Example:
         swaprace plot reuse capture.parquet -o reuse.png
     """
-    from swaprace.analysis.report import load_analysis, plot_reuse
+    from swaprace.analysis.report import plot_reuse
+    from swaprace.analysis.selection import load_analysis
 
     path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output)
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes}, as_json)
@@ -670,7 +681,8 @@ def plot_rate_command(capture, output, fmt, as_json):
     Example:
         swaprace plot rate capture.parquet -o rate.png
     """
-    from swaprace.analysis.report import load_analysis, plot_rate
+    from swaprace.analysis.report import plot_rate
+    from swaprace.analysis.selection import load_analysis
 
     path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output)
     _plot_done(path, {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text}, as_json)

@@ -1,11 +1,19 @@
 """Reports from a planted-race capture: files, PNG sizes, the HTML's references, and what the timelines show.
 
 The planted capture is a real native capture (Parquet written by ``write_capture``) of events laid out the way
-the 6.1 kernel's probes report them: background faults on 40 entries whose slots are released and reused
-*between* windows (reuse, no race), one stale-install race (entry released by kswapd and bound again by another
-thread's lookup while tid 101 is inside do_swap_page, which then drops the entry's count: the ABA install),
-and one recovered race (entry deleted from the swap cache and rebound inside tid 301's window; tid 301 does not
-install it). The analysis is the real :func:`swaprace.analysis.model.analyze`.
+the 6.1 kernel's probes report them (the model's spec is the docstring of :mod:`swaprace.analysis.model`):
+
+* background: 400 fault windows on 40 entries. Before each window a kworker allocates the entry's slot and adds
+  a folio to the swap cache; after it kswapd frees the folio and the slot (a reuse of each slot 40 windows
+  later, never inside a window on it). Every 8th window (k % 8 == 4) the folio is evicted first (cache delete,
+  slot kept) and the faulting thread reads it back (a re-read, its obtain is its own cache add).
+* a stale-install race: tid 101 obtains its page, kswapd frees the slot, tid 102 allocates it again with
+  another folio, tid 101 installs.
+* a recovered race: the same inside tid 301's window, which backs out.
+* a benign race: tid 402 allocates the slot again for the very folio tid 401 obtained; tid 401 installs it.
+* an uncertain stale-install race (tid 501): its window overlaps a lost-event interval.
+
+The analysis is the real :func:`swaprace.analysis.model.analyze`.
 """
 
 from __future__ import annotations
@@ -21,17 +29,28 @@ import pytest
 from PIL import Image
 
 from swaprace.analysis.model import analyze
-from swaprace.analysis.report import build_report, parse_entry, plot_entry, plot_windows, style
+from swaprace.analysis.report import (
+    build_report,
+    plot_entry,
+    plot_reuse,
+    plot_windows,
+    style,
+)
+from swaprace.analysis.selection import parse_entry
 from swaprace.capture import read_capture, write_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import Capture, CaptureMeta, normalize, swp_entry
 
 STALE_ENTRY = swp_entry(0, 0x12A)
 RECOVERED_ENTRY = swp_entry(0, 0x2B0)
-KSWAPD = 44
+BENIGN_ENTRY = swp_entry(0, 0x3C0)
+UNCERTAIN_ENTRY = swp_entry(0, 0x4D0)
+KSWAPD, RECLAIM, KWORKER = 44, 45, 77
 SYMBOLS = {"fault": "do_swap_page", "lookup": "swap_cache_get_folio", "free_cache": "folio_free_swap",
-           "cache_delete": "delete_from_swap_cache", "swap_put": "swap_free"}
+           "cache_delete": "delete_from_swap_cache", "swap_put": "swap_free", "slot_alloc": "folio_alloc_swap",
+           "slot_free": "free_swap_slot", "cache_add": "add_to_swap_cache"}
 COLUMNS = ["ts_ns", "cpu", "tid", "comm", "func", "role", "phase", "entry", "folio", "retval"]
+LOST_AT = (9_000_400, 9_000_450)
 
 
 def _folio(n: int) -> int:
@@ -44,58 +63,88 @@ def planted_events() -> pd.DataFrame:
     def ev(ts, cpu, tid, comm, role, phase, entry=None, folio=None, retval=None):
         rows.append((ts, cpu, tid, comm, SYMBOLS[role], role, phase, entry, folio, retval))
 
-    # Background: 400 windows on 40 entries, 4 threads; each entry is released by kswapd 4 us after its
-    # window ends and looked up again (a reuse) 40 windows later -- never inside a window on it.
+    def alloc(ts, tid, comm, entry, folio):  # add_to_swap: folio_alloc_swap returns the entry, then the cache add
+        ev(ts, 1, tid, comm, "slot_alloc", "call", folio=folio)
+        ev(ts + 50, 1, tid, comm, "slot_alloc", "return", retval=entry)
+        ev(ts + 100, 1, tid, comm, "cache_add", "call", entry=entry, folio=folio)
+
+    def free(ts, entry, folio):  # folio_free_swap: the cache delete, the slot free, true
+        ev(ts, 1, KSWAPD, "kswapd0", "free_cache", "call", folio=folio)
+        ev(ts + 20, 1, KSWAPD, "kswapd0", "cache_delete", "call", folio=folio)
+        ev(ts + 30, 1, KSWAPD, "kswapd0", "slot_free", "call", entry=entry)
+        ev(ts + 50, 1, KSWAPD, "kswapd0", "free_cache", "return", retval=1)
+
+    def fault_start(t, tid, comm, entry, folio):
+        ev(t, 0, tid, comm, "fault", "call")
+        ev(t + 100, 0, tid, comm, "lookup", "call", entry=entry)
+        ev(t + 200, 0, tid, comm, "lookup", "return", retval=folio)
+
+    # Background: each slot allocated before its window, freed after it, allocated again 40 windows later.
     for k in range(400):
         t, tid, entry = 1_000_000 + k * 10_000, 200 + k % 4, swp_entry(0, 0x1000 + k % 40)
         folio, retval = _folio(k), (0x400 if k % 25 == 0 else (0x4 if k % 3 else 0))
         cpu = tid % 2
+        alloc(t - 3_000, KWORKER, "kworker/u4:2", entry, folio)
+        evicted = k % 8 == 4
+        if evicted:  # reclaim drops the cache folio but a pte still holds the slot
+            ev(t - 1_500, 0, RECLAIM, "kswapd1", "cache_delete", "call", folio=folio)
         ev(t, cpu, tid, "stress", "fault", "call")
         ev(t + 300, cpu, tid, "stress", "lookup", "call", entry=entry)
-        ev(t + 500 + 40 * (k % 7), cpu, tid, "stress", "lookup", "return", retval=folio)
+        ev(t + 500 + 40 * (k % 7), cpu, tid, "stress", "lookup", "return", retval=0 if evicted else folio)
+        if evicted:  # the miss reads the slot back into a new folio: a re-read, the same slot and data
+            folio = _folio(5_000 + k)
+            ev(t + 800, cpu, tid, "stress", "cache_add", "call", entry=entry, folio=folio)
         if retval != 0x400:
             ev(t + 2_000, cpu, tid, "stress", "swap_put", "call", entry=entry)
         ev(t + 2_500 + 30 * (k % 11), cpu, tid, "stress", "fault", "return", retval=retval)
-        ev(t + 6_000, 1, KSWAPD, "kswapd0", "free_cache", "call", folio=folio)
-        ev(t + 6_100, 1, KSWAPD, "kswapd0", "free_cache", "return", retval=1)
+        free(t + 6_000, entry, folio)
 
-    # Planted stale-install race (tid 101), after the background.
+    # Stale-install race (tid 101): the slot is freed and allocated again for another folio inside the window.
     t = 6_000_000
     f1, f2 = _folio(1001), _folio(1002)
-    ev(t, 0, 101, "stress", "fault", "call")
-    ev(t + 100, 0, 101, "stress", "lookup", "call", entry=STALE_ENTRY)
-    ev(t + 200, 0, 101, "stress", "lookup", "return", retval=f1)
-    ev(t + 300, 1, KSWAPD, "kswapd0", "free_cache", "call", folio=f1)
-    ev(t + 350, 1, KSWAPD, "kswapd0", "free_cache", "return", retval=1)
-    ev(t + 400, 1, 102, "stress", "fault", "call")
-    ev(t + 450, 1, 102, "stress", "lookup", "call", entry=STALE_ENTRY)
-    ev(t + 500, 1, 102, "stress", "lookup", "return", retval=f2)
+    alloc(t - 5_000, KWORKER, "kworker/u4:2", STALE_ENTRY, f1)
+    fault_start(t, 101, "stress", STALE_ENTRY, f1)
+    free(t + 300, STALE_ENTRY, f1)
+    alloc(t + 400, 102, "stress", STALE_ENTRY, f2)
     ev(t + 700, 0, 101, "stress", "swap_put", "call", entry=STALE_ENTRY)
     ev(t + 800, 0, 101, "stress", "fault", "return", retval=0x4)
-    ev(t + 900, 1, 102, "stress", "swap_put", "call", entry=STALE_ENTRY)
-    ev(t + 1_000, 1, 102, "stress", "fault", "return", retval=0x4)
 
-    # Planted recovered race (tid 301): released by a swap-cache delete, rebound by tid 302, no install by 301.
+    # Recovered race (tid 301): the same, and the fault backs out.
     t = 7_000_000
     f3, f4 = _folio(2001), _folio(2002)
-    ev(t, 0, 301, "worker", "fault", "call")
-    ev(t + 150, 0, 301, "worker", "lookup", "call", entry=RECOVERED_ENTRY)
-    ev(t + 250, 0, 301, "worker", "lookup", "return", retval=f3)
-    ev(t + 2_000, 1, KSWAPD, "kswapd0", "cache_delete", "call", folio=f3)
-    ev(t + 3_000, 1, 302, "worker", "fault", "call")
-    ev(t + 3_100, 1, 302, "worker", "lookup", "call", entry=RECOVERED_ENTRY)
-    ev(t + 3_300, 1, 302, "worker", "lookup", "return", retval=f4)
-    ev(t + 3_900, 1, 302, "worker", "swap_put", "call", entry=RECOVERED_ENTRY)
-    ev(t + 4_000, 1, 302, "worker", "fault", "return", retval=0x4)
+    alloc(t - 5_000, KWORKER, "kworker/u4:2", RECOVERED_ENTRY, f3)
+    fault_start(t, 301, "worker", RECOVERED_ENTRY, f3)
+    free(t + 2_000, RECOVERED_ENTRY, f3)
+    alloc(t + 3_000, 302, "worker", RECOVERED_ENTRY, f4)
     ev(t + 5_000, 0, 301, "worker", "fault", "return", retval=0)
+
+    # Benign race (tid 401): the slot is allocated again for the very folio tid 401 holds, which it installs.
+    t = 8_000_000
+    f5 = _folio(3001)
+    alloc(t - 5_000, KWORKER, "kworker/u4:2", BENIGN_ENTRY, f5)
+    fault_start(t, 401, "worker", BENIGN_ENTRY, f5)
+    free(t + 300, BENIGN_ENTRY, f5)
+    alloc(t + 500, 402, "worker", BENIGN_ENTRY, f5)
+    ev(t + 900, 0, 401, "worker", "swap_put", "call", entry=BENIGN_ENTRY)
+    ev(t + 1_000, 0, 401, "worker", "fault", "return", retval=0x4)
+
+    # Uncertain stale-install race (tid 501): events were lost inside its window.
+    t = 9_000_000
+    f6, f7 = _folio(4001), _folio(4002)
+    alloc(t - 5_000, KWORKER, "kworker/u4:2", UNCERTAIN_ENTRY, f6)
+    fault_start(t, 501, "stress", UNCERTAIN_ENTRY, f6)
+    free(t + 300, UNCERTAIN_ENTRY, f6)
+    alloc(t + 500, 502, "stress", UNCERTAIN_ENTRY, f7)
+    ev(t + 900, 0, 501, "stress", "swap_put", "call", entry=UNCERTAIN_ENTRY)
+    ev(t + 1_000, 0, 501, "stress", "fault", "return", retval=0x4)
     # dtype=object: a column mixing None and 64-bit pointers would otherwise pass through float64 and lose bits
-    return normalize(pd.DataFrame(rows, columns=COLUMNS, dtype=object))
+    return normalize(pd.DataFrame(rows, columns=COLUMNS, dtype=object).sort_values("ts_ns", kind="stable"))
 
 
 def planted_capture() -> Capture:
     meta = CaptureMeta(kernel_release="6.1.0-56-amd64", backend="planted (tests/test_report.py)",
-                       symbols=dict(SYMBOLS), lost={"ftrace_overrun": 3}, lost_known=True,
-                       extra={"lost_marks": [{"ts_ns": 3_000_000, "count": 3, "cpu": 1}]})
+                       symbols=dict(SYMBOLS), lost={"ftrace_overrun": 5}, lost_known=True,
+                       lost_intervals=[[2_999_000, 3_000_000, 3], [*LOST_AT, 2]])
     return Capture(events=planted_events(), meta=meta)
 
 
@@ -118,9 +167,12 @@ def planted_report(planted_analysis, tmp_path_factory):
 def test_the_analysis_finds_the_planted_races(planted_analysis):
     """Guards the fixture: if this fails, the capture does not plant what the report tests rely on."""
     races = planted_analysis.races
-    assert sorted(zip(races["entry"].astype(int), races["tid"], races["class"].astype(str))) == [
-        (STALE_ENTRY, 101, "stale-install"), (RECOVERED_ENTRY, 301, "recovered")]
-    assert planted_analysis.summary["reuses"] > 300  # the background reuses entries outside windows
+    assert sorted(zip(races["entry"].astype(int), races["tid"], races["class"].astype(str), races["uncertain"])) == [
+        (STALE_ENTRY, 101, "stale-install", False), (RECOVERED_ENTRY, 301, "recovered", False),
+        (BENIGN_ENTRY, 401, "benign", False), (UNCERTAIN_ENTRY, 501, "stale-install", True)]
+    s = planted_analysis.summary
+    assert s["reuses"] == 364  # 360 background reallocations between windows, 4 inside the planted windows
+    assert s["residency"]["evictions"] == 50 and s["residency"]["rereads"] == 50  # never reuses
 
 
 def _decoded_size(path: Path):
@@ -135,7 +187,7 @@ def test_report_files_exist_and_pngs_decode_at_their_size(planted_report):
     directory = planted_report.directory
     assert planted_report.html_path.is_file() and planted_report.json_path.is_file()
     kinds = [f.kind for f in planted_report.figures]
-    assert kinds.count("overview") == 3 and kinds.count("race") == 2 and kinds.count("busiest") == 1
+    assert kinds.count("overview") == 3 and kinds.count("race") == 4 and kinds.count("busiest") == 1
     expected = {"overview": None, "race": style.TIMELINE_PX, "busiest": style.TIMELINE_PX}
     for fig in planted_report.figures:
         size = _decoded_size(directory / fig.file)
@@ -156,64 +208,126 @@ def test_html_references_every_png_and_is_self_contained(planted_report):
         assert inline and base64.b64decode(inline.group(1)) == (planted_report.directory / fig.file).read_bytes()
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
     assert "<script" not in page
-    # metadata, losses, per-role counts and the race table are on the page
-    for text in ("6.1.0-56-amd64", "ftrace_overrun", "folio_free_swap", "delete_from_swap_cache",
-                 "stale-install", "recovered", "kswapd0/44"):
+    # metadata, losses, per-role counts and the summary's new counts are on the page
+    for text in ("6.1.0-56-amd64", "ftrace_overrun", "folio_free_swap", "delete_from_swap_cache", "free_swap_slot",
+                 "folio_alloc_swap", "slot generations", "evictions (cache delete, slot kept)",
+                 "re-reads (cache add in the same generation)", "races: benign", "uncertain races"):
         assert text in page
-    assert 'class="verdict bad"' in page
+    assert 'class="verdict bad"' in page and "2 stale-install race(s)" in page and "1 of the races are uncertain" \
+        in page
 
 
-def test_race_timelines_show_the_planted_races_with_their_class(planted_report):
-    races = {f.data["focus"]["class"]: f.data for f in planted_report.figures_of("race")}
-    assert set(races) == {"stale-install", "recovered"}
+def _race_table(page: str):
+    """The race table of the page as (header, rows of cell texts)."""
+    section = page[page.index('<h2 id="races">'):page.index('<h2 id="activity">')]
+    header = re.findall(r"<th>(.*?)</th>", section)
+    rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.DOTALL)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", section, re.DOTALL)[1:]]
+    return header, rows
 
-    stale = races["stale-install"]
-    assert stale["entry"] == STALE_ENTRY and stale["focus"]["tid"] == 101
-    assert stale["focus"]["window_start_ns"] == 6_000_000
-    assert {"tid": 101, "class": "stale-install", "window_start_ns": 6_000_000, "release_ns": 6_000_350,
-            "rebind_ns": 6_000_500} in stale["races"]
-    # who held windows and who acted: the faulting thread, the releasing kswapd, the rebinding thread
-    assert stale["rows"][0] == "stress/101" and set(stale["rows"]) == {"stress/101", "kswapd0/44", "stress/102"}
-    # tid 102's own install at +900 ns falls outside the view (window + 12% margin): only tid 101's is shown
-    assert stale["marks"] == {"lookup": 2, "bind": 2, "release": 1, "install": 1}
-    assert stale["generations"] == 2 and stale["windows"] == 2
-    assert stale["folios"] == [_folio(1001), _folio(1002)]
 
-    recovered = races["recovered"]
-    assert recovered["entry"] == RECOVERED_ENTRY and recovered["focus"]["tid"] == 301
-    assert recovered["races"][0]["release_ns"] == 7_002_000 and recovered["races"][0]["rebind_ns"] == 7_003_300
+def test_html_race_table_has_the_race_columns(planted_report):
+    header, rows = _race_table(planted_report.html_path.read_text())
+    for column in ("swap entry", "thread", "class", "uncertain", "obtain kind", "free tid", "realloc tid",
+                   "installed folio", "reason"):
+        assert column in header
+    col = {name: header.index(name) for name in header}
+    by_thread = {r[col["thread"]]: r for r in rows}
+    assert set(by_thread) == {"stress/101", "worker/301", "worker/401", "stress/501"}
+    stale = by_thread["stress/101"]
+    assert stale[col["class"]] == "stale-install" and stale[col["uncertain"]] == "no"
+    assert stale[col["obtain kind"]] == "lookup"
+    assert stale[col["free tid"]] == "kswapd0/44" and stale[col["realloc tid"]] == "stress/102"
+    assert stale[col["installed folio"]] == f"{_folio(1001):#x}"  # the old generation's folio: stale
+    assert "not bound to the entry" in stale[col["reason"]]
+    assert by_thread["worker/401"][col["class"]] == "benign"
+    assert by_thread["worker/401"][col["installed folio"]] == f"{_folio(3001):#x}"
+    assert by_thread["stress/501"][col["uncertain"]] == "yes ?" and "lost" in by_thread["stress/501"][col["reason"]]
+    recovered = by_thread["worker/301"]
+    assert recovered[col["installed folio"]] == "-" and recovered[col["installed (+)"]] == "no"
+
+
+def test_race_timelines_show_both_layers_and_the_race(planted_report):
+    races = {(f.data["focus"]["tid"]): f.data for f in planted_report.figures_of("race")}
+    assert set(races) == {101, 301, 401, 501}
+
+    stale = races[101]
+    assert stale["entry"] == STALE_ENTRY and stale["focus"] == {
+        "tid": 101, "class": "stale-install", "uncertain": False, "window_start_ns": 6_000_000}
+    assert stale["layers"] == ["slot generations", "swap-cache residency"]
+    assert stale["races"] == [{"tid": 101, "class": "stale-install", "uncertain": False,
+                               "window_start_ns": 6_000_000, "release_ns": 6_000_330, "release_tid": KSWAPD,
+                               "realloc_ns": 6_000_450, "realloc_tid": 102, "install_ns": 6_000_700}]
+    # the slot layer: generation 0 allocated by the kworker before the view, freed by kswapd; generation 1
+    # allocated by tid 102 and still live
+    assert stale["generations"] == [
+        {"generation": 0, "alloc_ns": 5_995_050, "alloc_tid": KWORKER, "free_ns": 6_000_330, "free_tid": KSWAPD},
+        {"generation": 1, "alloc_ns": 6_000_450, "alloc_tid": 102, "free_ns": None, "free_tid": None}]
+    # the residency layer beneath it: the old folio until kswapd's delete, the new one from tid 102's add
+    assert [(r["folio"], r["unbind_ns"]) for r in stale["residency"]] == [(_folio(1001), 6_000_320),
+                                                                         (_folio(1002), None)]
+    # rows: the faulting thread first, then who freed and who allocated the slot again
+    assert stale["rows"] == ["stress/101", "kswapd0/44", "stress/102"]
+    assert stale["marks"] == {"obtain": 1, "install": 1, "free": 1, "alloc": 1}
+
+    assert races[401]["focus"]["class"] == "benign"
+    benign_folios = [r["folio"] for r in races[401]["residency"]]
+    assert benign_folios == [_folio(3001), _folio(3001)]  # the same folio bound again in the new generation
+    assert races[501]["focus"] == {"tid": 501, "class": "stale-install", "uncertain": True,
+                                   "window_start_ns": 9_000_000}
+    assert races[501]["lost_intervals"] == 1 and races[401]["lost_intervals"] == 0
+    recovered = races[301]
+    assert recovered["races"][0]["release_ns"] == 7_002_030 and recovered["races"][0]["realloc_ns"] == 7_003_050
+    assert recovered["races"][0]["install_ns"] is None and "install" not in recovered["marks"]
     assert set(recovered["rows"]) == {"worker/301", "kswapd0/44", "worker/302"}
 
 
-def test_race_table_names_the_threads_that_released_rebound_and_installed(planted_report):
-    rows = {r["class"]: r for r in planted_report.race_rows}
-    assert rows["stale-install"]["released_by"] == KSWAPD and rows["stale-install"]["rebound_by"] == 102
-    assert rows["stale-install"]["install_ns"] == 6_000_700
-    assert rows["recovered"]["released_by"] == KSWAPD and rows["recovered"]["rebound_by"] == 302
-    assert rows["recovered"]["install_ns"] is None
+def test_busiest_entry_shows_evictions_and_rereads_on_the_residency_layer(planted_analysis, tmp_path):
+    path, tl = plot_entry(planted_analysis, swp_entry(0, 0x1004), tmp_path / "life.png")
+    assert _decoded_size(path) == style.TIMELINE_PX
+    # k % 40 == 4 windows are k % 8 == 4: every generation of this entry had an eviction and a re-read
+    assert len(tl.generations) == 10 and len(tl.residency) == 20 and len(tl.races) == 0 and tl.focus is None
+    assert int(tl.residency["eviction"].sum()) == 10 and int(tl.residency["reread"].sum()) == 10
+    kinds = tl.marks["kind"].value_counts().to_dict()
+    assert kinds["eviction"] == 10 and kinds["reread"] == 10 and kinds["alloc"] == 10 and kinds["free"] == 10
+    # evicted by kswapd1, re-read by the faulting thread: both have rows
+    assert {"kswapd1/45", "stress/200", "kswapd0/44", "kworker/u4:2/77"} <= set(tl.rows["label"])
+    path, tl = plot_entry(planted_analysis, swp_entry(0, 0x1005), tmp_path / "life5.png")
+    assert len(tl.generations) == 10 and tl.residency["eviction"].sum() == 0
+
+
+def test_race_table_rows_and_json(planted_report):
+    rows = {r["tid"]: r for r in planted_report.race_rows}
+    assert rows[101]["release_tid"] == KSWAPD and rows[101]["realloc_tid"] == 102
+    assert rows[101]["install_ns"] == 6_000_700 and rows[101]["obtain_kind"] == "lookup"
+    assert rows[301]["release_tid"] == KSWAPD and rows[301]["realloc_tid"] == 302 and rows[301]["install_ns"] is None
+    assert rows[501]["uncertain"] and not rows[101]["uncertain"]
     index = json.loads(planted_report.json_path.read_text())
-    assert sorted(r["class"] for r in index["races"]) == ["recovered", "stale-install"]
+    assert sorted(r["class"] for r in index["races"]) == ["benign", "recovered", "stale-install", "stale-install"]
     assert all(r["anchor"] for r in index["races"])
+    assert {r["tid"]: r["installed_folio"] for r in index["races"]}[401] == _folio(3001)
 
 
 def test_overview_data(planted_report):
     rate, windows, reuse = (f.data for f in planted_report.figures_of("overview"))
-    assert rate["counts"]["fault"] == 2 * 404 and rate["lost_marks"] == 1
+    assert rate["counts"]["fault"] == 2 * 404 and rate["lost_marks"] == 2
+    assert rate["counts"]["slot_alloc"] == 2 * 408 and rate["counts"]["slot_free"] == 404
     assert sum(windows["sizes"][o] for o in ("minor", "major", "retry") if o in windows["sizes"]) == 404
-    assert windows["sizes"]["raced"] == 2
-    # 360 background reuses plus the two planted rebinds; the last release of each entry is never rebound
-    assert sum(reuse["sizes"].values()) == 362
-    assert reuse["never rebound"] == 40
+    assert windows["sizes"]["raced"] == 4
+    # reuse distance is slot free -> reallocation (360 background + the 4 planted); evictions are a separate
+    # series, to their re-read
+    assert reuse["sizes"] == {"slot_free": 364, "eviction → re-read": 50}
+    assert reuse["never reallocated"] == 40 and reuse["evictions never re-read"] == 0
+    assert reuse["medians_ns"]["eviction → re-read"] == 2_300  # cache delete at t-1500, re-read add at t+800
 
 
 def test_plot_entry_and_windows(planted_analysis, tmp_path):
     path, tl = plot_entry(planted_analysis, STALE_ENTRY, tmp_path / "e.png", race=0)
     assert _decoded_size(path) == style.TIMELINE_PX and tl.focus["class"] == "stale-install"
-    path, tl = plot_entry(planted_analysis, swp_entry(0, 0x1005), tmp_path / "life.png")
-    assert _decoded_size(path) == style.TIMELINE_PX
-    assert len(tl.generations) == 10 and len(tl.races) == 0 and tl.focus is None
     path, hist = plot_windows(planted_analysis, tmp_path / "w.png")
-    assert _decoded_size(path) == style.DISTRIBUTION_PX and hist.sizes["raced"] == 2
+    assert _decoded_size(path) == style.DISTRIBUTION_PX and hist.sizes["raced"] == 4
+    path, hist = plot_reuse(planted_analysis, tmp_path / "r.png")
+    assert _decoded_size(path) == style.DISTRIBUTION_PX and hist.notes["reallocations"] == 364
     with pytest.raises(SwapraceError, match="does not appear"):
         plot_entry(planted_analysis, swp_entry(3, 0x77), tmp_path / "none.png")
     with pytest.raises(SwapraceError, match="race 5 does not exist|--race 5"):
@@ -224,16 +338,48 @@ def test_plot_entry_and_windows(planted_analysis, tmp_path):
         plot_windows(planted_analysis, tmp_path)
 
 
+def test_timeline_draws_the_race_arrow_class_colour_and_uncertain_hatch(planted_analysis):
+    """What is drawn, read back from the matplotlib artists: the free -> realloc arrow on the thread's row,
+    the window outlined in its class colour, hatched only when the race is uncertain."""
+    from matplotlib.colors import to_hex
+
+    from swaprace.analysis.report import timeline
+
+    for entry, cls, uncertain in ((STALE_ENTRY, "stale-install", False), (BENIGN_ENTRY, "benign", False),
+                                  (UNCERTAIN_ENTRY, "stale-install", True)):
+        race = planted_analysis.races[planted_analysis.races["entry"] == entry].iloc[0].to_dict()
+        tl = timeline.entry_timeline(planted_analysis, entry, focus=race)
+        ax = timeline.draw_entry_timeline(tl).axes[0]
+        arrows = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None]
+        assert len(arrows) == 1
+        (x0, _), (x1, y) = arrows[0].xyann, arrows[0].xy
+        assert (x0, x1) == (race["release_ns"] - race["window_start_ns"], race["realloc_ns"] - race["window_start_ns"])
+        assert round(y) == timeline.FIRST_THREAD_ROW  # on the faulting thread's row (the first)
+        outlined = [c for c in ax.collections if type(c).__name__ == "PolyCollection"
+                    and len(c.get_edgecolor()) and to_hex(c.get_edgecolor()[0]) == style.RACE_COLORS[cls]]
+        assert len(outlined) == 1 and bool(outlined[0].get_hatch()) == uncertain
+        labels = [t.get_text() for t in ax.texts]
+        assert ("STALE-INSTALL ?" in labels) == uncertain
+        assert [t for t in ax.get_yticklabels()][:2][0].get_text() == "slot generations"
+
+
 @pytest.mark.parametrize("text,value", [("0x12a", 0x12A), ("298", 298), ("0:0x12a", STALE_ENTRY),
-                                        ("1:16", swp_entry(1, 16))])
+                                        ("1:16", swp_entry(1, 16)), (" 0x1f : 0x10 ", swp_entry(31, 16)),
+                                        (str(swp_entry(2, 5)), swp_entry(2, 5))])
 def test_parse_entry(text, value):
     assert parse_entry(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "zz", "0", "-5", "40:1", "0x1:"])
+@pytest.mark.parametrize("text", ["", "zz", "0", "-5", "40:1", "32:1", "0x1:", "1:-2", hex(1 << 63)])
 def test_parse_entry_rejects(text):
     with pytest.raises(SwapraceError, match="not a swap entry"):
         parse_entry(text)
+
+
+def test_parse_entry_is_shared_by_the_api():
+    from swaprace import analysis
+
+    assert analysis.parse_entry is parse_entry and analysis.load_analysis.__module__ == "swaprace.analysis.selection"
 
 
 def test_empty_capture_still_renders(tmp_path):
@@ -244,7 +390,7 @@ def test_empty_capture_still_renders(tmp_path):
     report = build_report(analyze(Capture(events, meta)), tmp_path / "r")
     assert [f.kind for f in report.figures] == ["overview"] * 3
     page = report.html_path.read_text()
-    assert "unknown" in page and "No entry was reused" in page
+    assert "unknown" in page and "No swap slot was allocated again inside a fault window" in page
     assert "in-kernel detector (bcc)" in page and "counters.reuses" in page and "races (listed)" in page
 
 
@@ -263,7 +409,8 @@ def test_coalesce_intervals_merges_at_pixel_resolution():
 
 
 def test_busy_entry_timeline_draws_a_bounded_number_of_bars(tmp_path):
-    """50,000 fault windows and 25,000 generations of one entry draw as at most a few bars per pixel column."""
+    """50,000 fault windows, 25,000 slot generations and 25,000 residencies of one entry draw as at most a few
+    bars per pixel column."""
     from types import SimpleNamespace
 
     from swaprace.analysis.report import timeline
@@ -274,27 +421,41 @@ def test_busy_entry_timeline_draws_a_bounded_number_of_bars(tmp_path):
     entry = pd.array(np.full(n, STALE_ENTRY, dtype="uint64"), dtype="UInt64")
     windows = pd.DataFrame({"tid": tids, "pid": tids, "comm": "stress", "cpu": tids % 2, "start_ns": start,
                             "end_ns": start + 3_000, "duration_ns": 3_000, "entry": entry, "retval": 4,
-                            "outcome": pd.Categorical(["major"] * n), "race_class": pd.Categorical([None] * n)})
+                            "outcome": pd.Categorical(["major"] * n),
+                            "obtain_ns": pd.array(start + 200, dtype="Int64"),
+                            "obtain_kind": pd.Categorical(["lookup"] * n),
+                            "install_ns": pd.array(start + 2_000, dtype="Int64"),
+                            "race_class": pd.Categorical([None] * n)})
     g = n // 2
-    generations = pd.DataFrame({"entry": entry[:g], "generation": np.arange(g), "bind_ns": start[::2] + 500,
-                                "folio": pd.array(np.arange(g, dtype="uint64") + 0xFFFFEA0000000000, dtype="UInt64"),
-                                "bind_kind": "lookup", "release_ns": pd.array(start[::2] + 30_000, dtype="Int64"),
-                                "release_kind": "free_cache"})
+    gen_tid = pd.array(np.full(g, 44), dtype="Int64")
+    generations = pd.DataFrame({"entry": entry[:g], "generation": np.arange(g),
+                                "alloc_ns": pd.array(start[::2] + 100, dtype="Int64"),
+                                "alloc_kind": pd.Categorical(["slot_alloc"] * g), "alloc_tid": gen_tid,
+                                "free_ns": pd.array(start[::2] + 30_000, dtype="Int64"),
+                                "free_kind": pd.Categorical(["slot_free"] * g), "free_tid": gen_tid})
+    residency = pd.DataFrame({"entry": entry[:g],
+                              "folio": pd.array(np.arange(g, dtype="uint64") + 0xFFFFEA0000000000, dtype="UInt64"),
+                              "bind_ns": pd.array(start[::2] + 150, dtype="Int64"),
+                              "bind_kind": pd.Categorical(["cache_add"] * g),
+                              "unbind_ns": pd.array(start[::2] + 29_000, dtype="Int64"),
+                              "unbind_kind": pd.Categorical(["cache_delete"] * g),
+                              "eviction": np.arange(g) % 2 == 0, "reread": np.arange(g) % 2 == 1})
     events = normalize(pd.DataFrame({"ts_ns": start, "cpu": 0, "tid": tids, "comm": "stress",
                                      "func": "swap_cache_get_folio", "role": "lookup", "phase": "call",
                                      "entry": entry, "folio": None, "retval": None}))
     races = pd.DataFrame({c: [] for c in ("entry", "tid", "window_start_ns", "window_end_ns", "release_ns",
-                                          "rebind_ns", "class")})
+                                          "release_tid", "realloc_ns", "realloc_tid", "class", "uncertain")})
     analysis = SimpleNamespace(capture=Capture(events, CaptureMeta()), windows=windows, generations=generations,
-                               races=races, summary={})
+                               residency=residency, races=races, summary={})
     tl = timeline.entry_timeline(analysis, STALE_ENTRY)
-    assert len(tl.windows) == n and len(tl.generations) == g
+    assert len(tl.windows) == n and len(tl.generations) == g and len(tl.residency) == g
     fig = timeline.draw_entry_timeline(tl)
     ax = fig.axes[0]
     bars = sum(len(c.get_paths()) for c in ax.collections if type(c).__name__ == "PolyCollection")
     points = sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
     width_px = style.TIMELINE_PX[0]
-    assert 0 < bars <= 3 * width_px and 0 < points <= 4 * width_px
+    assert 0 < bars <= 4 * width_px and 0 < points <= 8 * width_px
+    assert len(ax.texts) < 50  # no per-bar labels when thousands of bars share the row
     assert style.save_png(fig, tmp_path / "busy.png").stat().st_size > 0
 
 
@@ -341,4 +502,6 @@ def test_race_view_with_generations_lasting_seconds(tmp_path):
     analysis = analyze(Capture(events, CaptureMeta()))
     path, tl = plot_entry(analysis, STALE_ENTRY, tmp_path / "race.png", race=0)
     assert _decoded_size(path) == style.TIMELINE_PX
-    assert tl.generations["release_ns"].max() == 9_000_000_100 and tl.end_ns < 6_001_000
+    # the residency from the early lookup reaches back to 20 ns, the new generation forward to 9 s: both cut
+    assert tl.residency["bind_ns"].min() == 20 and tl.generations["free_ns"].max() >= 9_000_000_000
+    assert tl.start_ns > 5_999_000 and tl.end_ns < 6_001_000

@@ -19,7 +19,13 @@ from swaprace.capture import write_capture
 from swaprace.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report import RECOVERED_ENTRY, STALE_ENTRY, planted_capture  # noqa: E402
+from test_report import (  # noqa: E402
+    BENIGN_ENTRY,
+    RECOVERED_ENTRY,
+    STALE_ENTRY,
+    UNCERTAIN_ENTRY,
+    planted_capture,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
@@ -70,8 +76,14 @@ def test_report_command_on_planted_capture(planted, tmp_path):
     result = run("report", planted, "-o", tmp_path / "out", "--busiest", "1", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
-    assert sorted((r["class"], r["entry"]) for r in index["races"]) == [
-        ("recovered", RECOVERED_ENTRY), ("stale-install", STALE_ENTRY)]
+    assert sorted((r["class"], r["entry"], r["uncertain"]) for r in index["races"]) == [
+        ("benign", BENIGN_ENTRY, False), ("recovered", RECOVERED_ENTRY, False), ("stale-install", STALE_ENTRY, False),
+        ("stale-install", UNCERTAIN_ENTRY, True)]
+    stale = next(r for r in index["races"] if r["entry"] == STALE_ENTRY)
+    assert (stale["release_tid"], stale["realloc_tid"], stale["obtain_kind"]) == (44, 102, "lookup")
+    busiest = next(f for f in index["figures"] if f["kind"] == "busiest")
+    assert busiest["data"]["layers"] == ["slot generations", "swap-cache residency"]
+    assert busiest["data"]["generations"] and busiest["data"]["residency"]
     _check_report(tmp_path / "out", index)
     assert result.stderr == ""  # not a terminal: no progress output
 
@@ -79,9 +91,10 @@ def test_report_command_on_planted_capture(planted, tmp_path):
 def test_report_command_human_line(planted, tmp_path):
     result = run("report", planted, "-o", tmp_path / "o", "--max-timelines", "0", "--busiest", "0")
     assert result.exit_code == 0
-    assert result.stdout.startswith(f"wrote {tmp_path / 'o' / 'report.html'} (3 pictures; 2 races, 1 stale-install;")
+    assert result.stdout.startswith(f"wrote {tmp_path / 'o' / 'report.html'} (3 pictures; 4 races, 2 stale-install, "
+                                    "1 benign, 1 uncertain;")
     page = (tmp_path / "o" / "report.html").read_text()
-    assert "2 further races are listed above but not drawn" in page
+    assert "4 further races are listed above but not drawn" in page
 
 
 @pytest.mark.parametrize("capture", _handwritten_ftrace() + _real_captures())
@@ -103,9 +116,22 @@ def test_plot_entry_by_value_and_type_offset(planted, tmp_path):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert (shown["width"], shown["height"]) == style.TIMELINE_PX == _size(tmp_path / "a.png")
-    assert shown["focus"] == {"tid": 101, "class": "stale-install", "window_start_ns": 6_000_000}
+    assert shown["focus"] == {"tid": 101, "class": "stale-install", "uncertain": False, "window_start_ns": 6_000_000}
+    assert shown["layers"] == ["slot generations", "swap-cache residency"]
+    assert [(g["alloc_tid"], g["free_tid"]) for g in shown["generations"]] == [(77, 44), (102, None)]
     result = run("plot", "entry", "0:0x2b0", planted, "-o", tmp_path / "b.png")
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'b.png'} (1400x760)"
+    # the same entry in every spelling draws the same thing
+    spelled = [json.loads(run("plot", "entry", text, planted, "-o", tmp_path / "c.png", "--json").stdout)
+               for text in ("0:0x4d0", f"{UNCERTAIN_ENTRY:#x}", str(UNCERTAIN_ENTRY))]
+    assert all(s["entry"] == UNCERTAIN_ENTRY and s == spelled[0] for s in spelled)
+    assert [r["uncertain"] for r in spelled[0]["races"]] == [True]
+
+
+def test_analyze_entry_takes_the_plot_entry_spellings(planted):
+    races = [json.loads(run("analyze", planted, "--json", "--entry", text).stdout)["races"]
+             for text in ("0:0x3c0", f"{BENIGN_ENTRY:#x}", str(BENIGN_ENTRY))]
+    assert all(r == races[0] for r in races) and [r["class"] for r in races[0]] == ["benign"]
 
 
 @pytest.mark.parametrize("kind,size", [("windows", style.DISTRIBUTION_PX), ("reuse", style.DISTRIBUTION_PX),
@@ -114,6 +140,9 @@ def test_plot_overviews(planted, tmp_path, kind, size):
     result = run("plot", kind, planted, "-o", tmp_path / f"{kind}.png", "--json")
     assert result.exit_code == 0, result.output
     assert _size(tmp_path / f"{kind}.png") == size
+    if kind == "reuse":  # slot free -> reallocation, and evictions as their own series, never as reuses
+        shown = json.loads(result.stdout)
+        assert shown["sizes"] == {"slot_free": 364, "eviction → re-read": 50} and shown["reallocations"] == 364
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,8 +1,10 @@
 """Reports: pictures of an :class:`Analysis` for a kernel engineer, and the self-contained report.html.
 
 Modules, one concern each: :mod:`.style` (sizes, colours, units, pixel-level aggregation), :mod:`.timeline`
-(one entry's life: generations, fault windows per thread, releases, rebinds, installs), :mod:`.distributions`
-(window durations, reuse distance), :mod:`.rate` (events per second per role, losses), :mod:`.html` (the page).
+(one entry's life in two layers, slot generations and swap-cache residency, then each thread's fault windows
+with obtain, install, and the race's slot free -> reallocation), :mod:`.distributions` (window durations,
+reuse distance), :mod:`.rate` (events per second per role, losses), :mod:`.html` (the page). Reading and
+analysing a capture, and parsing an entry, live in :mod:`swaprace.analysis.selection`.
 Nothing here imports bcc; everything works on a capture read offline.
 
 >>> from swaprace.readers import read_any          # doctest: +SKIP
@@ -21,7 +23,7 @@ import pandas as pd
 
 from swaprace.analysis.report import distributions, html, rate, style, timeline
 from swaprace.errors import SwapraceError
-from swaprace.events import ROLES, SWP_OFFSET_MASK, swp_entry
+from swaprace.events import ROLES
 
 #: progress(done, total, what): called before each rendering step; the CLI shows it on a terminal only.
 Progress = Callable[[int, int, str], None]
@@ -66,12 +68,19 @@ class Report:
         return [f for f in self.figures if f.kind == kind]
 
     def summary_items(self) -> List[Tuple[str, Any]]:
+        """(key, value) rows of the summary table; nested counts are flattened as ``group.key``."""
         s = self.analysis.summary or {}
-        wanted = ("events", "skipped_lines", "windows", "windows_with_entry", "lookup_hits", "entries",
-                  "ksm_copies", "reuses", "lost_events")
+        wanted = ("events", "skipped_lines", "windows", "windows_with_entry", "windows_with_page", "lookup_hits",
+                  "entries", "ksm_copies", "generations", "reuses", "history_gaps")
         items = [(k, s[k]) for k in wanted if k in s]
+        for group in ("residency", "prepare"):
+            items += [(f"{group}.{k}", v) for k, v in (s.get(group) or {}).items()]
         if "races" in s:
             items.append(("races", len(s["races"]) if isinstance(s["races"], list) else s["races"]))
+        items += [(f"race_classes.{k}", v) for k, v in (s.get("race_classes") or {}).items()]
+        items += [(k, s[k]) for k in ("uncertain_races", "lost_events") if k in s]
+        if s.get("unknown_functions"):
+            items.append(("unknown_functions", sum(s["unknown_functions"].values())))
         if not items:  # an analysis without a summary still gets the basic counts
             items = [("events", len(self.analysis.capture.events)), ("windows", len(self.analysis.windows)),
                      ("races", len(self.analysis.races))]
@@ -109,38 +118,6 @@ def role_counts(events: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index(drop=True)
 
 
-def parse_entry(text: str) -> int:
-    """A swap entry from the command line: ``0x400000000012a``, decimal, or ``TYPE:OFFSET`` (offset hex ok)."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            swap_type, offset = text.split(":", 1)
-            value = swp_entry(int(swap_type, 0), int(offset, 0))
-            if int(swap_type, 0) >= 32 or int(offset, 0) > SWP_OFFSET_MASK:
-                raise ValueError
-            return value
-        value = int(text, 0)
-        if not 0 < value < 2 ** 64:
-            raise ValueError
-        return value
-    except ValueError:
-        raise SwapraceError(f"not a swap entry: {text!r} (give 0x<swp_entry_t value>, a decimal value, "
-                            f"or TYPE:OFFSET like 0:0x12a)") from None
-
-
-def load_analysis(path, fmt: Optional[str] = None, status: Optional[Callable[[str], None]] = None):
-    """Read a capture of any supported format and analyse it (``status`` hears what is going on)."""
-    from swaprace.readers import read_any
-    from swaprace.analysis.model import analyze
-
-    if status:
-        status(f"reading {path}")
-    capture = read_any(path, fmt)
-    if status:
-        status(f"analysing {len(capture.events):,} events")
-    return analyze(capture)
-
-
 # --- single plots (the `swaprace plot` commands) ---------------------------------------------------------
 
 def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until_ns: Optional[int] = None,
@@ -165,7 +142,7 @@ def plot_windows(analysis, path) -> Tuple[Path, distributions.Histogram]:
 
 def plot_reuse(analysis, path) -> Tuple[Path, distributions.Histogram]:
     style.check_writable(path)
-    hist = distributions.reuse_distances(analysis.generations)
+    hist = distributions.reuse_distances(analysis.generations, getattr(analysis, "residency", None))
     median = float(analysis.windows["duration_ns"].median()) if len(analysis.windows) else None
     return style.save_png(distributions.draw_reuse_distances(hist, median), path), hist
 
@@ -179,11 +156,10 @@ def plot_rate(analysis, path) -> Tuple[Path, rate.RateSeries]:
 # --- the report --------------------------------------------------------------------------------------------
 
 def busiest_entries(analysis, n: int) -> List[int]:
-    """Entries with the most generations plus fault windows (ties: lower entry value first)."""
-    values = np.concatenate([
-        analysis.generations["entry"].dropna().to_numpy(dtype="uint64"),
-        analysis.windows["entry"].dropna().to_numpy(dtype="uint64"),
-    ])
+    """Entries with the most slot generations, cache residencies and fault windows (ties: lower entry first)."""
+    frames = [analysis.generations, getattr(analysis, "residency", None), analysis.windows]
+    values = np.concatenate([f["entry"].dropna().to_numpy(dtype="uint64") for f in frames if f is not None]
+                            + [np.empty(0, "uint64")])
     entries, counts = np.unique(values, return_counts=True)
     order = np.lexsort((entries, -counts))
     return [int(e) for e in entries[order][:n]]
@@ -275,23 +251,26 @@ def _overview_windows(report: Report) -> None:
 
 
 def _overview_reuse(report: Report) -> None:
-    hist = distributions.reuse_distances(report.analysis.generations)
+    hist = distributions.reuse_distances(report.analysis.generations, getattr(report.analysis, "residency", None))
     windows = report.analysis.windows
     median = float(windows["duration_ns"].median()) if len(windows) else None
     _add(report, distributions.draw_reuse_distances(hist, median), "overview", "reuse-distance.png",
-         "Reuse distance", "Time from an entry's release to its next binding, by what released it. Reuse "
-         "faster than a fault window is what lets pte_same pass on a stale page.",
+         "Reuse distance", "Time from a swap slot's free to its reallocation (a new generation of the entry), by "
+         "what freed it. A reallocation faster than a fault window is what lets pte_same pass on data that is "
+         "no longer the entry's. For comparison, the dashed line is the time from a swap-cache eviction to the "
+         "re-read of the same slot: no reuse, the data stayed.",
          data={"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes})
 
 
 def _race_figure(report: Report, index: timeline.EventIndex, n: int, race: Dict[str, Any]) -> None:
     tl = timeline.entry_timeline(report.analysis, int(race["entry"]), focus=race, index=index)
     name = f"race-{n:03d}.png"
+    uncertain = " (uncertain)" if bool(race.get("uncertain", False)) else ""
     _add(report, timeline.draw_entry_timeline(tl), "race", name,
-         f"race {n}: {race['class']} on {int(race['entry']):#x}",
-         f"Race {n}: {race['class']} on swap entry {style.format_entry(int(race['entry']))}, "
-         f"tid {int(race['tid'])} ({tl.focus.get('comm', '?')}).", entry=int(race["entry"]),
-         data=timeline_summary(tl))
+         f"race {n}: {race['class']}{uncertain} on {int(race['entry']):#x}",
+         f"Race {n}: {race['class']}{uncertain} on swap entry {style.format_entry(int(race['entry']))}, "
+         f"tid {int(race['tid'])} ({tl.focus.get('comm', '?')}): {race.get('reason') or ''}.",
+         entry=int(race["entry"]), data=timeline_summary(tl))
     race["anchor"] = name.rsplit(".", 1)[0]
 
 
@@ -299,32 +278,49 @@ def _busiest_figure(report: Report, index: timeline.EventIndex, n: int, entry: i
     tl = timeline.entry_timeline(report.analysis, entry, index=index)
     name = f"entry-{n:02d}-{entry:x}.png"
     _add(report, timeline.draw_entry_timeline(tl), "busiest", name, f"busiest entry {n}: {entry:#x}",
-         f"Busiest entry {n}: {style.format_entry(entry)}: {html.plural(len(tl.generations), 'generation')}, "
+         f"Busiest entry {n}: {style.format_entry(entry)}: {html.plural(len(tl.generations), 'slot generation')}, "
+         f"{len(tl.residency):,} cache residenc{'y' if len(tl.residency) == 1 else 'ies'}, "
          f"{html.plural(len(tl.windows), 'fault window')}, {html.plural(len(tl.races), 'race')}.", entry=entry,
          data=timeline_summary(tl))
 
 
+def _opt(value) -> Optional[int]:
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def timeline_summary(tl: timeline.EntryTimeline) -> Dict[str, Any]:
     """What a timeline shows, in plain JSON types: tests and scripts check this instead of pixels."""
+    gens, res = tl.generations, tl.residency
     return {
         "entry": tl.entry,
         "start_ns": tl.start_ns,
         "end_ns": tl.end_ns,
+        "layers": list(timeline.LAYER_LABELS),
         "rows": [str(x) for x in tl.rows["label"]],
         "hidden_threads": tl.hidden_threads,
-        "generations": int(len(tl.generations)),
-        "folios": [None if pd.isna(f) else int(f) for f in tl.generations["folio"]],
+        "generations": [{"generation": int(g["generation"]), "alloc_ns": _opt(g["alloc_ns"]),
+                         "alloc_tid": _opt(g["alloc_tid"]), "free_ns": _opt(g["free_ns"]),
+                         "free_tid": _opt(g["free_tid"])} for g in gens.to_dict("records")] if len(gens) else [],
+        "residency": [{"folio": _opt(r["folio"]), "bind_ns": _opt(r["bind_ns"]), "unbind_ns": _opt(r["unbind_ns"]),
+                       "eviction": bool(r["eviction"]), "reread": bool(r["reread"])}
+                      for r in res.to_dict("records")] if len(res) else [],
         "windows": int(len(tl.windows)),
-        "marks": {k: int(v) for k, v in tl.marks["kind"].value_counts().items()},
-        "races": [{"tid": int(r["tid"]), "class": str(r["class"]), "window_start_ns": int(r["window_start_ns"]),
-                   "release_ns": int(r["release_ns"]), "rebind_ns": int(r["rebind_ns"])}
+        "marks": {str(k): int(v) for k, v in tl.marks["kind"].value_counts().items()},
+        "lost_intervals": int(len(tl.lost)),
+        "races": [{"tid": int(r["tid"]), "class": str(r["class"]), "uncertain": bool(r.get("uncertain", False)),
+                   "window_start_ns": int(r["window_start_ns"]), "release_ns": int(r["release_ns"]),
+                   "release_tid": _opt(r.get("release_tid")), "realloc_ns": int(r["realloc_ns"]),
+                   "realloc_tid": _opt(r.get("realloc_tid")), "install_ns": _opt(r.get("install_ns"))}
                   for r in tl.races.to_dict("records")],
         "focus": None if tl.focus is None else {"tid": int(tl.focus["tid"]), "class": str(tl.focus["class"]),
+                                                "uncertain": bool(tl.focus.get("uncertain", False)),
                                                 "window_start_ns": int(tl.focus["window_start_ns"])},
     }
 
 
 def _race_rows(analysis, races: pd.DataFrame, index: timeline.EventIndex, report: Report) -> List[Dict]:
+    """One row per race for the HTML table and report.json: the analysis' race columns in plain types, the
+    comm of each thread involved, and readable times relative to the window's start."""
     anchors = {(f.data["focus"]["tid"], f.data["focus"]["window_start_ns"], f.entry): f.anchor
                for f in report.figures_of("race") if f.data.get("focus")}
     origin = int(index.ts.min()) if len(index.ts) else 0
@@ -332,31 +328,33 @@ def _race_rows(analysis, races: pd.DataFrame, index: timeline.EventIndex, report
     for n, race in enumerate(races.to_dict("records"), 1):
         entry, tid = int(race["entry"]), int(race["tid"])
         start, end = int(race["window_start_ns"]), int(race["window_end_ns"])
-        release, rebind = int(race["release_ns"]), int(race["rebind_ns"])
-        released_by = index.actor_at(release, timeline.RELEASE_ROLES, entry)
-        rebound_by = index.actor_at(rebind, timeline.BIND_ROLES, entry)
-        install_ns = None if pd.isna(race.get("install_ns", pd.NA)) else int(race["install_ns"])
-        if "install_ns" not in race:  # an analysis without the column: find T's swap_put of E after the rebind
-            installs = np.flatnonzero((index.entry == np.uint64(entry)) & (index.tid == tid)
-                                      & index.role_is("swap_put") & (index.ts >= rebind) & (index.ts <= end))
-            install_ns = int(index.ts[installs[0]]) if len(installs) else None
-        who = lambda i: "" if i is None else f" by {index.comm(i)}/{index.tid[i]} ({index.func(i)})"  # noqa
+        release_tid, realloc_tid = _opt(race.get("release_tid")), _opt(race.get("realloc_tid"))
+        install_ns, installed_folio = _opt(race.get("install_ns")), _opt(race.get("installed_folio"))
+        obtain_kind = race.get("obtain_kind")
+        named = lambda t: "?" if t is None else f"{index.comm_of(t)}/{t}"  # noqa: E731
         rows.append({
-            "n": n, "class": str(race["class"]), "entry": entry, "tid": tid, "comm": index.comm_of(tid),
-            "window_start_ns": start, "window_end_ns": end, "release_ns": release, "rebind_ns": rebind,
-            "install_ns": install_ns,
-            "released_by": None if released_by is None else int(index.tid[released_by]),
-            "rebound_by": None if rebound_by is None else int(index.tid[rebound_by]),
+            "n": n, "class": str(race["class"]), "uncertain": bool(race.get("uncertain", False)),
+            "entry": entry, "tid": tid, "comm": index.comm_of(tid),
+            "window_start_ns": start, "window_end_ns": end,
+            "obtain_ns": _opt(race.get("obtain_ns")),
+            "obtain_kind": None if obtain_kind is None or pd.isna(obtain_kind) else str(obtain_kind),
+            "release_ns": int(race["release_ns"]), "release_tid": release_tid,
+            "realloc_ns": int(race["realloc_ns"]), "realloc_tid": realloc_tid,
+            "install_ns": install_ns, "folio": _opt(race.get("folio")), "installed_folio": installed_folio,
+            "ksm_copy_ns": _opt(race.get("ksm_copy_ns")), "reason": str(race.get("reason") or ""),
             "anchor": anchors.get((tid, start, entry)),
             "entry_text": style.format_entry(entry),
             "start_text": html.relative_text(start, origin),
             "window_text": style.format_duration(end - start),
-            "release_text": html.relative_text(release, start) + who(released_by),
-            "rebind_text": html.relative_text(rebind, start) + who(rebound_by),
+            "release_text": html.relative_text(int(race["release_ns"]), start),
+            "release_by_text": named(release_tid),
+            "realloc_text": html.relative_text(int(race["realloc_ns"]), start),
+            "realloc_by_text": named(realloc_tid),
             "install_text": "no" if install_ns is None else html.relative_text(install_ns, start),
+            "installed_folio_text": "-" if installed_folio is None else f"{installed_folio:#x}",
         })
     return rows
 
 
-__all__ = ["Report", "ReportFigure", "build_report", "busiest_entries", "parse_entry", "plot_entry",
-           "plot_windows", "plot_reuse", "plot_rate", "role_counts"]
+__all__ = ["Report", "ReportFigure", "build_report", "busiest_entries", "plot_entry", "plot_windows", "plot_reuse",
+           "plot_rate", "role_counts", "timeline_summary"]

@@ -1,8 +1,10 @@
-"""Distributions on log axes: fault-window durations by outcome, and reuse distance (release -> next bind).
+"""Distributions on log axes: fault-window durations by outcome, and reuse distance (slot free -> realloc).
 
 Both are histograms computed with numpy over log-spaced bins, so a capture with millions of windows draws
-the same few hundred line segments as one with ten. The race is possible exactly when an entry's reuse
-distance is shorter than a fault window on it, so the reuse plot marks the median window duration.
+the same few hundred line segments as one with ten. The race is possible exactly when a slot is allocated
+again sooner after its free than a fault window on its entry lasts, so the reuse plot marks the median window
+duration. Evictions are not reuses (the slot and its data stay); their distance to the re-read of the same
+slot is drawn as a separate, dashed series for comparison.
 """
 
 from __future__ import annotations
@@ -76,28 +78,61 @@ def window_durations(windows: pd.DataFrame) -> Histogram:
     return _histogram(series)
 
 
-def reuse_distances(generations: pd.DataFrame) -> Histogram:
-    """Time from each release of an entry to its next binding, per release kind.
+#: Name of the eviction -> re-read series in :func:`reuse_distances`.
+REREAD_SERIES = "eviction → re-read"
 
-    Releases never followed by a bind in the capture are counted in ``notes["never rebound"]``.
+
+def _next_in_entry(entries: np.ndarray) -> np.ndarray:
+    """For rows sorted by entry then time: does the next row belong to the same entry?"""
+    has_next = np.zeros(len(entries), dtype=bool)
+    if len(entries) > 1:
+        has_next[:-1] = entries[1:] == entries[:-1]
+    return has_next
+
+
+def _shift_up(values: np.ndarray) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    out[:-1] = values[1:]
+    return out
+
+
+def reuse_distances(generations: pd.DataFrame, residency: Optional[pd.DataFrame] = None) -> Histogram:
+    """Time from each free of a swap slot to its next allocation (the next generation of the entry), one
+    series per free kind (``slot_free``, ``free_cache``); and, when ``residency`` is given, the time from each
+    eviction to the next re-read of the same entry (series :data:`REREAD_SERIES`).
+
+    ``notes``: ``never reallocated`` (frees with no later generation in the capture), ``reallocations``
+    (the reuses measured), and with residency ``evictions`` and ``evictions never re-read``.
     """
     gens = generations.sort_values(["entry", "generation"], kind="stable")
     entries = gens["entry"].to_numpy(dtype="uint64", na_value=0)
-    released = gens["release_ns"].notna().to_numpy()
-    release_ns = gens["release_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")
-    bind_ns = gens["bind_ns"].astype("Float64").fillna(np.nan).to_numpy(dtype="float64")
-    kinds = gens["release_kind"].astype("category").cat.add_categories(["?"]).fillna("?").astype(str) \
+    freed = gens["free_ns"].notna().to_numpy()
+    free_ns = gens["free_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")
+    alloc_ns = gens["alloc_ns"].astype("Float64").fillna(np.nan).to_numpy(dtype="float64")
+    kinds = gens["free_kind"].astype("category").cat.add_categories(["?"]).fillna("?").astype(str) \
         .to_numpy(dtype=object) if len(gens) else np.array([], dtype=object)
-    has_next = np.zeros(len(gens), dtype=bool)
-    if len(gens) > 1:
-        has_next[:-1] = entries[1:] == entries[:-1]
-    next_bind = np.full(len(gens), np.nan)
-    next_bind[:-1] = bind_ns[1:] if len(gens) > 1 else []
-    reused = released & has_next & ~np.isnan(next_bind)
-    distance = next_bind[reused] - release_ns[reused] if reused.any() else np.array([])
+    has_next = _next_in_entry(entries)
+    next_alloc = _shift_up(alloc_ns)
+    reused = freed & has_next & ~np.isnan(next_alloc)
+    distance = next_alloc[reused] - free_ns[reused]
     series = {k: distance[kinds[reused] == k] for k in sorted(set(kinds[reused]))}
+    notes = {"never reallocated": int((freed & ~has_next).sum()), "reallocations": int(reused.sum())}
+    if residency is not None and len(residency):
+        res = residency.sort_values(["entry", "bind_ns"], kind="stable", na_position="first")
+        r_entries = res["entry"].to_numpy(dtype="uint64", na_value=0)
+        evicted = res["eviction"].to_numpy(dtype=bool) & res["unbind_ns"].notna().to_numpy()
+        unbind_ns = res["unbind_ns"].astype("Float64").fillna(0).to_numpy(dtype="float64")
+        bind_ns = res["bind_ns"].astype("Float64").fillna(np.nan).to_numpy(dtype="float64")
+        next_bind = _shift_up(bind_ns)
+        next_reread = np.zeros(len(res), dtype=bool)
+        next_reread[:-1] = res["reread"].to_numpy(dtype=bool)[1:]
+        reread = evicted & _next_in_entry(r_entries) & next_reread & ~np.isnan(next_bind)
+        if reread.any():
+            series[REREAD_SERIES] = next_bind[reread] - unbind_ns[reread]
+        notes["evictions"] = int(evicted.sum())
+        notes["evictions never re-read"] = int((evicted & ~reread).sum())
     hist = _histogram(series)
-    hist.notes["never rebound"] = int((released & ~has_next).sum())
+    hist.notes.update(notes)
     return hist
 
 
@@ -106,8 +141,8 @@ def reuse_distances(generations: pd.DataFrame) -> Histogram:
 _SERIES_STYLE = {
     "raced": dict(color="#b2182b", linestyle="--", linewidth=2.2),
     "free_cache": dict(color="#d62728"),
-    "cache_delete": dict(color="#17becf"),
-    "slot_free": dict(color="#e377c2"),
+    "slot_free": dict(color="#8c510a"),
+    REREAD_SERIES: dict(color="#01665e", linestyle="--", linewidth=1.6),
 }
 
 
@@ -154,21 +189,31 @@ def draw_reuse_distances(hist: Histogram, median_window_ns: Optional[float] = No
                          size_px=style.DISTRIBUTION_PX) -> Figure:
     fig = style.new_figure(size_px)
     ax = fig.add_subplot()
-    ax.set_title("Reuse distance: entry released -> bound to a folio again, by release kind", loc="left")
-    never = hist.notes.get("never rebound", 0)
+    ax.set_title("Reuse distance: swap slot freed -> allocated again (a new generation), by what freed it",
+                 loc="left")
+    never = hist.notes.get("never reallocated", 0)
     if hist.total == 0:
-        style.note(ax, f"no entry was bound again after a release in this capture\n"
-                       f"({never:,} releases never rebound)")
+        style.note(ax, f"no swap slot was allocated again after a free in this capture\n"
+                       f"({never:,} frees never reallocated)")
         ax.set_xticks([]), ax.set_yticks([])
         return fig
     scale, unit = style.time_unit(float(np.nanmedian(list(hist.medians_ns.values()))))
-    _draw_histogram(ax, hist, scale, lambda n: (
-        f"released by {n} (n={hist.sizes[n]:,}, median {style.format_duration(hist.medians_ns[n])})"))
+
+    def label(name: str) -> str:
+        size, median = hist.sizes[name], style.format_duration(hist.medians_ns[name])
+        if name == REREAD_SERIES:
+            return f"eviction -> re-read of the same slot, not a reuse (n={size:,}, median {median})"
+        return f"freed by {name} (n={size:,}, median {median})"
+
+    _draw_histogram(ax, hist, scale, label)
     if median_window_ns is not None and np.isfinite(median_window_ns) and median_window_ns > 0:
         ax.axvline(median_window_ns / scale, color="#3182bd", linestyle=":", linewidth=1.6,
                    label=f"median fault window ({style.format_duration(median_window_ns)}): "
-                         "reuse faster than this can race")
-    never_text = f"{never:,} release{'' if never == 1 else 's'} never rebound in the capture"
-    ax.set_xlabel(f"release -> next bind ({unit}, log)   [{never_text}]")
+                         "reallocation faster than this can race")
+    never_text = f"{never:,} free{'' if never == 1 else 's'} never reallocated in the capture"
+    if "evictions never re-read" in hist.notes:
+        notes = hist.notes
+        never_text += f"; {notes['evictions never re-read']:,} of {notes['evictions']:,} evictions never re-read"
+    ax.set_xlabel(f"slot free -> next allocation ({unit}, log)   [{never_text}]")
     ax.legend(loc="upper right", fontsize=9)
     return fig

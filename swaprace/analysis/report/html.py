@@ -33,7 +33,10 @@ th { background: #f3f3f3; text-align: left; } td.n { text-align: right; font-var
 .warn { background: #fff3e0; border: 1px solid #e08214; color: #7a4100; }
 .good { background: #e5f5e0; border: 1px solid #31a354; color: #00441b; }
 .stale-install { color: #b2182b; font-weight: bold; } .recovered { color: #b35806; }
-figure { margin: 1.2em 0; } figcaption { color: #444; margin-top: .3em; } img { max-width: 100%; border: 1px solid #eee; }
+.benign { color: #1a9850; } .uncertain { color: #7a4100; font-weight: bold; } .scroll { overflow-x: auto; }
+.reason { display: inline-block; min-width: 18em; }
+figure { margin: 1.2em 0; } figcaption { color: #444; margin-top: .3em; }
+img { max-width: 100%; border: 1px solid #eee; }
 .cols { display: flex; flex-wrap: wrap; gap: 2em; } details { margin: .5em 0; }
 """
 
@@ -43,12 +46,29 @@ SUMMARY_LABELS = {
     "skipped_lines": "lines skipped by the reader",
     "windows": "complete fault windows",
     "windows_with_entry": "windows with a swap entry",
+    "windows_with_page": "windows that obtained their page",
     "lookup_hits": "swap-cache lookup hits",
     "entries": "distinct swap entries",
     "ksm_copies": "KSM copies",
-    "reuses": "reuses (entry bound again after a release)",
-    "lost_events": "lost events",
+    "generations": "slot generations",
+    "reuses": "reuses (slot allocated again after a free)",
+    "history_gaps": "entries whose history has a gap",
+    "residency.cache_adds": "swap-cache adds",
+    "residency.cache_deletes": "swap-cache deletes",
+    "residency.evictions": "evictions (cache delete, slot kept)",
+    "residency.rereads": "re-reads (cache add in the same generation)",
+    "residency.unresolved_deletes": "cache deletes of an unknown folio",
+    "prepare.calls": "swapcache_prepare calls",
+    "prepare.backoffs": "swapcache_prepare back-offs (-EEXIST)",
+    "prepare.conflicts": "swapcache_prepare conflicts",
+    "prepare.installs_after_failed_prepare": "installs after a failed prepare",
     "races": "races",
+    "race_classes.stale-install": "races: stale-install",
+    "race_classes.benign": "races: benign",
+    "race_classes.recovered": "races: recovered",
+    "uncertain_races": "uncertain races (losses or a history gap)",
+    "lost_events": "lost events",
+    "unknown_functions": "events of unknown functions",
 }
 
 
@@ -98,16 +118,21 @@ def _num(value: Any) -> str:
 
 
 def verdict(races: pd.DataFrame) -> str:
-    classes = races["class"].value_counts().to_dict() if len(races) else {}
-    stale, recovered = int(classes.get("stale-install", 0)), int(classes.get("recovered", 0))
+    classes = races["class"].astype(str).value_counts().to_dict() if len(races) else {}
+    stale, benign, recovered = (int(classes.get(c, 0)) for c in ("stale-install", "benign", "recovered"))
+    uncertain = int(races["uncertain"].sum()) if len(races) and "uncertain" in races else 0
+    others = f"{benign:,} benign and {recovered:,} recovered race(s)"
+    unsure = f" {uncertain:,} of the races are uncertain (events lost nearby, or a gap in the entry's history)." \
+        if uncertain else ""
     if stale:
-        return (f'<div class="verdict bad">{stale:,} stale-install race(s): a fault installed a swap entry that was '
-                f"released and bound to another folio inside its window (the ABA of do_swap_page). "
-                f"{recovered:,} recovered race(s).</div>")
-    if recovered:
-        return (f'<div class="verdict warn">{recovered:,} recovered race(s): an entry was released and bound again '
-                f"inside a fault window, and the faulting thread did not install it. No stale install.</div>")
-    return '<div class="verdict good">No entry was reused inside a fault window in this capture.</div>'
+        return (f'<div class="verdict bad">{stale:,} stale-install race(s): a fault installed data that was no longer '
+                f"its swap entry's: the slot was freed and allocated again inside its window (the ABA of "
+                f"do_swap_page). {others}.{unsure}</div>")
+    if benign or recovered:
+        return (f'<div class="verdict warn">{others}: a swap slot was freed and allocated again inside a fault '
+                f"window; the faulting thread installed the folio bound in the new generation (benign) or backed "
+                f"out (recovered). No stale install.{unsure}</div>")
+    return '<div class="verdict good">No swap slot was allocated again inside a fault window in this capture.</div>'
 
 
 def metadata_rows(capture, source: Optional[str]) -> List[List[Any]]:
@@ -182,15 +207,22 @@ def render(report) -> str:
     parts.append(f'<h2 id="races">Races ({len(a.races):,})</h2>')
     if len(report.race_rows):
         shown = report.race_rows[:MAX_RACE_ROWS]
+        parts.append('<div class="scroll">')
         parts.append(table(
-            ["#", "class", "swap entry", "thread", "window start", "window", "released (+ from start)",
-             "bound again (+)", "installed by the faulting thread (+)", "timeline"],
-            [[r["n"], Markup(f'<span class="{esc(r["class"])}">{esc(r["class"])}</span>'),
-              Markup(f'<span class="mono">{esc(r["entry_text"])}</span>'), f'{r["comm"]}/{r["tid"]}',
-              r["start_text"], r["window_text"], r["release_text"], r["rebind_text"], r["install_text"],
+            ["#", "swap entry", "thread", "class", "uncertain", "obtain kind", "window start", "window",
+             "slot freed (+)", "free tid", "reallocated (+)", "realloc tid", "installed (+)", "installed folio",
+             "reason", "timeline"],
+            [[r["n"], Markup(f'<span class="mono">{esc(r["entry_text"])}</span>'), f'{r["comm"]}/{r["tid"]}',
+              Markup(f'<span class="{esc(r["class"])}">{esc(r["class"])}</span>'),
+              Markup('<span class="uncertain">yes ?</span>') if r["uncertain"] else "no",
+              r["obtain_kind"] or "-", r["start_text"], r["window_text"], r["release_text"], r["release_by_text"],
+              r["realloc_text"], r["realloc_by_text"], r["install_text"],
+              Markup(f'<span class="mono">{esc(r["installed_folio_text"])}</span>'),
+              Markup(f'<span class="reason">{esc(r["reason"])}</span>'),
               Markup(f'<a href="#{esc(r["anchor"])}">picture</a>') if r.get("anchor") else "-"]
              for r in shown],
-            numeric=(True, False, False, False, True, True, False, False, False, False)))
+            numeric=(True, False, False, False, False, False, True, True, True, False, True, False, True)))
+        parts.append("</div>")
         if len(report.race_rows) > MAX_RACE_ROWS:
             parts.append(f"<p>{len(report.race_rows) - MAX_RACE_ROWS:,} more races are in report.json.</p>")
     else:
@@ -209,12 +241,13 @@ def render(report) -> str:
     if not report.figures_of("race"):
         parts.append("<p>No race to draw.</p>")
 
-    parts.append(f'<h2 id="busiest">Busiest entries</h2><p>The entries with the most generations and fault '
-                 f"windows, over the whole capture.</p>")
+    parts.append('<h2 id="busiest">Busiest entries</h2><p>The entries with the most slot generations, cache '
+                 "residencies and fault windows, over the whole capture: slot generations on top, the swap-cache "
+                 "residency beneath, then each thread's fault windows.</p>")
     for fig in report.figures_of("busiest"):
         parts.append(_figure(report, fig))
     if not report.figures_of("busiest"):
-        parts.append("<p>No entry has a generation or a fault window in this capture.</p>")
+        parts.append("<p>No entry has a slot generation, a cache residency or a fault window in this capture.</p>")
 
     parts.append('<h2 id="capture">Capture</h2><div class="cols">')
     parts.append(table(["", ""], metadata_rows(a.capture, report.source_name)))

@@ -3,10 +3,11 @@
 Events are counted into at most :data:`MAX_BUCKETS` buckets of a round width (1, 2 or 5 x 10^k ns) with one
 ``np.bincount`` per role, so ten million events cost a few passes over two arrays.
 
-Losses: where the capture knows *when* events were lost (``meta.extra["lost_marks"]``: a list of
-``{"ts_ns", "count"[, "cpu"]}``, e.g. from ftrace's ``CPU:N [LOST M EVENTS]`` lines placed at the next event
-on that CPU) each is marked on the time axis; otherwise the totals per source from ``meta.lost`` are printed on
-the plot, and "unknown" when the source cannot tell (``lost_known`` false) -- never a made-up zero.
+Losses: where the capture knows *when* events were lost (``meta.lost_intervals``: ``[start_ns, end_ns,
+count]``, e.g. from ftrace's ``CPU:N [LOST M EVENTS]`` lines, between the two events of that CPU around the
+loss; older captures' ``meta.extra["lost_marks"]`` points) each is marked on the time axis; otherwise the
+totals per source from ``meta.lost`` are printed on the plot, and "unknown" when the source cannot tell
+(``lost_known`` false) -- never a made-up zero.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ def loss_summary(meta: CaptureMeta) -> str:
 
 
 def _lost_marks(meta: CaptureMeta) -> pd.DataFrame:
-    raw = (meta.extra or {}).get("lost_marks") or []
-    marks = pd.DataFrame(raw, columns=None if raw else ["ts_ns", "count"])
-    if not len(marks):
-        return pd.DataFrame({"ts_ns": pd.Series([], dtype="int64"), "count": pd.Series([], dtype="int64")})
-    return marks[["ts_ns", "count"]].astype("int64")
+    """Where events were lost: the start of each ``meta.lost_intervals`` entry (``[start_ns, end_ns, count]``),
+    and the ``extra["lost_marks"]`` points of older captures."""
+    rows = [(int(iv[0]), int(iv[2]) if len(iv) > 2 else 0) for iv in (meta.lost_intervals or [])]
+    rows += [(int(m["ts_ns"]), int(m.get("count", 0))) for m in ((meta.extra or {}).get("lost_marks") or [])]
+    return pd.DataFrame({"ts_ns": pd.Series([r[0] for r in rows], dtype="int64"),
+                         "count": pd.Series([r[1] for r in rows], dtype="int64")})
 
 
 def event_rates(events: pd.DataFrame, meta: CaptureMeta) -> RateSeries:

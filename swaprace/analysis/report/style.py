@@ -27,8 +27,14 @@ OUTCOME_COLORS = {
     "error": "#d62728",
 }
 OUTCOME_ORDER = ("minor", "major", "retry", "error")
-RACE_COLORS = {"stale-install": "#b2182b", "recovered": "#e08214"}
-GENERATION_COLORS = ("#74c476", "#c7e9c0")
+RACE_COLORS = {"stale-install": "#b2182b", "benign": "#1a9850", "recovered": "#e08214"}
+RACE_ORDER = ("stale-install", "benign", "recovered")
+#: Slot generations (outer layer) in tan, swap-cache residency (inner layer) in teal; alternate shades
+#: tell neighbouring bars apart.
+GENERATION_COLORS = ("#dfc27d", "#f6e8c3")
+GENERATION_EDGE = "#8c510a"
+RESIDENCY_COLORS = ("#80cdc1", "#c7eae5")
+RESIDENCY_EDGE = "#01665e"
 ROLE_COLORS = {
     "fault": "#1f77b4",
     "lookup": "#2ca02c",
@@ -40,6 +46,10 @@ ROLE_COLORS = {
     "cache_add": "#bcbd22",
     "cache_delete": "#17becf",
     "prepare": "#ff7f0e",
+    "prepare_clear": "#ffbb78",
+    "zap_put": "#c49c94",
+    "swap_dup": "#aec7e8",
+    "swap_read": "#98df8a",
 }
 
 _UNITS = ((1, "ns"), (1_000, "µs"), (1_000_000, "ms"), (1_000_000_000, "s"))
