@@ -354,7 +354,7 @@ _MARK_STYLE = {
     "eviction": {"marker": "s", "color": "#01665e", "s": 50, "label": "evicted: cache delete, slot kept"},
     "reread": {"marker": "P", "color": "#35978f", "s": 80, "label": "re-read into the cache (same slot)"},
     "obtain": {"marker": "v", "color": "#252525", "s": 50, "label": "page obtained (lookup hit, own add, read)"},
-    "install": {"marker": "*", "color": "#6a51a3", "s": 170, "label": "install (swap count dropped after set_pte)"},
+    "install": {"marker": "*", "color": "#6a51a3", "s": 170, "label": "install (its count drop of the entry)"},
     "other": {"marker": "D", "color": "#969696", "s": 30, "label": "other event on the entry"},
 }
 #: Marks also drawn on a layer row (besides their thread's row).
