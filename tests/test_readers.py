@@ -19,7 +19,7 @@ PERF = "tests/fixtures/aba-bookworm.perf"
 
 def test_detects_every_format(tmp_path):
     cap = read_any(BOOKWORM)
-    assert cap.source_format == "ftrace" and len(cap.events) == 35 and cap.skipped_lines == 13
+    assert cap.source_format == "ftrace" and len(cap.events) == 37 and cap.skipped_lines == 13
     assert read_any(PERF).source_format == "perf"
     pq = tmp_path / "c.parquet"
     write_capture(cap, pq)
@@ -182,4 +182,4 @@ def test_parquet_without_swaprace_metadata_still_reads(tmp_path):
     cap = read_any(BOOKWORM)
     path = write_capture(Capture(cap.events, CaptureMeta()), tmp_path / "plain.parquet")
     assert detect_format(path, path.read_bytes()[:64]) == "parquet"
-    assert len(read_any(path).events) == 35
+    assert len(read_any(path).events) == 37
