@@ -79,8 +79,11 @@ def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any
 @click.option("--tid", type=int, default=None, help="Report only windows and races of this thread.")
 @click.option("--races-limit", type=int, default=50, show_default=True,
               help="Rows of the races table in the readable summary (0: all).")
+@click.option("--out-dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Also write the derived tables (windows, generations, residency, races, summary) as Parquet "
+                   "under DIR/<table>/ (see `swaprace fleet`).")
 def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: Any, entry: Any, tid: Any,
-                    races_limit: int) -> None:
+                    races_limit: int, out_dir: Any = None) -> None:
     """Analyze a capture: fault windows, swap-entry generations, entry reuse inside a race window.
 
     CAPTURE is a swaprace Parquet capture, JSON Lines, ftrace text (a `trace` or `trace_pipe` dump of kprobe
@@ -105,6 +108,11 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
     until_ns = None if until is None else int(round(until * 1e9))
     result = load_analysis(capture, fmt, status=_tty_status, since_ns=since_ns, until_ns=until_ns, entry=entry,
                            tid=tid)
+    if out_dir:
+        from swaprace.fleet.derive import write_derived
+
+        derived = write_derived(result, capture, out_dir)
+        click.echo(f"swaprace: wrote {len(derived.paths)} derived tables to {out_dir} (run {derived.run_id})", err=True)
     if as_json:
         echo_json(result.summary)
     else:
@@ -730,3 +738,114 @@ def export_command(capture: str, output: str, fmt: Any, as_json: bool) -> None:
     else:
         click.echo(f"wrote {output}: {info['windows']:,} fault windows, {info['generations']:,} slot generations, "
                    f"{info['residencies']:,} cache residencies, {info['races']:,} races (open it in ui.perfetto.dev)")
+
+
+# === fleet (issue 14) ====================================================================================
+class _FleetProgress:
+    """Progress of the map on stderr: a bar on a terminal, else one line per finished capture."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, done: int, total: int, record: dict) -> None:
+        from pathlib import Path
+
+        name = Path(record["capture"]).name
+        if record.get("status") == "failed":
+            click.echo(f"swaprace: warning: {name}: {record.get('error')}", err=True)
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            if self.bar is None:
+                self.bar = click.progressbar(length=total, label="deriving", file=sys.stderr, show_pos=True,
+                                             item_show_func=lambda item: item)
+                self.bar.__enter__()
+            self.bar.update(1, name)
+        elif record.get("status") != "failed":
+            click.echo(f"fleet: [{done}/{total}] {name}: {record.get('status')} ({record.get('seconds', 0):.2f} s)",
+                       err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@main.command("fleet")
+@click.argument("inputs", nargs=-1, metavar="GLOB|DIR|CAPTURE...")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Fleet directory: derived Parquet tables (DIR/<table>/), manifest.json, report/.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: a process pool on this machine; dask: a dask.distributed cluster.")
+@click.option("--scheduler", default=None, metavar="ADDR",
+              help="dask scheduler address (tcp://host:8786); implies --engine dask. Without it, --engine dask "
+                   "starts a LocalCluster.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local processes (or LocalCluster workers) [default: CPU count].")
+@click.option("--force", is_flag=True, help="Derive every capture again, even when its tables are up to date.")
+@click.option("--summary", "show_summary", is_flag=True,
+              help="Print per kernel/host: captures, windows, reuses, races by class, uncertain races, losses.")
+@click.option("--sql", "sql", default=None, metavar="QUERY",
+              help="Run a DuckDB query over the views windows, generations, residency, races, summary.")
+@click.option("--report", "report", is_flag=True, help="Write DIR/report/fleet.html with rates per kernel version.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines (failures are still reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the map's result, summary, rows.")
+def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summary, sql, report, quiet, as_json):
+    """Analyse many captures in one command, then query all of them with DuckDB.
+
+    Derives each capture's tables (as `swaprace analyze --out-dir` does) into DIR, in parallel: a local process
+    pool by default, or a dask.distributed cluster. A capture whose tables are up to date (same content hash
+    and tool version in DIR/manifest.json) is skipped. A capture that fails is reported and listed; the exit
+    status is non-zero only when every capture failed. Without captures, only queries DIR.
+
+    \b
+    Examples:
+        swaprace fleet 'captures/**/*.parquet' -o fleet/ --summary
+        swaprace fleet captures/ -o fleet/ --scheduler tcp://10.0.0.5:8786
+        swaprace fleet -o fleet/ --sql "SELECT kernel_release, count(*) FROM races GROUP BY ALL" --json
+        swaprace fleet -o fleet/ --report
+    """
+    from swaprace.fleet import query
+
+    out: dict = {}
+    result = None
+    if inputs:
+        from swaprace.fleet.run import run_fleet
+
+        progress = _FleetProgress(quiet or as_json and not sys.stderr.isatty())
+        try:
+            result = run_fleet(inputs, out_dir, engine=engine, scheduler=scheduler, workers=workers, force=force,
+                               progress=progress)
+        finally:
+            progress.close()
+        out.update(result.to_json())
+    elif not (show_summary or sql or report):
+        raise click.UsageError("give captures to derive, or --summary / --sql / --report to query DIR")
+    can_query = result is None or len(result.failed) < len(result.records)
+    if show_summary and can_query:
+        out["summary"] = query.to_records(frame := query.summary(out_dir))
+        if not as_json:
+            click.echo(query.format_table(frame))
+    if sql and can_query:
+        frame = query.query(out_dir, sql)
+        out["columns"] = [str(c) for c in frame.columns]
+        out["rows"] = query.to_records(frame)
+        if not as_json:
+            click.echo(query.format_table(frame))
+    if report and can_query:
+        from swaprace.fleet.report import build_fleet_report
+
+        out["report"] = build_fleet_report(out_dir)
+        if not as_json:
+            click.echo(f"wrote {out['report']['html']} ({len(out['report']['figures'])} pictures, "
+                       f"{out['report']['captures']} captures, {out['report']['stale_installs']} stale installs)")
+    if as_json:
+        echo_json(out)
+    elif result is not None:
+        line = (f"fleet: {len(result.records)} captures in {result.seconds:.1f} s ({result.engine}): "
+                f"{out['derived']} derived, {out['up_to_date']} up to date, {out['failed']} failed")
+        click.echo(line, err=bool(show_summary or sql or report))
+        for failure in out["failures"]:
+            click.echo(f"  failed: {failure['capture']}: {failure['error']}", err=bool(show_summary or sql or report))
+    if result is not None and result.all_failed:
+        sys.exit(1)
+# === end fleet ===========================================================================================
