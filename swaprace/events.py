@@ -53,6 +53,7 @@ LIFECYCLE_ROLES = (
     "cache_add",  # a folio enters the swap cache under an entry (add_to_swap_cache, __swap_cache_add_folio)
     "cache_delete",  # a folio leaves the swap cache; the slot stays (__delete_from_swap_cache, ...)
     "swap_read",  # a folio is read from its slot (swap_readpage, swap_read_folio): the skip path's page
+    "swap_write",  # a folio is written to its slot (swap_writepage, swap_writeout): a generation's data lands
     "prepare",  # swapcache_prepare(): SWAP_HAS_CACHE taken on the synchronous-IO path (13ddaf26be32)
     "prepare_clear",  # swapcache_clear(): that SWAP_HAS_CACHE dropped again (13ddaf26be32)
 )
@@ -72,6 +73,7 @@ KEY_COLUMN: Dict[str, Optional[str]] = {
     "cache_add": "folio",
     "cache_delete": "folio",
     "swap_read": "folio",
+    "swap_write": "folio",
     "prepare": "entry",
     "prepare_clear": "entry",
 }

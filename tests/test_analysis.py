@@ -20,7 +20,7 @@ ROLE = {"do_swap_page": "fault", "swap_cache_get_folio": "lookup", "folio_free_s
         "folio_alloc_swap": "slot_alloc", "__swap_cache_add_folio": "slot_alloc", "swap_free": "swap_put",
         "swap_free_nr": "swap_put", "ksm_might_need_to_copy": "ksm_copy", "swap_readpage": "swap_read",
         "swapcache_prepare": "prepare", "swapcache_clear": "prepare_clear", "free_swap_and_cache": "zap_put",
-        "folio_put_swap": "swap_put"}
+        "folio_put_swap": "swap_put", "swap_writepage": "swap_write"}
 E, F1, F2, F3 = 0x3A5, 0xFFFFEA0000001000, 0xFFFFEA0000002000, 0xFFFFEA0000003000
 EEXIST = 2**64 - 17
 
@@ -155,6 +155,21 @@ def test_skip_swapcache_private_read_is_stale_after_a_reuse():
     assert classes(c) == ["stale-install"]
     assert r.summary["races"][0]["obtain_kind"] == "read"
     assert "private read" in r.summary["races"][0]["reason"]
+
+
+def test_skip_swapcache_read_after_the_reallocation_is_stale_until_the_new_data_is_written():
+    # T missed E and committed to it; E was freed and reallocated before T's read: the slot still held the old
+    # (or, on zram, discarded) data while the new generation's sat in the swap cache (found by the oracle).
+    def run(write: bool):
+        evs = [*fault_start(100, 1, E, 0), call(110, 2, "swap_free", entry=E), call(111, 2, "free_swap_slot", entry=E),
+               *realloc(120, 3, E, F2)]
+        if write:
+            evs += [call(125, 3, "swap_writepage", folio=F2, entry=E), ret(126, 3, "swap_writepage", 0)]
+        evs += [call(130, 1, "swap_readpage", folio=F1, entry=E), *install_and_return(140, 1, E)]
+        return analyze(cap(*evs)).summary["races"]
+    unwritten = run(write=False)
+    assert [r["class"] for r in unwritten] == ["stale-install"] and "before its new data" in unwritten[0]["reason"]
+    assert [r["class"] for r in run(write=True)] == ["benign"]
 
 
 def test_prepare_backoffs_conflicts_and_installs_after_a_failed_prepare():

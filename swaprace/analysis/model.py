@@ -50,13 +50,18 @@ re-read of E is not that: the slot and its data stay.
   T **installs** E at its first ``swap_put`` covering E in W after it obtained the page. On 6.1 that is
   ``swap_free(entry)`` right before ``set_pte_at``; on 7.x it is ``folio_put_swap(folio, page)``.
 * **Race** in W: after T obtained its page and before T installs (or before W ends when T never installs), E's
-  slot is freed and then allocated again (a reuse of E). Classes:
+  slot is freed and then allocated again (a reuse of E). On the skip-swapcache path the window opens at T's
+  lookup miss instead: T already committed to E (``__swap_count(entry) == 1``, no swapcache_prepare without
+  13ddaf26be32) and reads the slot directly, whichever generation's data it then holds. Classes:
   * ``stale-install``: T installs E with data that is not E's current data. That data came from a private
     read (skip-swapcache path) made before the reallocation, from a KSM copy (``ksm_might_need_to_copy``
     returning a new folio) made before the reallocation, or from a folio not bound to E in the new
     generation when T installed or copied it.
   * ``benign``: T installs the folio bound to E in its new generation (live data). This is the case where the
-    fixed kernel's ``folio_test_swapcache && page_private == entry`` check passes.
+    fixed kernel's ``folio_test_swapcache && page_private == entry`` check passes. On the skip-swapcache path,
+    a private read made after the reallocation is live data only if the new generation's data had been
+    written to the slot (``swap_write`` of E returned) before T's read; otherwise T read a slot whose new data
+    still sat in the swap cache.
   * ``recovered``: T never installs E in W. Its ``pte_same`` check, the 4969c1192d15 swap-cache check, or
     the 13ddaf26be32 ``swapcache_prepare`` failure made it back out.
 * **uncertain**: a race is marked ``uncertain`` when its window overlaps a lost-event interval, or the capture
@@ -299,7 +304,7 @@ def analyze(
             keep &= ts <= until_ns
         df = df[keep].reset_index(drop=True)
     ev = _Events(df)
-    pairs = pair_returns(ev, ("fault", "lookup", "free_cache", "ksm_copy", "slot_alloc", "prepare"))
+    pairs = pair_returns(ev, ("fault", "lookup", "free_cache", "ksm_copy", "slot_alloc", "prepare", "swap_write"))
 
     windows = _windows(ev, pairs["fault"])
     _assign_window_entries(ev, windows, ev.rows("lookup", "call"))
@@ -311,7 +316,7 @@ def analyze(
     _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
-    _classify(ev, windows, races, res, life, lost)
+    _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"]))
     prepare = _prepare_stats(ev, windows, pairs["prepare"], unbinds, life)
 
     window_frame = _window_frame(ev, windows, races)
@@ -831,6 +836,7 @@ class _Windows:
     install: np.ndarray = None  # type: ignore[assignment]  # row of T's swap_put of E (-1: none)
     copy_row: np.ndarray = None  # type: ignore[assignment]  # row of a KSM copy T installs instead (-1: none)
     copy_folio: np.ndarray = None  # type: ignore[assignment]
+    opens: np.ndarray = None  # type: ignore[assignment]  # where the race window opens (obtain; lookup miss: read)
 
 
 def _windows(ev: _Events, fault_pairs: Tuple[np.ndarray, np.ndarray]) -> _Windows:
@@ -848,6 +854,7 @@ def _obtain_and_install(ev: _Events, w: _Windows, lookup_pairs, ksm_pairs) -> No
     w.obtain, w.obtain_kind = np.full(n, _NONE, np.int64), np.full(n, -1, np.int8)
     w.folio, w.install = np.zeros(n, np.uint64), np.full(n, _NONE, np.int64)
     w.copy_row, w.copy_folio = np.full(n, _NONE, np.int64), np.zeros(n, np.uint64)
+    w.opens = np.full(n, _NONE, np.int64)
     cand = np.flatnonzero(w.has_entry)
     if len(cand) == 0:
         return
@@ -879,6 +886,10 @@ def _obtain_and_install(ev: _Events, w: _Windows, lookup_pairs, ksm_pairs) -> No
         sel = miss[earlier]
         w.obtain[sel], w.obtain_kind[sel] = rows[found[earlier]], kind
         w.folio[sel] = folios[found[earlier]]
+    # The race window opens where T got its page; on the skip-swapcache path at its lookup miss (see above).
+    w.opens[cand] = w.obtain[cand]
+    read = cand[(w.obtain_kind[cand] == 2)]
+    w.opens[read] = np.where(paired, l_ret, _NONE)[np.searchsorted(cand, read)]
     # T's install: its first swap_put covering E after it obtained the page -- or naming the folio it obtained:
     # 7.x drops the count with folio_put_swap(swapcache, ...), whose entry is read from folio->swap, and a
     # race can have bound that folio to another entry by then.
@@ -925,7 +936,7 @@ class _Races:
 
 def _races(ev: _Events, w: _Windows, life: _Life) -> _Races:
     """Windows whose entry's slot was freed and allocated again after T obtained its page, before its install."""
-    cand = np.flatnonzero(w.obtain >= 0)
+    cand = np.flatnonzero((w.obtain >= 0) & (w.opens >= 0))
     code = life.code_of(w.entry[cand])
     cand, code = cand[code >= 0], code[code >= 0]
     empty = _Races(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
@@ -936,7 +947,7 @@ def _races(ev: _Events, w: _Windows, life: _Life) -> _Races:
     f_code, f_row = life.frees()
     s_code, s_row = life.starts()
     f_key, s_key = f_code * span + f_row, s_code * span + s_row  # (code, row) order already
-    f_idx = _first_after(f_key, np.arange(len(f_key)), f_code, int(span), code, w.obtain[cand], stop)
+    f_idx = _first_after(f_key, np.arange(len(f_key)), f_code, int(span), code, w.opens[cand], stop)
     ok = f_idx >= 0
     cand, code, stop, f_idx = cand[ok], code[ok], stop[ok], f_idx[ok]
     release = f_row[f_idx]
@@ -963,7 +974,22 @@ class _LossMap:
         return bool(((self.intervals[:, 0] <= end_ns) & (self.intervals[:, 1] >= start_ns)).any())
 
 
-def _classify(ev: _Events, w: _Windows, races: _Races, res: _Residency, life: _Life, lost: _LossMap) -> None:
+class _Writes:
+    """Completed writes of a slot's data (``swap_write`` returns), per entry."""
+
+    def __init__(self, ev: _Events, write_pairs: Tuple[np.ndarray, np.ndarray]):
+        calls, rets = (a.astype(np.int64) for a in write_pairs)
+        entry, ok = ev.u64("entry", calls)
+        self.calls, self.rets, self.entry = calls[ok], rets[ok], entry[ok]
+
+    def written(self, entry: int, after_row: int, before_row: int) -> bool:
+        """A write of ``entry`` started after ``after_row`` and returned before ``before_row``."""
+        sel = (self.entry == np.uint64(entry)) & (self.calls > after_row) & (self.rets < before_row)
+        return bool(sel.any())
+
+
+def _classify(ev: _Events, w: _Windows, races: _Races, res: _Residency, life: _Life, lost: _LossMap,
+              writes: _Writes) -> None:
     """Each race's class (see the module docstring), uncertainty and the reason in words. A loop: races are rare."""
     n = len(races.window)
     races.cls, races.uncertain, races.reason = np.zeros(n, np.int8), np.zeros(n, bool), [""] * n
@@ -974,8 +1000,14 @@ def _classify(ev: _Events, w: _Windows, races: _Races, res: _Residency, life: _L
         entry = int(w.entry[k])
         if install < 0:
             races.cls[i], races.reason[i] = 0, "no install of the entry in the window: the fault backed out"
-        elif w.obtain_kind[k] == 2:
+        elif w.obtain_kind[k] == 2 and w.obtain[k] < realloc:
             races.cls[i], races.reason[i] = 2, "installed a private read made before the slot was reallocated"
+        elif w.obtain_kind[k] == 2:
+            if writes.written(entry, realloc, int(w.obtain[k])):
+                races.cls[i], races.reason[i] = 1, "read the new generation's data after it was written to the slot"
+            else:
+                races.cls[i], races.reason[i] = 2, ("installed a private read of the reallocated slot made before "
+                                                    "its new data was written there")
         elif 0 <= w.copy_row[k] < realloc:
             races.cls[i], races.reason[i] = 2, "installed a KSM copy made before the slot was reallocated"
         else:
