@@ -44,8 +44,9 @@ def test_state_log_undoes_in_reverse_and_survives_a_crash(tmp_path):
     swapfile = tmp_path / "stress.swap"
     log = machine.StateLog(tmp_path / "state.json")
     log.claim()
-    log.add(kind="swapfile", path=str(swapfile))
     swapfile.write_bytes(b"\0" * 4096)
+    st = swapfile.stat()
+    log.add(kind="swapfile", path=str(swapfile), dev=st.st_dev, ino=st.st_ino)
     log.add(kind="ksm", path=str(knob), old="100")
     knob.write_text("2000")
     # a new run refuses while the record is there (this process is alive: "another run")
@@ -186,3 +187,27 @@ def test_python_fallback_helper_oracle():
 def test_cli_forced_python_helper_is_reported(monkeypatch):
     monkeypatch.setenv("SWAPRACE_STRESS_HELPER", "python")
     assert native.build() is None
+
+
+def test_existing_swap_file_is_never_removed(tmp_path):
+    """--swap-file naming a file that exists: the run refuses, and its undo does not unlink the file."""
+    precious = tmp_path / "swapfile"
+    precious.write_bytes(b"user data")
+    plan = machine.Plan(swap_path=str(precious), swap_bytes=MiB, cgroup_version=2,
+                        cgroup_path=str(tmp_path / "cg"), limit_bytes=MiB)
+    log = machine.StateLog(tmp_path / "state.json")
+    with pytest.raises(SwapraceError, match="already exists"), machine.Machine(plan, log):
+        pass
+    assert precious.read_bytes() == b"user data"
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_undo_never_removes_a_file_it_did_not_create(tmp_path):
+    """A state file naming a path whose file was replaced (or an old log without the inode): kept."""
+    other = tmp_path / "swapfile"
+    other.write_bytes(b"not ours")
+    for change in ({"kind": "swapfile", "path": str(other)},
+                   {"kind": "swapfile", "path": str(other), "dev": "1", "ino": "1"}):
+        with pytest.raises(SwapraceError, match="not removing"):
+            machine._undo(change)
+    assert other.read_bytes() == b"not ours"

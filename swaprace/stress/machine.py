@@ -12,10 +12,12 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
@@ -206,8 +208,10 @@ class Machine:
 
     def _apply(self) -> None:
         plan = self.plan
-        self.log.add(kind="swapfile", path=plan.swap_path)
-        _create_swap_file(Path(plan.swap_path), plan.swap_bytes)
+        # logged once swaprace itself created the file (O_EXCL), with its inode: undo removes only that file
+        _create_swap_file(Path(plan.swap_path), plan.swap_bytes,
+                          created=lambda st: self.log.add(kind="swapfile", path=plan.swap_path,
+                                                          dev=st.st_dev, ino=st.st_ino))
         self.log.add(kind="swapon", path=plan.swap_path)
         _run([sbin("swapon"), "--priority", "32767", plan.swap_path], "swapon")
         if plan.cgroup_version == 2:
@@ -277,7 +281,20 @@ def _undo(change: Dict[str, str]) -> None:
         if any(row["filename"] == str(path) for row in active_swaps()):
             _run([sbin("swapoff"), str(path)], "swapoff")
     elif kind == "swapfile":
-        path.unlink(missing_ok=True)
+        _remove_own_file(path, change)
+
+
+def _remove_own_file(path: Path, change: dict[str, str]) -> None:
+    """Unlink ``path`` only when it is still the regular file swaprace created (same device and inode)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if "ino" not in change or "dev" not in change:
+        raise SwapraceError(f"not removing {path}: the state file does not say swaprace created it")
+    if not stat.S_ISREG(st.st_mode) or (str(st.st_dev), str(st.st_ino)) != (change["dev"], change["ino"]):
+        raise SwapraceError(f"not removing {path}: it is no longer the swap file swaprace created")
+    path.unlink()
 
 
 def _remove_cgroup(path: Path) -> None:
@@ -309,8 +326,9 @@ def _remove_cgroup(path: Path) -> None:
     path.rmdir()
 
 
-def _create_swap_file(path: Path, size: int) -> None:
-    """Zero-filled (no holes: swapon refuses sparse files), mode 0600, mkswap'd."""
+def _create_swap_file(path: Path, size: int, created: Callable[[os.stat_result], None] | None = None) -> None:
+    """Zero-filled (no holes: swapon refuses sparse files), mode 0600, mkswap'd. ``created`` is called with
+    the new file's stat right after the exclusive create, before anything else can fail."""
     path.parent.mkdir(parents=True, exist_ok=True)
     chunk = bytes(MiB)
     try:
@@ -320,6 +338,8 @@ def _create_swap_file(path: Path, size: int) -> None:
     except OSError as exc:
         raise SwapraceError(f"cannot create swap file {path}: {exc.strerror}") from None
     try:
+        if created is not None:
+            created(os.fstat(fd))
         written = 0
         while written < size:
             written += os.write(fd, chunk[: min(MiB, size - written)])
