@@ -153,7 +153,7 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
 
     sel = np.flatnonzero(ok)
     funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
-    func_names = [str(s) for s in funcs.dictionary.to_pylist()]
+    func_names = _decoded(funcs.dictionary)
     func_roles = [role_of_symbol(name, symbols) for name in func_names]
     func_codes = funcs.indices.to_numpy(zero_copy_only=False)
     role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
@@ -178,7 +178,7 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     tid_s = tid[sel]
     chunk.events = event_frame(
         ts=ts[sel].astype(np.int64), cpu=cpu[sel], pid=np.where(tgid_known[sel], tgid[sel], tid_s), tid=tid_s,
-        comm=(comms.indices.to_numpy(zero_copy_only=False), [str(c) for c in comms.dictionary.to_pylist()]),
+        comm=(comms.indices.to_numpy(zero_copy_only=False), _decoded(comms.dictionary)),
         func=(func_codes, func_names), role=(role_code_of_func[func_codes], role_names),
         phase=(is_ret_s.astype(np.int8), ["call", "return"]),
         entry=(np.where(call & (key == 1), val, e2), entry_ok), folio=(val, call & (key == 2) & vok),
@@ -383,15 +383,26 @@ def _is_word_before(buf: np.ndarray, eq: np.ndarray, word: bytes) -> np.ndarray:
     return (w[:, 0] == _SP) & np.all(w[:, 1:] == np.frombuffer(word, np.uint8)[None, :], axis=1)
 
 
-def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.StringArray:
-    """buf[start:end] for every row, as an Arrow string array (one gather, no Python loop)."""
+def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.BinaryArray:
+    """buf[start:end] for every row, as an Arrow binary array (one gather, no Python loop).
+
+    Binary, not string: a task name is whatever bytes the task set (``prctl(PR_SET_NAME)`` takes any), so the
+    few distinct values are decoded after dictionary encoding, by :func:`_decoded`."""
     lengths = np.maximum(end - start, 0).astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     idx = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
     data = buf[idx].tobytes()
-    return pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data)).cast(
-        pa.string())
+    return pa.Array.from_buffers(pa.large_binary(), len(lengths),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.binary())
+
+
+def _decoded(values: pa.Array) -> list[str]:
+    """Distinct byte strings as text; bytes that are not UTF-8 are kept, escaped (``str\\xe9ss``)."""
+    names = [v.decode("utf-8", "backslashreplace") for v in values.to_pylist()]
+    if len(set(names)) < len(names):  # "\\xe9" typed literally and a 0xe9 byte: keep the codes distinct
+        names = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]
+    return names
 
 
 # --- whole files -----------------------------------------------------------------------------------------------
