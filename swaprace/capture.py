@@ -67,11 +67,13 @@ def write_raw_trace(path: PathLike, lines: Iterable[str], meta: CaptureMeta) -> 
     return Path(path)
 
 
-def read_capture(path: PathLike) -> Capture:
-    """Read a native Parquet capture; any damage becomes one :class:`SwapraceError`."""
-    path = Path(path)
+def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture:
+    """Read a native Parquet capture (a path or a seekable binary file); any damage becomes one
+    :class:`SwapraceError`."""
+    source = path
+    path = Path(name or (getattr(path, "name", "<input>") if hasattr(path, "read") else path))  # type: ignore[arg-type]
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
     raw = (table.schema.metadata or {}).get(META_KEY)
