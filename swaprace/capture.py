@@ -12,11 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Union
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from swaprace.errors import SwapraceError
-from swaprace.events import Capture, CaptureMeta, normalize, to_arrow
+from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, normalize, to_arrow
 
 META_KEY = b"swaprace"
 PARQUET_MAGIC = b"PAR1"
@@ -76,13 +77,31 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
         table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
+    from swaprace.readers.validate import check_arrow_types, check_events, meta_from_json
+
     raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = CaptureMeta.from_json(raw.decode()) if raw else CaptureMeta(backend="parquet")
+    if raw:
+        meta = meta_from_json(raw.decode("utf-8", "backslashreplace"), f"{path} (Parquet footer)")
+    else:
+        meta = CaptureMeta(backend="parquet")
+    check_arrow_types(table.schema, str(path))
     try:
-        events = normalize(table.to_pandas())
-    except (ValueError, TypeError, KeyError) as exc:
+        frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)  # a null never turns an int column to float
+        missing = [c for c in INPUT_COLUMNS if c not in frame.columns and c != "pid"]
+        if missing:
+            raise KeyError(f"no column {', '.join(missing)}")
+        check_events(frame, str(path))
+        events = normalize(frame)
+    except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:
         raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
     return Capture(events=events, meta=meta, source_format="parquet")
+
+
+_NULLABLE_INTS = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
 
 
 def _umask() -> int:

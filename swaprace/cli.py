@@ -95,14 +95,16 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
     from swaprace.readers import read_any
     from swaprace.analysis.summary_text import render_summary
 
+    from swaprace.readers.validate import check_finite_seconds
+
+    since_ns = None if since is None else check_finite_seconds(since, "--since")
+    until_ns = None if until is None else check_finite_seconds(until, "--until")
     tty = sys.stderr.isatty()
     if tty:
         click.echo(f"reading {capture} ...", err=True)
     cap = read_any(capture, fmt)
     if tty:
         click.echo(f"analyzing {len(cap.events):,} events ...", err=True)
-    since_ns = None if since is None else int(round(since * 1e9))
-    until_ns = None if until is None else int(round(until * 1e9))
     result = analyze(cap, since_ns=since_ns, until_ns=until_ns, entry=entry, tid=tid)
     if as_json:
         echo_json(result.summary)

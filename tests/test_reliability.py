@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,166 @@ def test_a_fifo_with_a_writer_is_read(tmp_path):
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err.decode()
     assert json.loads(out)["events"] == analyze_json(TRACE)["events"]
+
+
+# --- one clear line instead of a traceback ------------------------------------------------------------------
+
+
+def cli(*args):
+    """In-process run; returns an object with returncode/stderr like subprocess.run's."""
+    from click.testing import CliRunner
+
+    from swaprace.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+
+    class Done:
+        returncode = result.exit_code
+        stderr = result.stderr
+        stdout = result.stdout
+        output = result.output + (repr(result.exception) if result.exception and
+                                  not isinstance(result.exception, SystemExit) else "")
+    return Done()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300"])
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_since_until_that_are_not_times(option, value):
+    line = one_error_line(cli("analyze", TRACE, option, value))
+    assert option in line
+
+
+def jsonl(tmp_path, *lines, name="cap.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+GOOD = {"ts_ns": 1, "tid": 1, "func": "swap_free", "phase": "call", "entry": 5}
+
+
+def event(**change):
+    return json.dumps({**GOOD, **change})
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"ts_ns": 2**63}, "ts_ns"), ({"ts_ns": 10**30}, "ts_ns"), ({"ts_ns": -1}, "ts_ns"), ({"ts_ns": True}, "boolean"),
+    ({"tid": 2**31}, "tid"), ({"pid": 2**40}, "pid"), ({"cpu": -3}, "cpu"),
+    ({"entry": 2**64}, "entry"), ({"entry": -1}, "entry"), ({"entry": "0x1" + "0" * 16}, "entry"),
+    ({"entry": 1.0}, "float"), ({"folio": False}, "boolean"),
+    ({"role": None}, "role"), ({"role": "bogus"}, "role"), ({"phase": None}, "phase"),
+], ids=lambda v: str(v)[:30])
+def test_jsonl_values_that_do_not_fit_are_errors_not_wraps(tmp_path, change, words):
+    line = one_error_line(cli("analyze", jsonl(tmp_path, event(**change))))
+    assert words in line
+
+
+def test_jsonl_hex_string_entries_are_accepted(tmp_path):
+    done = cli("analyze", "--json", jsonl(tmp_path, event(entry="0x3a5"), event(entry="0xffffffffffffffff", ts_ns=2)))
+    assert done.returncode == 0, done.output
+
+
+@pytest.mark.parametrize("meta", ['"text"', "[1, 2]", '{"symbols": 5}', '{"lost": {"x": "many"}}',
+                                  '{"lost_known": "yes"}', '{"duration_s": [1]}'])
+def test_bad_jsonl_meta_line(tmp_path, meta):
+    line = one_error_line(cli("analyze", jsonl(tmp_path, f'{{"meta": {meta}}}', event())))
+    assert "metadata" in line
+
+
+def test_deeply_nested_jsonl(tmp_path):
+    line = one_error_line(cli("analyze", jsonl(tmp_path, '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")))
+    assert "nested too deeply" in line or "not valid JSON" in line
+
+
+def perf_line(tid="1235", sec="5170", value="0x4000000000012a"):
+    return (f"stress  {tid} [001]  {sec}.262360: probe:swap_cache_get_folio: (ffffffff812c3a40) "
+            f"entry={value}")
+
+
+@pytest.mark.parametrize("kw, words", [({"value": "0x1" + "0" * 16}, "64 bits"), ({"value": "9" * 30}, "64 bits"),
+                                       ({"tid": "99999999999"}, "tid"), ({"sec": "99999999999999"}, "ts_ns")])
+def test_perf_values_that_do_not_fit(tmp_path, kw, words):
+    path = tmp_path / "cap.perf"
+    path.write_text(perf_line() + "\n" + perf_line(**kw) + "\n")
+    line = one_error_line(cli("analyze", "--format", "perf", path))
+    assert words in line
+
+
+def test_ftrace_timestamps_that_do_not_fit_or_are_negative(tmp_path):
+    good = "  stress-1234  [001] ..... 5170.262360: sr: (swap_cache_get_folio+0x4/0x1a0) entry=0x3a5"
+    for bad in (good.replace("5170.262360", "99999999999.262360"), good.replace(" 5170.262360", " -5170.262360")):
+        path = tmp_path / "cap.trace"
+        path.write_text(good + "\n" + bad + "\n")
+        assert "timestamp" in one_error_line(cli("analyze", path))
+
+
+@pytest.mark.parametrize("header", ["[1, 2]", '"x"', '{"symbols": ["a"]}', "{not json"])
+def test_swaprace_header_of_the_wrong_type(tmp_path, header):
+    path = tmp_path / "cap.trace"
+    path.write_text(f"# swaprace: {header}\n" + TRACE.read_text().split("\n", 1)[1])
+    assert "metadata" in one_error_line(cli("analyze", path))
+
+
+def _parquet_with(tmp_path, frame_change=None, footer=None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(PARQUET)
+    if frame_change:
+        df = table.to_pandas()
+        frame_change(df)
+        table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(
+            {b"swaprace": table.schema.metadata[b"swaprace"]})
+    if footer is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"swaprace": footer})
+    path = tmp_path / "cap.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize("footer", [b"not json", b"[]", b'{"symbols": 3}', b'"str"', b"[" * 50000])
+def test_parquet_footer_metadata_that_is_not_ours(tmp_path, footer):
+    assert "metadata" in one_error_line(cli("analyze", _parquet_with(tmp_path, footer=footer)))
+
+
+def _set(column, value):
+    def change(df):
+        df[column] = df[column].astype(object)
+        df.loc[0, column] = value
+    return change
+
+
+@pytest.mark.parametrize("column, value", [("role", None), ("role", "bogus"), ("phase", None), ("phase", "enter")])
+def test_parquet_unknown_or_null_roles_and_phases_are_rejected(tmp_path, column, value):
+    assert column in one_error_line(cli("analyze", _parquet_with(tmp_path, _set(column, value))))
+
+
+def test_parquet_float_entries_are_rejected(tmp_path):
+    def floats(df):
+        df["entry"] = df["entry"].astype("float64")
+    assert "entry" in one_error_line(cli("analyze", _parquet_with(tmp_path, floats)))
+    import pyarrow.parquet as pq  # and with the pandas metadata that would cast the floats back on reading
+
+    path = tmp_path / "cap.parquet"
+    table = pq.read_table(PARQUET)
+    pq.write_table(table.set_column(table.schema.get_field_index("entry"), "entry",
+                                    table.column("entry").cast("float64")), path)
+    assert "entry" in one_error_line(cli("analyze", path))
+
+
+def test_unreadable_directory_is_one_line(tmp_path):
+    """A capture inside a directory this user may not enter (root: run without its DAC capabilities)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "cap.trace").write_bytes(TRACE.read_bytes())
+    locked.chmod(0o700)
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: cannot drop CAP_DAC_OVERRIDE")
+        os.chown(locked, 65534, 65534)
+        prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([*prefix, sys.executable, "-m", "swaprace", "analyze", str(locked / "cap.trace")],
+                          capture_output=True, timeout=120, env=env, cwd=ROOT, check=False)
+    assert "Permission denied" in one_error_line(done)

@@ -32,7 +32,8 @@ from swaprace.readers.perf_script import looks_like_perf, parse_perf_lines
 from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
-from swaprace.events import INPUT_COLUMNS, ROLES, Capture, CaptureMeta, empty_events, normalize
+from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, empty_events, normalize
+from swaprace.readers.validate import check_events, meta_from_obj
 
 FORMATS = ("parquet", "jsonl", "ftrace", "perf")
 PathLike = Union[str, "os.PathLike[str]"]
@@ -253,11 +254,12 @@ def read_ftrace(path: PathLike | BinaryIO, symbols: dict | None = None, workers:
     Blocks are parsed on ``workers`` threads (default: one per CPU; numpy releases the GIL), with at most two
     blocks per worker in flight so memory stays bounded on multi-gigabyte dumps.
     """
+    label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
     with _binary(path) as fh:
-        return _read_ftrace(fh, symbols, workers)
+        return _read_ftrace(fh, symbols, workers, label)
 
 
-def _read_ftrace(fh: BinaryIO, symbols: dict | None, workers: int | None) -> Capture:
+def _read_ftrace(fh: BinaryIO, symbols: dict | None, workers: int | None, label: str) -> Capture:
     overrides = dict(symbols or {})
     blocks = _blocks(fh)
     first = next(blocks, b"")
@@ -282,6 +284,12 @@ def _read_ftrace(fh: BinaryIO, symbols: dict | None, workers: int | None) -> Cap
             events = events.take(order).reset_index(drop=True)
     else:
         events = frames[0] if frames else empty_events()
+    for c in chunks:
+        if c.meta_error:
+            raise SwapraceError(f"{label}: {c.meta_error}")
+        if c.bad_timestamps:
+            raise SwapraceError(f"{label}: {sum(x.bad_timestamps for x in chunks)} event line(s) with a timestamp "
+                                f"that is negative or does not fit 64-bit ns, e.g. {c.bad_timestamp_line!r}")
     meta = merge_chunk_meta(chunks)
     skipped = sum(c.skipped for c in chunks)
     meta.extra.setdefault("comment_lines", sum(c.comment_lines for c in chunks))
@@ -299,8 +307,12 @@ def _concat_events(frames: List[pd.DataFrame]) -> pd.DataFrame:
 
 def read_perf(path: PathLike | BinaryIO, name: str | None = None) -> Capture:
     """Read ``perf script`` text of kprobe events (bytes that are not UTF-8 are kept, escaped)."""
+    label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
     with _binary(path) as raw, _text(raw) as text:
-        events, skipped = parse_perf_lines(text)
+        try:
+            events, skipped = parse_perf_lines(text)
+        except SwapraceError as exc:
+            raise SwapraceError(f"{label}: {exc}") from None
     meta = CaptureMeta(backend="perf-script")
     return Capture(events=events, meta=meta, source_format="perf", skipped_lines=skipped)
 
@@ -322,60 +334,51 @@ def read_jsonl(source: PathLike | BinaryIO, name: str | None = None) -> Capture:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
-                raise SwapraceError(f"{path}:{n}: not valid JSON ({line.strip()[:60]!r})") from None
+            except (ValueError, RecursionError) as exc:
+                why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+                raise SwapraceError(f"{path}:{n}: {why} ({line.strip()[:60]!r})") from None
             if not isinstance(obj, dict):
                 raise SwapraceError(f"{path}:{n}: expected a JSON object per line")
             if "meta" in obj and len(obj) == 1:
-                meta = CaptureMeta.from_json(json.dumps(obj["meta"]))
+                meta = meta_from_obj(obj["meta"], f"{path}:{n}")
                 continue
             records.append(obj)
     if not records:
         return Capture(events=empty_events(), meta=meta, source_format="jsonl", skipped_lines=skipped)
-    u64 = {col: [rec.get(col) for rec in records] for col in ("entry", "folio", "retval")}
-    frame = pd.DataFrame.from_records(
-        [{k: v for k, v in rec.items() if k not in u64} for rec in records])
     overrides = symbol_overrides(meta.symbols)
-    if "role" not in frame.columns and "func" in frame.columns:
-        frame["role"] = [role_of_symbol(str(f), overrides) for f in frame["func"]]
-    for col, default in (("comm", ""), ("cpu", 0)):
-        frame[col] = frame[col].fillna(default) if col in frame.columns else default
-    if "pid" in frame.columns and "tid" in frame.columns:
-        frame["pid"] = frame["pid"].fillna(frame["tid"])  # pid defaults to tid, per record
-    for col in ("entry", "folio", "retval"):
-        frame[col] = _u64_column(u64[col], path, col)  # from the records: a float column would lose bits
-    required = [c for c in INPUT_COLUMNS if c not in ("pid",)]
-    missing = [c for c in required if c not in frame.columns]
+    columns = {}
+    for col in INPUT_COLUMNS:  # object columns: no float for a missing value, no wrap for a big one
+        values = [rec.get(col) for rec in records]
+        if col in ("entry", "folio", "retval"):
+            values = [_u64_value(v, path, col) for v in values]
+        columns[col] = values
+    missing = [c for c in INPUT_COLUMNS if c not in ("pid", "comm", "cpu", "role", "entry", "folio", "retval")
+               and all(v is None for v in columns[c])]
     if missing:
         raise SwapraceError(f"{path}: JSON Lines events lack {', '.join(missing)}")
-    bad_role = frame["role"].notna() & ~frame["role"].isin(ROLES)
-    if bad_role.any():
-        raise SwapraceError(f"{path}: unknown role {frame['role'][bad_role].iloc[0]!r} (roles: {', '.join(ROLES)})")
-    unknown = frame["role"].isna()
-    skipped += int(unknown.sum())
-    frame = frame[~unknown]
-    bad_phase = ~frame["phase"].isin(["call", "return"])
-    if bad_phase.any():
-        raise SwapraceError(f"{path}: phase must be 'call' or 'return' (got {frame['phase'][bad_phase].iloc[0]!r})")
+    columns["comm"] = ["" if v is None else v for v in columns["comm"]]
+    columns["cpu"] = [0 if v is None else v for v in columns["cpu"]]
+    columns["pid"] = [t if p is None else p for p, t in zip(columns["pid"], columns["tid"])]  # pid defaults to tid
+    # role: given, or derived from func (an unknown function is skipped, like a text reader's other events)
+    columns["role"] = [rec["role"] if "role" in rec else role_of_symbol(str(rec.get("func")), overrides)
+                       for rec in records]
+    keep = [("role" in rec) or role is not None for rec, role in zip(records, columns["role"])]
+    skipped += keep.count(False)
+    frame = pd.DataFrame({c: pd.Series([v for v, k in zip(vals, keep) if k], dtype=object)
+                          for c, vals in columns.items()})
+    check_events(frame, str(path))
     try:
         events = normalize(frame)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise SwapraceError(f"{path}: JSON Lines events have bad values ({str(exc).splitlines()[0]})") from None
     return Capture(events=events, meta=meta, source_format="jsonl", skipped_lines=skipped)
 
 
-def _u64_column(values: list, path: Path, name: str) -> pd.arrays.IntegerArray:
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and v != v):
-            out.append(None)
-        elif isinstance(v, str):
-            try:
-                out.append(int(v, 0) & (2**64 - 1))
-            except ValueError:
-                raise SwapraceError(f"{path}: bad {name} value {v!r}") from None
-        elif isinstance(v, bool) or not isinstance(v, int):
-            raise SwapraceError(f"{path}: bad {name} value {v!r} (an integer or a \"0x...\" string)")
-        else:
-            out.append(v & (2**64 - 1))
-    return pd.array(out, dtype="UInt64")
+def _u64_value(v: object, path: Path, name: str) -> object:
+    """A JSON entry/folio/retval: an integer, a ``"0x..."`` (or decimal) string, or null; range-checked later."""
+    if isinstance(v, str):
+        try:
+            return int(v, 0)
+        except ValueError:
+            raise SwapraceError(f"{path}: bad {name} value {v[:40]!r} (an integer or a \"0x...\" string)") from None
+    return v

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from swaprace.errors import SwapraceError
 from swaprace.kernel.symbols import role_of_symbol
+from swaprace.readers.validate import meta_from_json
 from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
 
 _NL, _CR, _SP, _HASH = 10, 13, 32, 35
@@ -44,6 +46,7 @@ for _i, _c in enumerate(b"ABCDEF", start=10):
     _HEXVAL[_c] = _i
 _POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
 _PAD = b"\n" * 64
+_MAX_SEC = (2**63 - 1) // 10**9 - 1  # seconds whose ns, plus any fraction, still fit int64
 
 _LOST_RE = re.compile(r"^CPU:(\d+) \[LOST (\d+) EVENTS\]")
 _ENTRIES_RE = re.compile(r"^#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
@@ -62,6 +65,9 @@ class FtraceChunk:
     entries_in_buffer: Optional[int] = None  # from the `trace` header
     entries_written: Optional[int] = None
     meta: Optional[CaptureMeta] = None  # a `# swaprace: {...}` line, if any
+    meta_error: Optional[str] = None  # why a `# swaprace:` line is not valid metadata (the reader raises it)
+    bad_timestamps: int = 0  # event lines whose timestamp does not fit int64 ns or is negative (not events)
+    bad_timestamp_line: Optional[str] = None  # the first of them
 
 
 def parse_ftrace_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] = None
@@ -115,6 +121,8 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     ts = np.where(has_dot, sec * np.uint64(10**9) + frac * _POW10[np.clip(9 - nfrac, 0, 19)], frac)
     ts_start = np.where(has_dot, dot - nsec, tc - nfrac)
     ok &= (nfrac > 0) & (~has_dot | (nsec > 0)) & (nfrac <= 9)
+    # a timestamp that does not fit int64 ns, or a negative one, is not silently wrapped or made positive
+    ts_bad = (has_dot & (sec > np.uint64(_MAX_SEC))) | (buf[np.maximum(ts_start - 1, 0)] == _DASH)
 
     # Header, read from the right: "[cpu]" is the last "]" before the timestamp.
     rb, ok_rb = _last_before(pos[_RBR], ts_start, ls)
@@ -159,6 +167,12 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
     sel = sel[role_known]
     func_codes = func_codes[role_known]
+    bad = ts_bad[sel]
+    if bad.any():
+        chunk.bad_timestamps = int(bad.sum())
+        first_bad = sel[bad][0]
+        chunk.bad_timestamp_line = data[ls[first_bad]:le[first_bad]].decode("utf-8", "backslashreplace")[:120]
+        sel, func_codes = sel[~bad], func_codes[~bad]
     chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines
     if len(sel) == 0:
         return chunk
@@ -228,9 +242,9 @@ def _parse_side_lines(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np
         line = data[starts[i]:ends[i]].decode("utf-8", "replace")
         if line.startswith(_META_PREFIX):
             try:
-                chunk.meta = CaptureMeta.from_json(line[len(_META_PREFIX):].strip())
-            except (ValueError, TypeError):
-                pass  # a damaged metadata line is just a comment
+                chunk.meta = meta_from_json(line[len(_META_PREFIX):].strip(), "'# swaprace:' line")
+            except SwapraceError as exc:
+                chunk.meta_error = str(exc)  # not raised here: the live backend shares this parser
             continue
         m = _ENTRIES_RE.match(line)
         if m:
