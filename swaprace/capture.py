@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Union
 
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 
 from swaprace.errors import SwapraceError
 from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, normalize, to_arrow
+from swaprace.osutil import UnsafeOutput, atomic_write
 
 META_KEY = b"swaprace"
 PARQUET_MAGIC = b"PAR1"
@@ -26,34 +26,27 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside ``path``; on success fsync it and rename it over ``path``, else remove it.
+def atomic_output(path: PathLike, mode: str = "wb", inputs: tuple = ()) -> Iterator[IO]:
+    """:func:`swaprace.osutil.atomic_write` with its refusals and I/O errors as one :class:`SwapraceError`.
 
     Readers never see a half-written file under the final name, even if the writer is killed.
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with atomic_write(path, mode, inputs=inputs) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a capture gets a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except UnsafeOutput as exc:
+        raise SwapraceError(str(exc)) from None
+    except OSError as exc:
+        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_capture(capture: Capture, path: PathLike) -> Path:
+def write_capture(capture: Capture, path: PathLike, inputs: tuple = ()) -> Path:
     """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
     table = to_arrow(normalize(capture.events))
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[META_KEY] = capture.meta.to_json().encode()
     table = table.replace_schema_metadata(schema_meta)
-    with atomic_output(path) as fh:
+    with atomic_output(path, inputs=inputs) as fh:
         pq.write_table(table, fh, compression="zstd")
     return Path(path)
 
@@ -77,7 +70,11 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
         table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
-    from swaprace.readers.validate import check_arrow_types, check_events, meta_from_json
+    from swaprace.readers.validate import (
+        check_arrow_types,
+        check_events,
+        meta_from_json,
+    )
 
     raw = (table.schema.metadata or {}).get(META_KEY)
     if raw:
@@ -102,12 +99,6 @@ _NULLABLE_INTS = {
     pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
     pa.uint64(): pd.UInt64Dtype(),
 }
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _first_line(exc: BaseException) -> str:

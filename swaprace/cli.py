@@ -564,7 +564,7 @@ def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
     progress = _TtyProgress("rendering")
     try:
         result = build_report(analysis, out_dir, source_name=Path(capture).name, max_timelines=max_timelines,
-                              busiest=busiest, progress=progress)
+                              busiest=busiest, progress=progress, inputs=(capture,))
     finally:
         progress.close()
     for failure in result.failures:
@@ -616,11 +616,12 @@ def plot_entry_command(entry, capture, output, fmt, race, as_json):
         swaprace plot entry 0:0x12a capture.parquet -o entry.png
         swaprace plot entry 0x12a capture.parquet --race 0 -o race.png
     """
-    from swaprace.analysis.report import timeline_summary, load_analysis, parse_entry, plot_entry
+    from swaprace.analysis.report import load_analysis, parse_entry, plot_entry, style, timeline_summary
 
     value = parse_entry(entry)
+    style.check_writable(output, (capture,))
     analysis = load_analysis(capture, fmt, status=_tty_status)
-    path, data = plot_entry(analysis, value, output, race=race)
+    path, data = plot_entry(analysis, value, output, race=race, inputs=(capture,))
     _plot_done(path, timeline_summary(data), as_json)
 
 
@@ -636,9 +637,10 @@ def plot_windows_command(capture, output, fmt, as_json):
     Example:
         swaprace plot windows capture.parquet -o windows.png
     """
-    from swaprace.analysis.report import load_analysis, plot_windows
+    from swaprace.analysis.report import load_analysis, plot_windows, style
 
-    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns}, as_json)
 
 
@@ -654,9 +656,10 @@ def plot_reuse_command(capture, output, fmt, as_json):
     Example:
         swaprace plot reuse capture.parquet -o reuse.png
     """
-    from swaprace.analysis.report import load_analysis, plot_reuse
+    from swaprace.analysis.report import load_analysis, plot_reuse, style
 
-    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes}, as_json)
 
 
@@ -672,9 +675,10 @@ def plot_rate_command(capture, output, fmt, as_json):
     Example:
         swaprace plot rate capture.parquet -o rate.png
     """
-    from swaprace.analysis.report import load_analysis, plot_rate
+    from swaprace.analysis.report import load_analysis, plot_rate, style
 
-    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text}, as_json)
 # === end report / plot ===================================================================================
 

@@ -242,3 +242,92 @@ def test_unreadable_directory_is_one_line(tmp_path):
     done = subprocess.run([*prefix, sys.executable, "-m", "swaprace", "analyze", str(locked / "cap.trace")],
                           capture_output=True, timeout=120, env=env, cwd=ROOT, check=False)
     assert "Permission denied" in one_error_line(done)
+
+
+# --- files and security: one safe, atomic writer ------------------------------------------------------------
+
+
+def _planted(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_report import planted_capture
+
+    from swaprace.capture import write_capture
+
+    return write_capture(planted_capture(), tmp_path / "planted.parquet")
+
+
+def test_report_refuses_another_users_directory(tmp_path):
+    cap = _planted(tmp_path)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534) if os.geteuid() == 0 else pytest.skip("needs root to chown")
+    line = one_error_line(cli("report", cap, "-o", theirs))
+    assert "another user" in line and not list(theirs.iterdir())
+
+
+def test_report_never_follows_a_planted_link(tmp_path):
+    """A link planted under the old fixed temp name, or as report.html itself: the linked file is untouched."""
+    cap = _planted(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".report.html.tmp").symlink_to(victim)
+    done = cli("report", cap, "-o", out)
+    assert done.returncode == 0, done.output
+    assert victim.read_text() == "precious" and (out / ".report.html.tmp").is_symlink()
+    (out / "report.html").unlink()
+    (out / "report.html").symlink_to(victim)
+    assert "symbolic link" in one_error_line(cli("report", cap, "-o", out))
+    assert victim.read_text() == "precious"
+
+
+def test_a_failed_png_write_leaves_the_old_picture_and_no_temp(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from swaprace.analysis.report import style
+    from swaprace.errors import SwapraceError
+
+    png = tmp_path / "old.png"
+    png.write_bytes(b"good old picture")
+
+    def full_disk(self, fh, **kw):
+        fh.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(SwapraceError, match="No space left"):
+        style.save_png(style.new_figure((100, 100)), png)
+    assert png.read_bytes() == b"good old picture"
+    assert [p.name for p in tmp_path.iterdir()] == ["old.png"]
+
+
+def test_report_rerun_clears_its_stale_pictures(tmp_path):
+    cap = _planted(tmp_path)
+    out = tmp_path / "out"
+    assert cli("report", cap, "-o", out).returncode == 0
+    races = sorted(p.name for p in out.glob("race-*.png"))
+    assert races
+    (out / "mine.png").write_bytes(b"not the report's")
+    assert cli("report", cap, "-o", out, "--max-timelines", "0").returncode == 0
+    assert not list(out.glob("race-*.png"))
+    assert (out / "mine.png").exists()  # only what the previous report listed is removed
+
+
+@pytest.mark.parametrize("kind", ["windows", "rate", "reuse"])
+def test_plot_refuses_to_overwrite_its_input(tmp_path, kind):
+    cap = _planted(tmp_path)
+    before = cap.read_bytes()
+    assert "input" in one_error_line(cli("plot", kind, cap, "-o", cap))
+    assert cap.read_bytes() == before
+
+
+def test_plot_entry_refuses_to_overwrite_its_input(tmp_path):
+    cap = _planted(tmp_path)
+    assert "input" in one_error_line(cli("plot", "entry", "0x12a", cap, "-o", cap))
+
+
+def test_plot_to_dev_null_is_one_line(tmp_path):
+    cap = _planted(tmp_path)
+    assert "not a regular file" in one_error_line(cli("plot", "windows", cap, "-o", "/dev/null"))
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

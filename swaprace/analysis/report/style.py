@@ -53,21 +53,22 @@ def new_figure(size_px: Tuple[int, int]) -> Figure:
     return fig
 
 
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG of its nominal size (no tight bbox: the size stays predictable)."""
-    path = Path(path)
-    try:
-        fig.savefig(path, format="png", dpi=DPI)
-    except OSError as exc:
-        from swaprace.errors import SwapraceError
+def save_png(fig: Figure, path: Path, inputs: tuple = ()) -> Path:
+    """Write ``fig`` as a PNG of its nominal size (no tight bbox: the size stays predictable), atomically:
+    a full disk or a kill leaves the previous picture (or none), never a truncated one."""
+    from swaprace.capture import atomic_output
 
-        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    path = Path(path)
+    with atomic_output(path, "wb", inputs=inputs) as fh:
+        fig.savefig(fh, format="png", dpi=DPI)
     return path
 
 
-def check_writable(path: Path) -> Path:
-    """Fail before any drawing when ``path`` cannot be created (a missing or read-only directory)."""
+def check_writable(path: Path, inputs: tuple = ()) -> Path:
+    """Fail before any drawing when ``path`` cannot be created (a missing or read-only directory) or must not
+    be written (a link, a device, an input: :func:`swaprace.osutil.check_output_path`)."""
     from swaprace.errors import SwapraceError
+    from swaprace.osutil import UnsafeOutput, check_output_path
 
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -77,6 +78,10 @@ def check_writable(path: Path) -> Path:
         raise SwapraceError(f"cannot write {path}: it is a directory")
     if not os.access(parent, os.W_OK):
         raise SwapraceError(f"cannot write {path}: directory {parent} is not writable")
+    try:
+        check_output_path(path, inputs)
+    except UnsafeOutput as exc:
+        raise SwapraceError(str(exc)) from None
     return path
 
 
