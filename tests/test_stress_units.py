@@ -211,3 +211,25 @@ def test_undo_never_removes_a_file_it_did_not_create(tmp_path):
         with pytest.raises(SwapraceError, match="not removing"):
             machine._undo(change)
     assert other.read_bytes() == b"not ours"
+
+
+def test_limit_keeper_pushes_back_under_the_target_and_restores_the_hard_limit(tmp_path):
+    """v1 has no memory.high: the keeper writes the target (the kernel reclaims in its thread) and puts the
+    hard limit straight back, so the workers never charge against a tight limit (no OOM, no freeze)."""
+    import time
+
+    (tmp_path / "memory.usage_in_bytes").write_text(str(40 * MiB))
+    (tmp_path / "memory.limit_in_bytes").write_text(str(192 * MiB))
+    keeper = machine.LimitKeeper(tmp_path, 24 * MiB, 192 * MiB)
+    keeper.start()
+    deadline = time.monotonic() + 10
+    while keeper.passes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    keeper.stop()
+    assert keeper.passes >= 2
+    assert (tmp_path / "memory.limit_in_bytes").read_text() == str(192 * MiB)
+
+
+def test_default_sizes_have_a_hard_limit_no_workload_reaches():
+    sizes = run.plan_sizes(run.StressOptions())
+    assert sizes.limit == 24 * MiB and sizes.hard_limit > 2 * sizes.working_set

@@ -189,18 +189,40 @@ class Machine:
     def __exit__(self, *exc) -> None:
         restore(self.log)
 
-    def apply_limit(self) -> None:
-        """Set the cgroup limit once the workload has filled its memory: the write itself reclaims down
-        to the limit. Filling under the limit instead races swap writeback and ends in the OOM killer."""
-        name = "memory.max" if self.plan.cgroup_version == 2 else "memory.limit_in_bytes"
+    def apply_limit(self, hard_bytes: int) -> None:
+        """Bring the group down to the planned limit once the workload has filled its memory (the write
+        itself reclaims; filling under the limit instead races swap writeback), then keep it there without
+        ever giving the kernel a reason to OOM-kill or freeze a worker.
+
+        Why not a plain hard limit: with eight threads and forked readers faulting at once, a charge's own
+        reclaim loses the pages it frees to the other faulting tasks, and after MAX_RECLAIM_RETRIES the
+        memcg declares OOM -- at 24, 32, 40 and even 48 MiB of a 64 MiB working set on a 2-CPU host. v1 then
+        OOM-kills, or with ``oom_kill_disable`` parks every faulting task in mem_cgroup_oom_synchronize
+        until something uncharges (nothing does: the old deadlock), and faults taken inside the kernel fail
+        meanwhile (SIGSEGV). So the planned limit is a *high* mark -- v2 ``memory.high`` (reclaim and
+        throttling, never an OOM), v1 :class:`LimitKeeper` -- and the hard limit is ``hard_bytes``, far above.
+        """
+        if self.plan.cgroup_version == 2:
+            _write(self.cgroup / "memory.max", str(hard_bytes))
+            _write(self.cgroup / "memory.high", str(self.plan.limit_bytes))  # reclaims down to it now
+            return
+        name = self.cgroup / "memory.limit_in_bytes"
         for attempt in range(50):
             try:
-                _write(self.cgroup / name, str(self.plan.limit_bytes))
-                return
+                _write(name, str(self.plan.limit_bytes))
+                break
             except SwapraceError:
                 if attempt == 49:  # v1 answers EBUSY while it cannot reclaim enough yet
                     raise
                 time.sleep(0.2)
+        _write(name, str(hard_bytes))
+        self.keeper = LimitKeeper(self.cgroup, self.plan.limit_bytes, hard_bytes)
+        self.keeper.start()
+
+    def stop_keeper(self) -> None:
+        keeper = getattr(self, "keeper", None)
+        if keeper is not None:
+            keeper.stop()
 
     @property
     def procs_file(self) -> str:
@@ -224,11 +246,6 @@ class Machine:
             self.cgroup.mkdir()
         except OSError as exc:
             raise SwapraceError(f"cannot create cgroup {self.cgroup}: {exc.strerror}") from None
-        if plan.cgroup_version == 1:
-            # v1 only: a fault whose charge cannot reclaim fast enough (2 cores, 8 threads thrashing) waits
-            # for memory instead of OOM-killing a worker; the limit still forces the swapping the run needs.
-            # (v2 has no such switch; its memory.max reclaim did not OOM in our guests.)
-            _write(self.cgroup / "memory.oom_control", "1")
         if plan.ksm and _read(KSM_DIR / "run") == "0" and _read(KSM_DIR / "pages_sharing") == "0":
             # KSM was off with nothing merged: restoring "as found" means unmerging what our scan merged
             # (on a host, that includes the memory of any QEMU guest running there), not just stopping it.
@@ -237,6 +254,48 @@ class Machine:
             path = KSM_DIR / knob
             self.log.add(kind="ksm", path=str(path), old=_read(path))
             _write(path, value)
+
+
+class LimitKeeper:
+    """cgroup v1 has no ``memory.high``: this thread plays it. The hard limit stays high; whenever the group
+    is above ``target`` the thread writes ``target`` to ``memory.limit_in_bytes`` -- the kernel reclaims in
+    *this* thread until the group fits (or answers EBUSY), and only then sets the limit -- and puts the hard
+    limit straight back. The workers never wait on a limit, so none is OOM-killed or frozen."""
+
+    POLL_S = 0.01
+
+    def __init__(self, cgroup: Path, target: int, hard: int):
+        import threading
+
+        self.cgroup, self.target, self.hard = cgroup, target, hard
+        self.slack = max(target // 32, MiB)
+        self.passes = 0  # times it pushed the group back under the target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swaprace-limit-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        limit = self.cgroup / "memory.limit_in_bytes"
+        usage = self.cgroup / "memory.usage_in_bytes"
+        while not self._stop.wait(self.POLL_S):
+            try:
+                if int(_read(usage)) <= self.target + self.slack:
+                    continue
+                try:
+                    _write(limit, str(self.target))  # reclaim here, in this thread
+                    self.passes += 1
+                except SwapraceError:
+                    pass  # EBUSY: could not get there this time; the workers still have the hard limit
+                finally:
+                    _write(limit, str(self.hard))
+            except (OSError, ValueError, SwapraceError):
+                return  # the cgroup is gone (restore ran)
 
 
 def restore(log: StateLog) -> None:

@@ -55,8 +55,9 @@ class StressOptions:
 @dataclass
 class Sizes:
     working_set: int
-    limit: int
+    limit: int  # the high mark the group is kept at (machine.Machine.apply_limit)
     swap: int
+    hard_limit: int = 0  # the cgroup's hard limit: only a bound on a runaway, never reached by the workload
 
 
 def plan_sizes(opts: StressOptions) -> Sizes:
@@ -72,7 +73,8 @@ def plan_sizes(opts: StressOptions) -> Sizes:
     # vm_swap_full()), MADV_PAGEOUT pushes it further, and there is still room for swap-cache duplicates and
     # the interpreters' own pages (a full swap file under a cgroup limit means the OOM killer).
     swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 8 * MiB
-    return Sizes(working_set, limit, swap)
+    # every page of the region plus the helpers' buffers and interpreters fit below it: no OOM, ever
+    return Sizes(working_set, limit, swap, hard_limit=2 * working_set + 64 * MiB)
 
 
 def check_options(opts: StressOptions) -> None:
@@ -237,10 +239,13 @@ class _Run:
             before_go()
         before = oracle.read_vmstat()
         ksm_before = _ksm_counters()
-        self.box.apply_limit()
+        self.box.apply_limit(self.sizes.hard_limit)
         (self.out / "go").touch()
         started = time.monotonic()
-        self._watch(workers, started)
+        try:
+            self._watch(workers, started)
+        finally:
+            self.box.stop_keeper()
         after = oracle.read_vmstat()
         results = self._collect(workers)
         rounds_s = (self.rounds_done_at or time.monotonic()) - started
@@ -249,6 +254,9 @@ class _Run:
                             self._ksm_summary(ksm_before), self.swap_samples, self.injections, rounds_s,
                             self._cgroup_events(), rates)
         summary["duration_s"] = round(time.monotonic() - started, 2)
+        summary["machine"]["hard_limit_mib"] = self.sizes.hard_limit // MiB
+        keeper = getattr(self.box, "keeper", None)
+        summary["machine"]["limit_keeper_passes"] = keeper.passes if keeper is not None else None
         # CLOCK_MONOTONIC, like the capture's timestamps: the trace figures are taken over the rounds only
         summary["rounds_interval_ns"] = [int(started * 1e9), int((started + rounds_s) * 1e9)]
         return summary
