@@ -6,7 +6,6 @@ become one ``swaprace: error: ...`` line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -34,8 +33,11 @@ class SwapraceGroup(click.Group):
 
 
 def echo_json(obj: Any) -> None:
-    """Print one JSON object on stdout (the ``--json`` contract of every command)."""
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    """Print one JSON object on stdout (the ``--json`` contract of every command): swap entries and other
+    64-bit values as ``"0x..."`` strings (:mod:`swaprace.jsonout`)."""
+    from swaprace import jsonout
+
+    click.echo(jsonout.dumps(obj, indent=2, sort_keys=True))
 
 
 @click.group(cls=SwapraceGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -331,3 +331,32 @@ def test_plot_to_dev_null_is_one_line(tmp_path):
     cap = _planted(tmp_path)
     assert "not a regular file" in one_error_line(cli("plot", "windows", cap, "-o", "/dev/null"))
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+# --- JSON: 64-bit values as hex strings ------------------------------------------------------------------
+
+
+def test_json_entries_are_hex_strings_in_analyze_and_report(tmp_path):
+    """Swap entries (type in the top bits) and folio pointers exceed 2**53: jq and JavaScript would round
+    them; --json and report.json print them as "0x..." strings, and a JSONL reader takes them back."""
+    cap = _planted(tmp_path)
+    done = cli("analyze", cap, "--json")
+    summary = json.loads(done.stdout)
+    assert summary["races"] and all(isinstance(r["entry"], str) and r["entry"].startswith("0x")
+                                    for r in summary["races"])
+    assert cli("report", cap, "-o", tmp_path / "out").returncode == 0
+    index = json.loads((tmp_path / "out" / "report.json").read_text())
+    for race in index["races"]:
+        assert race["entry"].startswith("0x")
+    folios = [f for fig in index["figures"] for f in fig["data"].get("folios", [])]
+    assert folios and all(isinstance(f, str) and int(f, 16) >= 0 for f in folios)
+    big = 0x4000000000012A + 2**63  # swap type in the top bits: not exact as a double
+    done = cli("analyze", "--entry", hex(big), cap, "--json")  # hex on input, exact on output
+    assert done.returncode == 0 and json.loads(done.stdout)["filters"]["entry"] == hex(big)
+
+
+def test_hexify_leaves_counts_alone():
+    from swaprace.jsonout import dumps
+
+    out = json.loads(dumps({"entries": 4, "entry": 2**64 - 1, "folios": [1, 2], "races": [{"entry": 5}]}))
+    assert out == {"entries": 4, "entry": "0xffffffffffffffff", "folios": ["0x1", "0x2"], "races": [{"entry": "0x5"}]}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
+from swaprace import jsonout
 from swaprace.errors import SwapraceError
 from swaprace.events import SWP_OFFSET_MASK, SWP_TYPE_SHIFT
 from swaprace.probes.backend import ProbePlan
@@ -89,7 +90,7 @@ def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
 
     def on_race(race: dict) -> None:
         if options.as_json:
-            write(json.dumps({"type": "race", **race}, sort_keys=True))
+            write(jsonout.dumps({"type": "race", **race}, sort_keys=True))
         else:
             write(format_race(race))
 

@@ -242,7 +242,9 @@ def build_report(analysis, out_dir, source_name: Optional[str] = None,
     if progress:
         progress(len(steps), len(steps), "writing report.html")
     _write_text(report.html_path, html.render(report))
-    _write_text(report.json_path, json.dumps(report.to_json(), indent=2, default=str))
+    from swaprace import jsonout
+
+    _write_text(report.json_path, jsonout.dumps(report.to_json(), indent=2))
     for name in previous - {f.file for f in report.figures}:
         stale = directory / name
         if stale.is_file() and not stale.is_symlink():
