@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import IO
 
 
@@ -98,3 +100,45 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: The signals that mean "stop": Ctrl-C, kill, and the terminal going away (ssh dropped, window closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_raise(make: Callable[[int], BaseException] | None = None,
+                  signals: tuple = STOP_SIGNALS) -> Iterator[None]:
+    """The package's one signal-to-exception helper: while inside, each of ``signals`` raises ``make(signum)``
+    (default :class:`KeyboardInterrupt`) in the main thread, so clean-up runs as it does on Ctrl-C. The
+    previous handlers come back on exit. Outside the main thread it does nothing (signals go to the main one).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise (make(signum) if make else KeyboardInterrupt(signal.Signals(signum).name))
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_deferred(signals: tuple = STOP_SIGNALS) -> Iterator[list]:
+    """Hold ``signals`` back while inside (a capture being written must not be cut by a second Ctrl-C); yields
+    the list of the signal numbers that arrived meanwhile, for the caller to act on afterwards."""
+    arrived: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    previous = {sig: signal.signal(sig, lambda signum, _f: arrived.append(signum)) for sig in signals}
+    try:
+        yield arrived
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -360,3 +360,69 @@ def test_hexify_leaves_counts_alone():
 
     out = json.loads(dumps({"entries": 4, "entry": 2**64 - 1, "folios": [1, 2], "races": [{"entry": 5}]}))
     assert out == {"entries": 4, "entry": "0xffffffffffffffff", "folios": ["0x1", "0x2"], "races": [{"entry": "0x5"}]}
+
+
+# --- signals ------------------------------------------------------------------------------------------------
+
+
+class _FakeDetector:
+    """Just enough of the bcc backend for `watch`: counters, races that arrive, a record of what was called."""
+
+    def __init__(self):
+        self.stopped = False
+        self.on_race = None
+        self.kept = []  # race records the backend holds until drained (as BccBackend._race_chunks)
+
+    def check(self):
+        return None
+
+    def start(self, plan):
+        pass
+
+    def stop(self):
+        self.stopped = True
+
+    def counters(self):
+        return {"hits": {}, "windows": 0, "releases": 0, "reuses": 0, "races_recovered": len(self.kept),
+                "races_stale_install": 0}
+
+    def losses(self):
+        return {}
+
+    def poll(self, timeout_ms=0):
+        import time
+
+        self.kept.append(b"race")
+        time.sleep(timeout_ms / 1000)
+
+    def drain_races(self):
+        drained, self.kept = self.kept, []
+        return drained
+
+
+def test_watch_drains_its_race_records():
+    from swaprace.probes.backend import ProbePlan
+    from swaprace.probes.watch import WatchOptions, watch
+
+    backend = _FakeDetector()
+    watch(ProbePlan(resolutions={}), WatchOptions(interval=0.05, count=5), lambda _line: None, backend=backend)
+    assert len(backend.kept) <= 2  # what arrived since the last interval, not the whole run
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_watch_stops_cleanly_on_sighup_like_sigterm(sig):
+    import signal
+    import threading
+
+    from swaprace.probes.backend import ProbePlan
+    from swaprace.probes.watch import WatchOptions, watch
+
+    backend = _FakeDetector()
+    before = signal.getsignal(getattr(signal, sig))
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), getattr(signal, sig)))
+    timer.start()
+    try:
+        watch(ProbePlan(resolutions={}), WatchOptions(interval=0.05), lambda _line: None, backend=backend)
+    finally:
+        timer.cancel()
+    assert backend.stopped and signal.getsignal(getattr(signal, sig)) == before

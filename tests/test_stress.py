@@ -142,13 +142,14 @@ def _wait_running(state_dir, proc, timeout=120):
     raise AssertionError("stress run never started")
 
 
-def test_sigterm_stops_restores_and_says_so(restored):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_stops_restores_and_says_so(restored, sig):
     proc = _start(restored, "--duration", "60", "--no-ksm")
     _wait_running(restored, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert err.strip().splitlines()[-1] == ("swaprace: error: interrupted by SIGTERM: workload stopped, "
+    assert proc.returncode == 128 + sig
+    assert err.strip().splitlines()[-1] == (f"swaprace: error: interrupted by {sig.name}: workload stopped, "
                                             "machine restored")
     assert "Traceback" not in err
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import signals_raise
 from swaprace.stress import machine, native, oracle
 from swaprace.stress.worker import WINDOW_DTYPE
 
@@ -93,9 +94,9 @@ class Interrupted(SwapraceError):
     pass
 
 
-def _raise_interrupted(signum, _frame):
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}: workload stopped, machine restored",
-                      exit_code=128 + signum)
+def _interrupted(signum: int) -> Interrupted:
+    return Interrupted(f"interrupted by {signal.Signals(signum).name}: workload stopped, machine restored",
+                       exit_code=128 + signum)
 
 
 def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = None,
@@ -119,9 +120,8 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         (announce or say)(f"stress: will {line}")
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: List[subprocess.Popen] = []
-    try:
+    with signals_raise(_interrupted):  # SIGINT, SIGTERM and SIGHUP (the terminal went away) alike
         with tempfile.TemporaryDirectory(prefix="swaprace-stress-") as tmp, machine.Machine(plan) as box:
             out = Path(tmp)
             try:
@@ -135,9 +135,6 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         if recorder:
             summary.update(recorder.judge(summary))
         return summary
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Recorder:
