@@ -4,6 +4,7 @@ window overlaps, and the native helper's oracle on an unswapped region (no root 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -233,3 +234,37 @@ def test_limit_keeper_pushes_back_under_the_target_and_restores_the_hard_limit(t
 def test_default_sizes_have_a_hard_limit_no_workload_reaches():
     sizes = run.plan_sizes(run.StressOptions())
     assert sizes.limit == 24 * MiB and sizes.hard_limit > 2 * sizes.working_set
+
+
+def test_native_helper_from_a_cache_another_user_can_write_is_not_loaded(tmp_path, monkeypatch):
+    """`sudo -E`: root's cache is the user's. A helper there that the user could have replaced is not loaded;
+    a private copy is built for the run instead."""
+    if native.find_compiler() is None:
+        pytest.skip("no C compiler")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SWAPRACE_CACHE", str(cache))
+    good = native.build()
+    assert good is not None and native.untrusted(good) is None
+    good.chmod(0o777)  # anyone may now replace the code root would load
+    assert "writable" in native.untrusted(good)
+    with pytest.raises(SwapraceError, match="not loading"):
+        native.Helper(good)
+    rebuilt = native.build()
+    assert rebuilt != good and native.untrusted(rebuilt) is None
+    if os.geteuid() == 0:
+        good.chmod(0o755)
+        os.chown(cache / "swaprace", 65534, 65534)  # the directory of another user
+        assert "belongs to uid" in native.untrusted(good)
+        assert native.build() != good
+
+
+def test_state_file_write_follows_no_planted_link(tmp_path):
+    """The state file used a fixed stress-state.tmp name: a link planted there redirected root's write."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "stress-state.tmp").symlink_to(victim)
+    log = machine.StateLog(tmp_path / "stress-state.json")
+    log.claim()
+    log.add(kind="ksm", path="/nonexistent", old="0")
+    assert victim.read_text() == "precious"
+    assert json.loads((tmp_path / "stress-state.json").read_text())["changes"][0]["kind"] == "ksm"

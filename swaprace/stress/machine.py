@@ -15,13 +15,13 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
-from swaprace.osutil import pid_alive
+from swaprace.osutil import atomic_write_text, pid_alive
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -153,9 +153,10 @@ class StateLog:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "changes": self.changes}, indent=1))
-        os.replace(tmp, self.path)
+        try:  # a random O_EXCL temp name: no fixed stress-state.tmp for a planted link to redirect
+            atomic_write_text(self.path, json.dumps({"pid": os.getpid(), "changes": self.changes}, indent=1))
+        except OSError as exc:
+            raise SwapraceError(f"cannot write the stress state file {self.path}: {exc}") from None
 
     @classmethod
     def load(cls, path: Path) -> "StateLog":
