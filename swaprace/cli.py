@@ -138,9 +138,16 @@ def doctor(kallsyms, traceable, clean, as_json):
         swaprace doctor --kallsyms tests/fixtures/kallsyms-bookworm-6.1.txt
     """
     from swaprace.probes.doctor import clean_leftovers, diagnose, format_report
+    from swaprace.stress import machine
 
     removed = clean_leftovers() if clean else []
+    if clean:
+        removed += machine.clean_leftovers()
     report = diagnose(kallsyms, traceable)
+    report["stress_leftovers"] = machine.leftovers()
+    for what in report["stress_leftovers"]:
+        report["problems"].append(f"left by a killed `swaprace stress`: {what} (`swaprace doctor --clean` or "
+                                  f"`swaprace stress --cleanup` undoes it)")
     if clean:
         report["cleaned"] = removed
     if as_json:

@@ -426,3 +426,23 @@ def test_watch_stops_cleanly_on_sighup_like_sigterm(sig):
     finally:
         timer.cancel()
     assert backend.stopped and signal.getsignal(getattr(signal, sig)) == before
+
+
+def test_doctor_finds_and_cleans_a_killed_stress_runs_state(tmp_path, monkeypatch):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    knob = tmp_path / "pages_to_scan"
+    knob.write_text("2000")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stress-state.json").write_text(json.dumps(
+        {"pid": dead.pid, "changes": [{"kind": "ksm", "path": str(knob), "old": "100"}]}))
+    monkeypatch.setenv("SWAPRACE_STATE_DIR", str(state))
+    report = json.loads(cli("doctor", "--json").stdout)
+    assert any("stress-state.json" in s for s in report["stress_leftovers"])
+    assert any("swaprace stress" in p for p in report["problems"])
+    done = cli("doctor", "--clean", "--json")
+    assert done.returncode == 0, done.output
+    cleaned = json.loads(done.stdout)
+    assert knob.read_text() == "100" and not (state / "stress-state.json").exists()
+    assert any("ksm" in c for c in cleaned["cleaned"]) and cleaned["stress_leftovers"] == []

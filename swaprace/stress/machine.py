@@ -313,6 +313,45 @@ def restore(log: StateLog) -> None:
     log.path.unlink(missing_ok=True)
 
 
+def leftovers(path: Path | None = None) -> list[str]:
+    """What killed stress runs left on this machine: a state file whose run is gone, memory cgroups of dead
+    runs, an active swaprace swap file no run owns. Empty when the machine is clean (``doctor`` says it)."""
+    path = path or state_file()
+    found: list[str] = []
+    owner = None
+    if path.exists():
+        try:
+            owner = int(json.loads(path.read_text()).get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            owner = 0
+        if not (owner and pid_alive(owner)):
+            found.append(f"state file {path} of stress run pid {owner or '?'} (not running): its changes are not undone")
+    for parent in (CGROUP_ROOT, CGROUP_ROOT / "memory"):
+        for cgroup in sorted(parent.glob("swaprace-stress-*")) if parent.is_dir() else []:
+            pid = cgroup.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                found.append(f"memory cgroup {cgroup} of stress run pid {pid} (not running)")
+    if not (owner and pid_alive(owner)):
+        for row in active_swaps() if Path("/proc/swaps").exists() else []:
+            if "swaprace-stress" in row["filename"]:
+                found.append(f"swap file {row['filename']} is still active")
+    return found
+
+
+def clean_leftovers(path: Path | None = None) -> list[str]:
+    """Undo what :func:`leftovers` finds: the recorded changes (as ``stress --cleanup``), then cgroups of dead
+    runs no state file recorded. An active swap file is only undone through the state file (it may be the
+    user's own). Returns what was undone."""
+    done = [f"{c['kind']} {c['path']}" for c in cleanup(path)]
+    for parent in (CGROUP_ROOT, CGROUP_ROOT / "memory"):
+        for cgroup in sorted(parent.glob("swaprace-stress-*")) if parent.is_dir() else []:
+            pid = cgroup.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                _remove_cgroup(cgroup)
+                done.append(f"cgroup {cgroup}")
+    return done
+
+
 def cleanup(path: Optional[Path] = None) -> List[Dict[str, str]]:
     """Undo what a crashed run recorded. Returns the changes undone (empty when nothing was left)."""
     path = path or state_file()
