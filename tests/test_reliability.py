@@ -446,3 +446,15 @@ def test_doctor_finds_and_cleans_a_killed_stress_runs_state(tmp_path, monkeypatc
     cleaned = json.loads(done.stdout)
     assert knob.read_text() == "100" and not (state / "stress-state.json").exists()
     assert any("ksm" in c for c in cleaned["cleaned"]) and cleaned["stress_leftovers"] == []
+
+
+@pytest.mark.parametrize("comm", ["pay$", "a$b$c", r"$\frac{1}{0}$", "x$^$"])
+def test_plot_entry_with_a_dollar_in_a_task_name(tmp_path, comm):
+    """Task names are any bytes a process chose: a "$" must not be read as mathtext."""
+    import re
+
+    text = (ROOT / "tests" / "fixtures" / "aba-bookworm.trace").read_text()
+    path = tmp_path / "cap.trace"
+    path.write_text(re.sub(r"(?m)^(\s*)(\S+)-(\d+)(\s+\[)", lambda m: f"{m[1]}{comm}-{m[3]}{m[4]}", text))
+    done = cli("plot", "entry", "0x3a5", path, "-o", tmp_path / "e.png")
+    assert done.returncode == 0, done.output

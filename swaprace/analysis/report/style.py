@@ -10,9 +10,14 @@ import os
 from pathlib import Path
 from typing import Optional, Tuple
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+# Labels carry task names and symbols from the capture (any process names itself: "$x", "a$b$c"): text is
+# text, never mathtext (an unbalanced "$" would end the picture with a parse error).
+matplotlib.rcParams["text.parse_math"] = False
 
 #: Every PNG is rendered at this resolution; the pixel sizes below are what the files decode to.
 DPI = 100
