@@ -107,9 +107,14 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
     cap = read_any(capture, fmt)
     if tty:
         click.echo(f"analyzing {len(cap.events):,} events ...", err=True)
+    from swaprace.readers.warnings import capture_warnings, filter_warnings
+
+    warnings = capture_warnings(cap) + filter_warnings(cap, since_ns, until_ns, entry, tid)
     result = analyze(cap, since_ns=since_ns, until_ns=until_ns, entry=entry, tid=tid)
+    for warning in warnings:
+        click.echo(f"swaprace: warning: {warning}", err=True)
     if as_json:
-        echo_json(result.summary)
+        echo_json({**result.summary, "warnings": warnings})
     else:
         click.echo(render_summary(result, source=capture, races_limit=races_limit))
 

@@ -458,3 +458,50 @@ def test_plot_entry_with_a_dollar_in_a_task_name(tmp_path, comm):
     path.write_text(re.sub(r"(?m)^(\s*)(\S+)-(\d+)(\s+\[)", lambda m: f"{m[1]}{comm}-{m[3]}{m[4]}", text))
     done = cli("plot", "entry", "0x3a5", path, "-o", tmp_path / "e.png")
     assert done.returncode == 0, done.output
+
+
+# --- say it when the answer is empty for a reason ------------------------------------------------------------
+
+ABA = ROOT / "tests" / "fixtures" / "aba-bookworm.trace"
+
+
+def warned(*args):
+    done = cli("analyze", *args, "--json")
+    assert done.returncode == 0, done.output
+    listed = json.loads(done.stdout)["warnings"]
+    printed = [ln.removeprefix("swaprace: warning: ") for ln in done.stderr.splitlines()
+               if ln.startswith("swaprace: warning: ")]
+    assert printed == listed
+    return listed
+
+
+def test_no_warnings_on_a_sound_capture():
+    assert warned(ABA) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--entry", "0x1"], "--entry matches nothing"), (["--tid", "99999"], "--tid matches nothing"),
+    (["--since", "6000", "--until", "5000"], "after --until"), (["--since", "9000"], "no event between"),
+])
+def test_filters_that_match_nothing_say_so(args, words):
+    assert any(words in w for w in warned(ABA, *args))
+
+
+def test_calls_without_returns_say_so(tmp_path):
+    path = tmp_path / "calls.trace"
+    path.write_text("".join(ln + "\n" for ln in ABA.read_text().splitlines() if " <- " not in ln))
+    assert any("no return events" in w for w in warned(path))
+
+
+def test_duplicated_lines_say_so(tmp_path):
+    text = ABA.read_text()
+    body = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    path = tmp_path / "twice.trace"
+    path.write_text(text + "\n".join(body[:5]) + "\n")
+    assert any("appear twice" in w for w in warned(path))
+
+
+def test_a_mostly_unparseable_file_says_so(tmp_path):
+    path = tmp_path / "junk.trace"
+    path.write_text(ABA.read_text() + "".join(f"   junk-{i} [000] ..... 1.0: not a probe line\n" for i in range(200)))
+    assert any("were not swap-path events" in w for w in warned(path))
