@@ -70,7 +70,7 @@ def test_report_command_on_planted_capture(planted, tmp_path):
     result = run("report", planted, "-o", tmp_path / "out", "--busiest", "1", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
-    assert sorted((r["class"], r["entry"]) for r in index["races"]) == [
+    assert sorted((r["class"], int(r["entry"], 16)) for r in index["races"]) == [
         ("recovered", RECOVERED_ENTRY), ("stale-install", STALE_ENTRY)]
     _check_report(tmp_path / "out", index)
     assert result.stderr == ""  # not a terminal: no progress output
