@@ -268,3 +268,28 @@ def test_state_file_write_follows_no_planted_link(tmp_path):
     log.add(kind="ksm", path="/nonexistent", old="0")
     assert victim.read_text() == "precious"
     assert json.loads((tmp_path / "stress-state.json").read_text())["changes"][0]["kind"] == "ksm"
+
+
+def test_cgroup_v2_limit_is_memory_high_with_a_far_hard_limit(tmp_path):
+    """v2: memory.high (reclaim and throttle, never an OOM kill) at the planned limit, memory.max far above."""
+    plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=2, cgroup_path=str(tmp_path),
+                        limit_bytes=24 * MiB)
+    box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
+    box.apply_limit(192 * MiB)
+    assert (tmp_path / "memory.high").read_text() == str(24 * MiB)
+    assert (tmp_path / "memory.max").read_text() == str(192 * MiB)
+    assert getattr(box, "keeper", None) is None
+    box.stop_keeper()
+
+
+def test_cgroup_v1_limit_is_kept_by_the_keeper_not_oom_control(tmp_path):
+    plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=1, cgroup_path=str(tmp_path),
+                        limit_bytes=24 * MiB)
+    (tmp_path / "memory.usage_in_bytes").write_text(str(10 * MiB))
+    box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
+    box.apply_limit(192 * MiB)
+    try:
+        assert (tmp_path / "memory.limit_in_bytes").read_text() == str(192 * MiB)
+        assert box.keeper is not None and not (tmp_path / "memory.oom_control").exists()
+    finally:
+        box.stop_keeper()
