@@ -183,3 +183,17 @@ def test_record_command_does_not_outlive_a_killed_swaprace(tmp_path):
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive, "CMD kept running after swaprace was killed"
+
+
+def test_live_ftrace_keeps_a_non_utf8_task_name_and_goes_on(trace, tmp_path):
+    """One process named b"str\\xe9ss" must not end a recording; its name is kept, escaped, in both outputs."""
+    backend = ReplayBackend(trace, lines_per_poll=2000)
+    first = next(i for i, ln in enumerate(backend._lines) if b": (" in ln and not ln.startswith(b"#"))
+    comm = backend._lines[first].split(b"-")[0].strip()
+    backend._lines[first] = backend._lines[first].replace(comm, b"str\xe9ss", 1)
+    backend.raw_trace = str(tmp_path / "raw.trace")
+    out = tmp_path / "c.parquet"
+    capture = record(str(out), backend, plan_for(trace), stop=lambda: backend.remaining == 0)
+    assert len(capture.events) == expected_events(backend)
+    assert "str\\xe9ss" in set(capture.events["comm"].astype(str))
+    assert any("str\\xe9ss" in line for line in backend.raw_lines())
