@@ -277,7 +277,7 @@ class LimitKeeper:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:  # a daemon: if still reclaiming, restore() ends it
         self._stop.set()
         self._thread.join(timeout)
 
