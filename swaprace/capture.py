@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Union
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from swaprace.errors import SwapraceError
-from swaprace.events import Capture, CaptureMeta, normalize, to_arrow
+from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, normalize, to_arrow
+from swaprace.osutil import UnsafeOutput, atomic_write
 
 META_KEY = b"swaprace"
 PARQUET_MAGIC = b"PAR1"
@@ -25,34 +26,27 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside ``path``; on success fsync it and rename it over ``path``, else remove it.
+def atomic_output(path: PathLike, mode: str = "wb", inputs: tuple = ()) -> Iterator[IO]:
+    """:func:`swaprace.osutil.atomic_write` with its refusals and I/O errors as one :class:`SwapraceError`.
 
     Readers never see a half-written file under the final name, even if the writer is killed.
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with atomic_write(path, mode, inputs=inputs) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a capture gets a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except UnsafeOutput as exc:
+        raise SwapraceError(str(exc)) from None
+    except OSError as exc:
+        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_capture(capture: Capture, path: PathLike) -> Path:
+def write_capture(capture: Capture, path: PathLike, inputs: tuple = ()) -> Path:
     """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
     table = to_arrow(normalize(capture.events))
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[META_KEY] = capture.meta.to_json().encode()
     table = table.replace_schema_metadata(schema_meta)
-    with atomic_output(path) as fh:
+    with atomic_output(path, inputs=inputs) as fh:
         pq.write_table(table, fh, compression="zstd")
     return Path(path)
 
@@ -67,26 +61,44 @@ def write_raw_trace(path: PathLike, lines: Iterable[str], meta: CaptureMeta) -> 
     return Path(path)
 
 
-def read_capture(path: PathLike) -> Capture:
-    """Read a native Parquet capture; any damage becomes one :class:`SwapraceError`."""
-    path = Path(path)
+def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture:
+    """Read a native Parquet capture (a path or a seekable binary file); any damage becomes one
+    :class:`SwapraceError`."""
+    source = path
+    path = Path(name or (getattr(path, "name", "<input>") if hasattr(path, "read") else path))  # type: ignore[arg-type]
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
+    from swaprace.readers.validate import (
+        check_arrow_types,
+        check_events,
+        meta_from_json,
+    )
+
     raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = CaptureMeta.from_json(raw.decode()) if raw else CaptureMeta(backend="parquet")
+    if raw:
+        meta = meta_from_json(raw.decode("utf-8", "backslashreplace"), f"{path} (Parquet footer)")
+    else:
+        meta = CaptureMeta(backend="parquet")
+    check_arrow_types(table.schema, str(path))
     try:
-        events = normalize(table.to_pandas())
-    except (ValueError, TypeError, KeyError) as exc:
+        frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)  # a null never turns an int column to float
+        missing = [c for c in INPUT_COLUMNS if c not in frame.columns and c != "pid"]
+        if missing:
+            raise KeyError(f"no column {', '.join(missing)}")
+        check_events(frame, str(path))
+        events = normalize(frame)
+    except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:
         raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
     return Capture(events=events, meta=meta, source_format="parquet")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_NULLABLE_INTS = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
 
 
 def _first_line(exc: BaseException) -> str:

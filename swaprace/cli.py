@@ -6,7 +6,6 @@ become one ``swaprace: error: ...`` line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -34,8 +33,11 @@ class SwapraceGroup(click.Group):
 
 
 def echo_json(obj: Any) -> None:
-    """Print one JSON object on stdout (the ``--json`` contract of every command)."""
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    """Print one JSON object on stdout (the ``--json`` contract of every command): swap entries and other
+    64-bit values as ``"0x..."`` strings (:mod:`swaprace.jsonout`)."""
+    from swaprace import jsonout
+
+    click.echo(jsonout.dumps(obj, indent=2, sort_keys=True))
 
 
 @click.group(cls=SwapraceGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,17 +106,23 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
     from swaprace.analysis.selection import load_analysis
     from swaprace.analysis.summary_text import render_summary
 
-    since_ns = None if since is None else int(round(since * 1e9))
-    until_ns = None if until is None else int(round(until * 1e9))
+    from swaprace.readers.validate import check_finite_seconds
+    from swaprace.readers.warnings import capture_warnings, filter_warnings
+
+    since_ns = None if since is None else check_finite_seconds(since, "--since")
+    until_ns = None if until is None else check_finite_seconds(until, "--until")
     result = load_analysis(capture, fmt, status=_tty_status, since_ns=since_ns, until_ns=until_ns, entry=entry,
                            tid=tid)
+    warnings = capture_warnings(result.capture) + filter_warnings(result.capture, since_ns, until_ns, entry, tid)
+    for warning in warnings:
+        click.echo(f"swaprace: warning: {warning}", err=True)
     if out_dir:
         from swaprace.fleet.derive import write_derived
 
         derived = write_derived(result, capture, out_dir)
         click.echo(f"swaprace: wrote {len(derived.paths)} derived tables to {out_dir} (run {derived.run_id})", err=True)
     if as_json:
-        echo_json(result.summary)
+        echo_json({**result.summary, "warnings": warnings})
     else:
         click.echo(render_summary(result, source=capture, races_limit=races_limit))
 
@@ -143,9 +151,16 @@ def doctor(kallsyms, traceable, clean, as_json):
         swaprace doctor --kallsyms tests/fixtures/kallsyms-bookworm-6.1.txt
     """
     from swaprace.probes.doctor import clean_leftovers, diagnose, format_report
+    from swaprace.stress import machine
 
     removed = clean_leftovers() if clean else []
+    if clean:
+        removed += machine.clean_leftovers()
     report = diagnose(kallsyms, traceable)
+    report["stress_leftovers"] = machine.leftovers()
+    for what in report["stress_leftovers"]:
+        report["problems"].append(f"left by a killed `swaprace stress`: {what} (`swaprace doctor --clean` or "
+                                  f"`swaprace stress --cleanup` undoes it)")
     if clean:
         report["cleaned"] = removed
     if as_json:
@@ -575,7 +590,7 @@ def report_command(capture, out_dir, fmt, max_timelines, busiest, as_json):
     progress = _TtyProgress("rendering")
     try:
         result = build_report(analysis, out_dir, source_name=Path(capture).name, max_timelines=max_timelines,
-                              busiest=busiest, progress=progress)
+                              busiest=busiest, progress=progress, inputs=(capture,))
     finally:
         progress.close()
     for failure in result.failures:
@@ -629,12 +644,13 @@ def plot_entry_command(entry, capture, output, fmt, race, as_json):
         swaprace plot entry 0:0x12a capture.parquet -o entry.png
         swaprace plot entry 0x12a capture.parquet --race 0 -o race.png
     """
-    from swaprace.analysis.report import plot_entry, timeline_summary
+    from swaprace.analysis.report import plot_entry, style, timeline_summary
     from swaprace.analysis.selection import load_analysis, parse_entry
 
     value = parse_entry(entry)
+    style.check_writable(output, (capture,))
     analysis = load_analysis(capture, fmt, status=_tty_status)
-    path, data = plot_entry(analysis, value, output, race=race)
+    path, data = plot_entry(analysis, value, output, race=race, inputs=(capture,))
     _plot_done(path, timeline_summary(data), as_json)
 
 
@@ -650,10 +666,11 @@ def plot_windows_command(capture, output, fmt, as_json):
     Example:
         swaprace plot windows capture.parquet -o windows.png
     """
-    from swaprace.analysis.report import plot_windows
+    from swaprace.analysis.report import plot_windows, style
     from swaprace.analysis.selection import load_analysis
 
-    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns}, as_json)
 
 
@@ -670,10 +687,11 @@ def plot_reuse_command(capture, output, fmt, as_json):
     Example:
         swaprace plot reuse capture.parquet -o reuse.png
     """
-    from swaprace.analysis.report import plot_reuse
+    from swaprace.analysis.report import plot_reuse, style
     from swaprace.analysis.selection import load_analysis
 
-    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes}, as_json)
 
 
@@ -689,10 +707,11 @@ def plot_rate_command(capture, output, fmt, as_json):
     Example:
         swaprace plot rate capture.parquet -o rate.png
     """
-    from swaprace.analysis.report import plot_rate
+    from swaprace.analysis.report import plot_rate, style
     from swaprace.analysis.selection import load_analysis
 
-    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output)
+    style.check_writable(output, (capture,))
+    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
     _plot_done(path, {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text}, as_json)
 # === end report / plot ===================================================================================
 

@@ -166,3 +166,16 @@ def test_fast_frame_equals_the_model_normalize():
     for col in ("comm", "func", "role", "phase"):
         assert frame[col].cat.categories.dtype == again[col].cat.categories.dtype
     pd.testing.assert_frame_equal(frame, again, check_categorical=False)
+
+
+def test_non_utf8_task_name_is_kept_escaped_and_parsing_goes_on():
+    """prctl(PR_SET_NAME, b"str\\xe9ss"): any process may name itself so; the live backend uses this parser."""
+    data = (b"        str\xe9ss-2001    [001] d..1.  5170.262360: sr_lookup: (swap_cache_get_folio+0x0/0x9f0) "
+            b"entry=0x3a5\n"
+            b"        stress-2002    [000] d..1.  5170.262361: sr_lookup: (swap_cache_get_folio+0x0/0x9f0) "
+            b"entry=0x3a6\n")
+    chunk = parse_ftrace_bytes(data)
+    assert list(chunk.events["comm"].astype(str)) == ["str\\xe9ss", "stress"]
+    assert list(chunk.events["entry"]) == [0x3A5, 0x3A6]
+    events, skipped = parse_ftrace_lines([data.decode("utf-8", "surrogateescape")])
+    assert list(events["comm"].astype(str)) == ["str\\xe9ss", "stress"] and skipped == 0

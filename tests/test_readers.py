@@ -183,3 +183,19 @@ def test_parquet_without_swaprace_metadata_still_reads(tmp_path):
     path = write_capture(Capture(cap.events, CaptureMeta()), tmp_path / "plain.parquet")
     assert detect_format(path, path.read_bytes()[:64]) == "parquet"
     assert len(read_any(path).events) == 37
+
+
+def test_metadata_validation_knows_every_capture_meta_field():
+    import dataclasses
+
+    from swaprace.events import CaptureMeta
+    from swaprace.readers.validate import _META_TYPES
+
+    assert {f.name for f in dataclasses.fields(CaptureMeta)} == set(_META_TYPES)
+
+
+def test_loss_intervals_survive_a_parquet_round_trip(tmp_path):
+    meta = CaptureMeta(lost={"ringbuf": 3}, lost_known=True, lost_intervals=[[10, 20, 3]])
+    path = tmp_path / "c.parquet"
+    write_capture(Capture(read_any("tests/fixtures/aba-bookworm.trace").events, meta), path)
+    assert read_any(str(path)).meta.lost_intervals == [[10, 20, 3]]

@@ -143,3 +143,57 @@ def test_missing_pid_is_one_error(trace, tmp_path):
     with pytest.raises(SwapraceError, match="no process with pid"):
         record(str(tmp_path / "p.parquet"), backend, plan_for(trace), pid=2**22 + 12345, duration=1)
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_second_ctrl_c_while_the_capture_is_written_does_not_lose_it(trace, tmp_path, monkeypatch):
+    """Ctrl-C stopped the recording; a second one arrives during the (atomic) write: the capture is kept."""
+    import swaprace.probes.record as record_module
+
+    real_write = record_module.write_capture
+
+    def write_interrupted(capture, path):
+        os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C, mid-write
+        return real_write(capture, path)
+
+    monkeypatch.setattr(record_module, "write_capture", write_interrupted)
+    backend = ReplayBackend(trace, lines_per_poll=2000)
+    out = tmp_path / "c.parquet"
+    capture = record(str(out), backend, plan_for(trace), stop=lambda: backend.remaining == 0)
+    assert len(read_capture(out).events) == len(capture.events) > 0
+
+
+def test_record_command_does_not_outlive_a_killed_swaprace(tmp_path):
+    """`record -- CMD` and swaprace is SIGKILLed (no clean-up runs): CMD gets SIGTERM from the kernel."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys; from swaprace.probes.record import _spawn; p = _spawn(['sleep', '300']); "
+            "print(p.pid, flush=True); import time; time.sleep(300)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists() and \
+            "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        time.sleep(0.05)
+    alive = Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "CMD kept running after swaprace was killed"
+
+
+def test_live_ftrace_keeps_a_non_utf8_task_name_and_goes_on(trace, tmp_path):
+    """One process named b"str\\xe9ss" must not end a recording; its name is kept, escaped, in both outputs."""
+    backend = ReplayBackend(trace, lines_per_poll=2000)
+    first = next(i for i, ln in enumerate(backend._lines) if b": (" in ln and not ln.startswith(b"#"))
+    comm = backend._lines[first].split(b"-")[0].strip()
+    backend._lines[first] = backend._lines[first].replace(comm, b"str\xe9ss", 1)
+    backend.raw_trace = str(tmp_path / "raw.trace")
+    out = tmp_path / "c.parquet"
+    capture = record(str(out), backend, plan_for(trace), stop=lambda: backend.remaining == 0)
+    assert len(capture.events) == expected_events(backend)
+    assert "str\\xe9ss" in set(capture.events["comm"].astype(str))
+    assert any("str\\xe9ss" in line for line in backend.raw_lines())

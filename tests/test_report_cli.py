@@ -76,10 +76,10 @@ def test_report_command_on_planted_capture(planted, tmp_path):
     result = run("report", planted, "-o", tmp_path / "out", "--busiest", "1", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
-    assert sorted((r["class"], r["entry"], r["uncertain"]) for r in index["races"]) == [
+    assert sorted((r["class"], int(r["entry"], 16), r["uncertain"]) for r in index["races"]) == [
         ("benign", BENIGN_ENTRY, False), ("recovered", RECOVERED_ENTRY, False), ("stale-install", STALE_ENTRY, False),
         ("stale-install", UNCERTAIN_ENTRY, True)]
-    stale = next(r for r in index["races"] if r["entry"] == STALE_ENTRY)
+    stale = next(r for r in index["races"] if int(r["entry"], 16) == STALE_ENTRY)
     assert (stale["release_tid"], stale["realloc_tid"], stale["obtain_kind"]) == (44, 102, "lookup")
     busiest = next(f for f in index["figures"] if f["kind"] == "busiest")
     assert busiest["data"]["layers"] == ["slot generations", "swap-cache residency"]
@@ -124,7 +124,7 @@ def test_plot_entry_by_value_and_type_offset(planted, tmp_path):
     # the same entry in every spelling draws the same thing
     spelled = [json.loads(run("plot", "entry", text, planted, "-o", tmp_path / "c.png", "--json").stdout)
                for text in ("0:0x4d0", f"{UNCERTAIN_ENTRY:#x}", str(UNCERTAIN_ENTRY))]
-    assert all(s["entry"] == UNCERTAIN_ENTRY and s == spelled[0] for s in spelled)
+    assert all(s["entry"] == hex(UNCERTAIN_ENTRY) and s == spelled[0] for s in spelled)
     assert [r["uncertain"] for r in spelled[0]["races"]] == [True]
 
 

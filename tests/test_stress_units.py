@@ -4,6 +4,7 @@ window overlaps, and the native helper's oracle on an unswapped region (no root 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -44,8 +45,9 @@ def test_state_log_undoes_in_reverse_and_survives_a_crash(tmp_path):
     swapfile = tmp_path / "stress.swap"
     log = machine.StateLog(tmp_path / "state.json")
     log.claim()
-    log.add(kind="swapfile", path=str(swapfile))
     swapfile.write_bytes(b"\0" * 4096)
+    st = swapfile.stat()
+    log.add(kind="swapfile", path=str(swapfile), dev=st.st_dev, ino=st.st_ino)
     log.add(kind="ksm", path=str(knob), old="100")
     knob.write_text("2000")
     # a new run refuses while the record is there (this process is alive: "another run")
@@ -186,3 +188,108 @@ def test_python_fallback_helper_oracle():
 def test_cli_forced_python_helper_is_reported(monkeypatch):
     monkeypatch.setenv("SWAPRACE_STRESS_HELPER", "python")
     assert native.build() is None
+
+
+def test_existing_swap_file_is_never_removed(tmp_path):
+    """--swap-file naming a file that exists: the run refuses, and its undo does not unlink the file."""
+    precious = tmp_path / "swapfile"
+    precious.write_bytes(b"user data")
+    plan = machine.Plan(swap_path=str(precious), swap_bytes=MiB, cgroup_version=2,
+                        cgroup_path=str(tmp_path / "cg"), limit_bytes=MiB)
+    log = machine.StateLog(tmp_path / "state.json")
+    with pytest.raises(SwapraceError, match="already exists"), machine.Machine(plan, log):
+        pass
+    assert precious.read_bytes() == b"user data"
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_undo_never_removes_a_file_it_did_not_create(tmp_path):
+    """A state file naming a path whose file was replaced (or an old log without the inode): kept."""
+    other = tmp_path / "swapfile"
+    other.write_bytes(b"not ours")
+    for change in ({"kind": "swapfile", "path": str(other)},
+                   {"kind": "swapfile", "path": str(other), "dev": "1", "ino": "1"}):
+        with pytest.raises(SwapraceError, match="not removing"):
+            machine._undo(change)
+    assert other.read_bytes() == b"not ours"
+
+
+def test_limit_keeper_pushes_back_under_the_target_and_restores_the_hard_limit(tmp_path):
+    """v1 has no memory.high: the keeper writes the target (the kernel reclaims in its thread) and puts the
+    hard limit straight back, so the workers never charge against a tight limit (no OOM, no freeze)."""
+    import time
+
+    (tmp_path / "memory.usage_in_bytes").write_text(str(40 * MiB))
+    (tmp_path / "memory.limit_in_bytes").write_text(str(192 * MiB))
+    keeper = machine.LimitKeeper(tmp_path, 24 * MiB, 192 * MiB)
+    keeper.start()
+    deadline = time.monotonic() + 10
+    while keeper.passes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    keeper.stop()
+    assert keeper.passes >= 2
+    assert (tmp_path / "memory.limit_in_bytes").read_text() == str(192 * MiB)
+
+
+def test_default_sizes_have_a_hard_limit_no_workload_reaches():
+    sizes = run.plan_sizes(run.StressOptions())
+    assert sizes.limit == 24 * MiB and sizes.hard_limit > 2 * sizes.working_set
+
+
+def test_native_helper_from_a_cache_another_user_can_write_is_not_loaded(tmp_path, monkeypatch):
+    """`sudo -E`: root's cache is the user's. A helper there that the user could have replaced is not loaded;
+    a private copy is built for the run instead."""
+    if native.find_compiler() is None:
+        pytest.skip("no C compiler")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SWAPRACE_CACHE", str(cache))
+    good = native.build()
+    assert good is not None and native.untrusted(good) is None
+    good.chmod(0o777)  # anyone may now replace the code root would load
+    assert "writable" in native.untrusted(good)
+    with pytest.raises(SwapraceError, match="not loading"):
+        native.Helper(good)
+    rebuilt = native.build()
+    assert rebuilt != good and native.untrusted(rebuilt) is None
+    if os.geteuid() == 0:
+        good.chmod(0o755)
+        os.chown(cache / "swaprace", 65534, 65534)  # the directory of another user
+        assert "belongs to uid" in native.untrusted(good)
+        assert native.build() != good
+
+
+def test_state_file_write_follows_no_planted_link(tmp_path):
+    """The state file used a fixed stress-state.tmp name: a link planted there redirected root's write."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "stress-state.tmp").symlink_to(victim)
+    log = machine.StateLog(tmp_path / "stress-state.json")
+    log.claim()
+    log.add(kind="ksm", path="/nonexistent", old="0")
+    assert victim.read_text() == "precious"
+    assert json.loads((tmp_path / "stress-state.json").read_text())["changes"][0]["kind"] == "ksm"
+
+
+def test_cgroup_v2_limit_is_memory_high_with_a_far_hard_limit(tmp_path):
+    """v2: memory.high (reclaim and throttle, never an OOM kill) at the planned limit, memory.max far above."""
+    plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=2, cgroup_path=str(tmp_path),
+                        limit_bytes=24 * MiB)
+    box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
+    box.apply_limit(192 * MiB)
+    assert (tmp_path / "memory.high").read_text() == str(24 * MiB)
+    assert (tmp_path / "memory.max").read_text() == str(192 * MiB)
+    assert getattr(box, "keeper", None) is None
+    box.stop_keeper()
+
+
+def test_cgroup_v1_limit_is_kept_by_the_keeper_not_oom_control(tmp_path):
+    plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=1, cgroup_path=str(tmp_path),
+                        limit_bytes=24 * MiB)
+    (tmp_path / "memory.usage_in_bytes").write_text(str(10 * MiB))
+    box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
+    box.apply_limit(192 * MiB)
+    try:
+        assert (tmp_path / "memory.limit_in_bytes").read_text() == str(192 * MiB)
+        assert box.keeper is not None and not (tmp_path / "memory.oom_control").exists()
+    finally:
+        box.stop_keeper()

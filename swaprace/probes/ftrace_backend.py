@@ -208,7 +208,8 @@ class FtraceBackend(Backend):
 
     def _parse(self, data: bytes) -> pd.DataFrame:
         if self.raw_trace is not None and data:
-            self._raw.extend(data.decode(errors="replace").splitlines())
+            # bytes that are not UTF-8 (a task named so) stay, escaped, as the parser keeps them
+            self._raw.extend(data.decode("utf-8", "backslashreplace").splitlines())
         if not data:
             return empty_events()
         from swaprace.readers.ftrace_text import parse_ftrace_bytes

@@ -24,12 +24,12 @@ from swaprace import __version__
 from swaprace.capture import write_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import Capture, CaptureMeta, empty_events, normalize
+from swaprace.osutil import STOP_SIGNALS, signals_deferred
 from swaprace.probes.backend import Backend, ProbePlan
 
 POLL_INTERVAL_S = 0.2
 #: How long a stopped command may take to undo its own set-up (cgroups, KSM...) before it is killed.
 COMMAND_GRACE_S = 15.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -163,16 +163,38 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     events = normalize(pd.concat(frames, ignore_index=True)) if frames else empty_events()
     capture = Capture(events=events, meta=meta, source_format="parquet")
     if output is not None:
-        write_capture(capture, output)
+        with signals_deferred():  # a second Ctrl-C now would cost the whole capture: it waits for the write
+            write_capture(capture, output)
     if failure is not None:
         where = f"; the {len(events)} events captured before it are in {output}" if output else ""
         raise SwapraceError(f"tracing failed midway ({failure}){where}")
     return capture
 
 
+def _libc_prctl():
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()  # resolved here: the child, between fork and exec, only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when swaprace dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() == 1:  # the parent died before prctl: nobody will send the signal
+            os._exit(1)
+
+
 def _spawn(cmd: Sequence[str]) -> subprocess.Popen:
     try:
-        return subprocess.Popen(list(cmd))
+        return subprocess.Popen(list(cmd), preexec_fn=_die_with_parent)  # noqa: PLW1509 -- one prctl call
     except OSError as exc:
         raise SwapraceError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
 

@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
+from swaprace import jsonout
 from swaprace.errors import SwapraceError
 from swaprace.events import SWP_OFFSET_MASK, SWP_TYPE_SHIFT
+from swaprace.osutil import signals_raise
 from swaprace.probes.backend import ProbePlan
 from swaprace.probes.bcc_backend import BccBackend, wait_interval
 
@@ -89,13 +91,21 @@ def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
 
     def on_race(race: dict) -> None:
         if options.as_json:
-            write(json.dumps({"type": "race", **race}, sort_keys=True))
+            write(jsonout.dumps({"type": "race", **race}, sort_keys=True))
         else:
             write(format_race(race))
 
     backend.on_race = on_race
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM detaches like Ctrl-C does
-    totals: Dict[str, int] = {}
+    # SIGTERM and SIGHUP (the terminal went away) detach like Ctrl-C does
+    with signals_raise(signals=(signal.SIGTERM, signal.SIGHUP)):
+        totals = _watch_loop(backend, plan, options, write)
+    if not totals:
+        totals = interval_counts(backend.counters(), backend.losses())
+    return totals
+
+
+def _watch_loop(backend, plan: ProbePlan, options: WatchOptions, write: Callable[[str], None]) -> dict[str, int]:
+    totals: dict[str, int] = {}
     try:
         backend.start(plan)
         if not options.as_json:
@@ -104,6 +114,7 @@ def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
         done = 0
         while options.count is None or done < options.count:
             wait_interval(backend, options.interval)
+            backend.drain_races()  # already printed by on_race: memory stays flat over a long watch
             now = interval_counts(backend.counters(), backend.losses())
             delta = difference(now, before)
             before = now
@@ -118,11 +129,4 @@ def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
         pass
     finally:
         backend.stop()
-        signal.signal(signal.SIGTERM, previous)
-    if not totals:
-        totals = interval_counts(backend.counters(), backend.losses())
     return totals
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

@@ -8,14 +8,19 @@ is never held twice in memory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import itertools
 import json
 import os
 import re
+import stat
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Deque, Iterator, List, Optional, Union
+from typing import BinaryIO, Deque, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -27,7 +32,8 @@ from swaprace.readers.perf_script import looks_like_perf, parse_perf_lines
 from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
-from swaprace.events import INPUT_COLUMNS, ROLES, Capture, CaptureMeta, empty_events, normalize
+from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, empty_events, normalize
+from swaprace.readers.validate import check_events, meta_from_obj
 
 FORMATS = ("parquet", "jsonl", "ftrace", "perf")
 PathLike = Union[str, "os.PathLike[str]"]
@@ -48,35 +54,134 @@ _MAGIC = {
 
 
 def read_any(path: PathLike, fmt: Optional[str] = None) -> Capture:
-    """Read a capture in any supported format; ``fmt`` in :data:`FORMATS` overrides detection."""
-    path = Path(path)
+    """Read a capture in any supported format; ``fmt`` in :data:`FORMATS` overrides detection.
+
+    ``path`` may be ``-`` (standard input). The input is opened once and its first bytes are sniffed from that
+    same handle, so a pipe or FIFO is read once, whole; a FIFO with no writer reads as empty (never a hang).
+    """
     if fmt is not None and fmt not in FORMATS:
         raise SwapraceError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if not path.exists():
-        raise SwapraceError(f"{path}: no such file")
-    if path.is_dir():
-        raise SwapraceError(f"{path}: is a directory, not a capture")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF)
-    except OSError as exc:
-        raise SwapraceError(f"{path}: cannot read ({exc.strerror})") from None
-    if not head.strip():
-        raise SwapraceError(f"{path}: empty file, not a capture")
-    fmt = fmt or detect_format(path, head)
-    if fmt == "parquet":
-        capture = read_capture(path)
-    elif fmt == "jsonl":
-        capture = read_jsonl(path)
-    elif fmt == "ftrace":
-        capture = read_ftrace(path)
-    else:
-        capture = read_perf(path)
+    with open_input(path) as source:
+        name = source.name
+        head = source.peek_head(_SNIFF)
+        if not head.strip():
+            raise SwapraceError(f"{name}: empty file, not a capture")
+        fmt = fmt or detect_format(Path(name), head)
+        if fmt == "parquet":
+            capture = read_capture(source.seekable_file(), name=name)
+        elif fmt == "jsonl":
+            capture = read_jsonl(source.file, name=name)
+        elif fmt == "ftrace":
+            capture = read_ftrace(source.file, name=name)
+        else:
+            capture = read_perf(source.file, name=name)
     if fmt in ("ftrace", "perf", "jsonl") and len(capture.events) == 0:
         raise SwapraceError(
-            f"{path}: no swap-path events found ({capture.skipped_lines} lines skipped; expected kprobe events "
+            f"{name}: no swap-path events found ({capture.skipped_lines} lines skipped; expected kprobe events "
             f"on do_swap_page, swap_cache_get_folio, ... -- see `swaprace analyze --help`)")
     return capture
+
+
+class _Input:
+    """One opened input: a binary file whose first bytes can be looked at without losing them."""
+
+    def __init__(self, fh: BinaryIO, name: str, owned: bool):
+        self.name, self._fh, self._owned = name, fh, owned
+        self._head = b""
+        self._seekable = _seekable(fh)
+        self.file: BinaryIO = fh
+
+    def peek_head(self, size: int) -> bytes:
+        """Up to ``size`` first bytes; the readers still get them (seek back, or replayed for a pipe)."""
+        try:
+            head = _read_upto(self._fh, size)
+        except OSError as exc:
+            raise SwapraceError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+        if self._seekable:
+            self._fh.seek(0)
+        else:
+            self.file = io.BufferedReader(_Replay(head, self._fh), buffer_size=1 << 20)  # type: ignore[arg-type]
+        self._head = head
+        return head
+
+    def seekable_file(self) -> BinaryIO:
+        """The whole input as a seekable file (a pipe is read into memory: Parquet needs its footer)."""
+        if self._seekable:
+            return self._fh
+        return io.BytesIO(self.file.read())
+
+    def __enter__(self) -> _Input:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._owned:
+            self._fh.close()
+
+
+def open_input(path: PathLike) -> _Input:
+    """Open a capture for reading, or say in one line why it cannot be (never blocks on a FIFO)."""
+    if str(path) == "-":
+        return _Input(sys.stdin.buffer, "<stdin>", owned=False)
+    name = str(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise SwapraceError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise SwapraceError(f"{name}: is a directory, not a capture") from None
+    except OSError as exc:
+        raise SwapraceError(f"{name}: cannot open ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SwapraceError(f"{name}: is a directory, not a capture")
+        # O_NONBLOCK only kept the open of a FIFO without a writer from waiting; reads may wait for data
+        # (with no writer at all, a FIFO reads as end of file at once)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Input(fh, name, owned=True)
+
+
+class _Replay(io.RawIOBase):
+    """Bytes already read from a pipe, then the rest of the pipe."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = memoryview(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if len(self._head):
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(buf)) if hasattr(self._rest, "read1") else self._rest.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _seekable(fh: BinaryIO) -> bool:
+    try:
+        return fh.seekable() and stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return fh.seekable()
+
+
+def _read_upto(fh: BinaryIO, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        data = fh.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 def detect_format(path: Path, head: bytes) -> str:
@@ -104,34 +209,59 @@ def detect_format(path: Path, head: bytes) -> str:
 # --- text -------------------------------------------------------------------------------------------------
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
+def _blocks(fh: BinaryIO) -> Iterator[bytes]:
     """The file in blocks that end on a line boundary."""
-    with open(path, "rb") as fh:
-        rest = b""
-        while True:
-            data = fh.read(_BLOCK)
-            if not data:
-                if rest:
-                    yield rest
-                return
-            data = rest + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            yield data[: cut + 1]
-            rest = data[cut + 1:]
+    rest = b""
+    while True:
+        data = fh.read(_BLOCK)
+        if not data:
+            if rest:
+                yield rest
+            return
+        data = rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        yield data[: cut + 1]
+        rest = data[cut + 1:]
 
 
-def read_ftrace(path: PathLike, symbols: Optional[dict] = None, workers: Optional[int] = None) -> Capture:
+@contextlib.contextmanager
+def _text(raw: BinaryIO) -> Iterator[io.TextIOWrapper]:
+    """Text lines of a binary file; bytes that are not UTF-8 are kept, escaped. The file stays open."""
+    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", newline=None)  # type: ignore[arg-type]
+    try:
+        yield fh
+    finally:
+        fh.detach()
+
+
+@contextlib.contextmanager
+def _binary(source: PathLike | BinaryIO) -> Iterator[BinaryIO]:
+    """A path opened for reading (closed after), or a file object used as it is."""
+    if hasattr(source, "read"):
+        yield source  # type: ignore[misc]
+        return
+    with open_input(source) as inp:  # type: ignore[arg-type]
+        yield inp.file
+
+
+def read_ftrace(path: PathLike | BinaryIO, symbols: dict | None = None, workers: int | None = None,
+                name: str | None = None) -> Capture:
     """Read ftrace ``trace``/``trace_pipe`` text; see :mod:`swaprace.readers.ftrace_text`.
 
     Blocks are parsed on ``workers`` threads (default: one per CPU; numpy releases the GIL), with at most two
     blocks per worker in flight so memory stays bounded on multi-gigabyte dumps.
     """
-    path = Path(path)
+    label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
+    with _binary(path) as fh:
+        return _read_ftrace(fh, symbols, workers, label)
+
+
+def _read_ftrace(fh: BinaryIO, symbols: dict | None, workers: int | None, label: str) -> Capture:
     overrides = dict(symbols or {})
-    blocks = _blocks(path)
+    blocks = _blocks(fh)
     first = next(blocks, b"")
     if first.startswith(b"# swaprace:"):
         meta_chunk = parse_ftrace_bytes(first[: first.find(b"\n") + 1])
@@ -154,6 +284,12 @@ def read_ftrace(path: PathLike, symbols: Optional[dict] = None, workers: Optiona
             events = events.take(order).reset_index(drop=True)
     else:
         events = frames[0] if frames else empty_events()
+    for c in chunks:
+        if c.meta_error:
+            raise SwapraceError(f"{label}: {c.meta_error}")
+        if c.bad_timestamps:
+            raise SwapraceError(f"{label}: {sum(x.bad_timestamps for x in chunks)} event line(s) with a timestamp "
+                                f"that is negative or does not fit 64-bit ns, e.g. {c.bad_timestamp_line!r}")
     meta = merge_chunk_meta(chunks)
     skipped = sum(c.skipped for c in chunks)
     meta.extra.setdefault("comment_lines", sum(c.comment_lines for c in chunks))
@@ -169,11 +305,14 @@ def _concat_events(frames: List[pd.DataFrame]) -> pd.DataFrame:
     return events[list(frames[0].columns)]
 
 
-def read_perf(path: PathLike) -> Capture:
-    """Read ``perf script`` text of kprobe events."""
-    path = Path(path)
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        events, skipped = parse_perf_lines(fh)
+def read_perf(path: PathLike | BinaryIO, name: str | None = None) -> Capture:
+    """Read ``perf script`` text of kprobe events (bytes that are not UTF-8 are kept, escaped)."""
+    label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
+    with _binary(path) as raw, _text(raw) as text:
+        try:
+            events, skipped = parse_perf_lines(text)
+        except SwapraceError as exc:
+            raise SwapraceError(f"{label}: {exc}") from None
     meta = CaptureMeta(backend="perf-script")
     return Capture(events=events, meta=meta, source_format="perf", skipped_lines=skipped)
 
@@ -181,74 +320,65 @@ def read_perf(path: PathLike) -> Capture:
 # --- JSON Lines -------------------------------------------------------------------------------------------
 
 
-def read_jsonl(path: PathLike) -> Capture:
+def read_jsonl(source: PathLike | BinaryIO, name: str | None = None) -> Capture:
     """Read JSON Lines: one event object per line (the columns of :mod:`swaprace.events`), optionally a first
     line ``{"meta": {...CaptureMeta...}}``. ``role`` may be left out (derived from ``func``); ``entry``,
     ``folio`` and ``retval`` may be integers or ``"0x..."`` strings; ``pid`` defaults to ``tid``."""
-    path = Path(path)
+    path = Path(name or (getattr(source, "name", None) if hasattr(source, "read") else source) or "<input>")
     meta = CaptureMeta(backend="jsonl")
     records = []
     skipped = 0
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with _binary(source) as raw, _text(raw) as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
-                raise SwapraceError(f"{path}:{n}: not valid JSON ({line.strip()[:60]!r})") from None
+            except (ValueError, RecursionError) as exc:
+                why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+                raise SwapraceError(f"{path}:{n}: {why} ({line.strip()[:60]!r})") from None
             if not isinstance(obj, dict):
                 raise SwapraceError(f"{path}:{n}: expected a JSON object per line")
             if "meta" in obj and len(obj) == 1:
-                meta = CaptureMeta.from_json(json.dumps(obj["meta"]))
+                meta = meta_from_obj(obj["meta"], f"{path}:{n}")
                 continue
             records.append(obj)
     if not records:
         return Capture(events=empty_events(), meta=meta, source_format="jsonl", skipped_lines=skipped)
-    u64 = {col: [rec.get(col) for rec in records] for col in ("entry", "folio", "retval")}
-    frame = pd.DataFrame.from_records(
-        [{k: v for k, v in rec.items() if k not in u64} for rec in records])
     overrides = symbol_overrides(meta.symbols)
-    if "role" not in frame.columns and "func" in frame.columns:
-        frame["role"] = [role_of_symbol(str(f), overrides) for f in frame["func"]]
-    for col, default in (("comm", ""), ("cpu", 0)):
-        frame[col] = frame[col].fillna(default) if col in frame.columns else default
-    if "pid" in frame.columns and "tid" in frame.columns:
-        frame["pid"] = frame["pid"].fillna(frame["tid"])  # pid defaults to tid, per record
-    for col in ("entry", "folio", "retval"):
-        frame[col] = _u64_column(u64[col], path, col)  # from the records: a float column would lose bits
-    required = [c for c in INPUT_COLUMNS if c not in ("pid",)]
-    missing = [c for c in required if c not in frame.columns]
+    columns = {}
+    for col in INPUT_COLUMNS:  # object columns: no float for a missing value, no wrap for a big one
+        values = [rec.get(col) for rec in records]
+        if col in ("entry", "folio", "retval"):
+            values = [_u64_value(v, path, col) for v in values]
+        columns[col] = values
+    missing = [c for c in INPUT_COLUMNS if c not in ("pid", "comm", "cpu", "role", "entry", "folio", "retval")
+               and all(v is None for v in columns[c])]
     if missing:
         raise SwapraceError(f"{path}: JSON Lines events lack {', '.join(missing)}")
-    bad_role = frame["role"].notna() & ~frame["role"].isin(ROLES)
-    if bad_role.any():
-        raise SwapraceError(f"{path}: unknown role {frame['role'][bad_role].iloc[0]!r} (roles: {', '.join(ROLES)})")
-    unknown = frame["role"].isna()
-    skipped += int(unknown.sum())
-    frame = frame[~unknown]
-    bad_phase = ~frame["phase"].isin(["call", "return"])
-    if bad_phase.any():
-        raise SwapraceError(f"{path}: phase must be 'call' or 'return' (got {frame['phase'][bad_phase].iloc[0]!r})")
+    columns["comm"] = ["" if v is None else v for v in columns["comm"]]
+    columns["cpu"] = [0 if v is None else v for v in columns["cpu"]]
+    columns["pid"] = [t if p is None else p for p, t in zip(columns["pid"], columns["tid"])]  # pid defaults to tid
+    # role: given, or derived from func (an unknown function is skipped, like a text reader's other events)
+    columns["role"] = [rec["role"] if "role" in rec else role_of_symbol(str(rec.get("func")), overrides)
+                       for rec in records]
+    keep = [("role" in rec) or role is not None for rec, role in zip(records, columns["role"])]
+    skipped += keep.count(False)
+    frame = pd.DataFrame({c: pd.Series([v for v, k in zip(vals, keep) if k], dtype=object)
+                          for c, vals in columns.items()})
+    check_events(frame, str(path))
     try:
         events = normalize(frame)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise SwapraceError(f"{path}: JSON Lines events have bad values ({str(exc).splitlines()[0]})") from None
     return Capture(events=events, meta=meta, source_format="jsonl", skipped_lines=skipped)
 
 
-def _u64_column(values: list, path: Path, name: str) -> pd.arrays.IntegerArray:
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and v != v):
-            out.append(None)
-        elif isinstance(v, str):
-            try:
-                out.append(int(v, 0) & (2**64 - 1))
-            except ValueError:
-                raise SwapraceError(f"{path}: bad {name} value {v!r}") from None
-        elif isinstance(v, bool) or not isinstance(v, int):
-            raise SwapraceError(f"{path}: bad {name} value {v!r} (an integer or a \"0x...\" string)")
-        else:
-            out.append(v & (2**64 - 1))
-    return pd.array(out, dtype="UInt64")
+def _u64_value(v: object, path: Path, name: str) -> object:
+    """A JSON entry/folio/retval: an integer, a ``"0x..."`` (or decimal) string, or null; range-checked later."""
+    if isinstance(v, str):
+        try:
+            return int(v, 0)
+        except ValueError:
+            raise SwapraceError(f"{path}: bad {name} value {v[:40]!r} (an integer or a \"0x...\" string)") from None
+    return v

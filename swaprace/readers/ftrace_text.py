@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from swaprace.errors import SwapraceError
 from swaprace.kernel.symbols import role_of_symbol
+from swaprace.readers.validate import meta_from_json
 from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
 
 _NL, _CR, _SP, _HASH = 10, 13, 32, 35
@@ -44,6 +46,7 @@ for _i, _c in enumerate(b"ABCDEF", start=10):
     _HEXVAL[_c] = _i
 _POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
 _PAD = b"\n" * 64
+_MAX_SEC = (2**63 - 1) // 10**9 - 1  # seconds whose ns, plus any fraction, still fit int64
 
 _LOST_RE = re.compile(r"^CPU:(\d+) \[LOST (\d+) EVENTS\]")
 _ENTRIES_RE = re.compile(r"^#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
@@ -62,6 +65,9 @@ class FtraceChunk:
     entries_in_buffer: Optional[int] = None  # from the `trace` header
     entries_written: Optional[int] = None
     meta: Optional[CaptureMeta] = None  # a `# swaprace: {...}` line, if any
+    meta_error: Optional[str] = None  # why a `# swaprace:` line is not valid metadata (the reader raises it)
+    bad_timestamps: int = 0  # event lines whose timestamp does not fit int64 ns or is negative (not events)
+    bad_timestamp_line: Optional[str] = None  # the first of them
 
 
 def parse_ftrace_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] = None
@@ -115,6 +121,8 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     ts = np.where(has_dot, sec * np.uint64(10**9) + frac * _POW10[np.clip(9 - nfrac, 0, 19)], frac)
     ts_start = np.where(has_dot, dot - nsec, tc - nfrac)
     ok &= (nfrac > 0) & (~has_dot | (nsec > 0)) & (nfrac <= 9)
+    # a timestamp that does not fit int64 ns, or a negative one, is not silently wrapped or made positive
+    ts_bad = (has_dot & (sec > np.uint64(_MAX_SEC))) | (buf[np.maximum(ts_start - 1, 0)] == _DASH)
 
     # Header, read from the right: "[cpu]" is the last "]" before the timestamp.
     rb, ok_rb = _last_before(pos[_RBR], ts_start, ls)
@@ -153,12 +161,18 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
 
     sel = np.flatnonzero(ok)
     funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
-    func_names = [str(s) for s in funcs.dictionary.to_pylist()]
+    func_names = _decoded(funcs.dictionary)
     func_roles = [role_of_symbol(name, symbols) for name in func_names]
     func_codes = funcs.indices.to_numpy(zero_copy_only=False)
     role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
     sel = sel[role_known]
     func_codes = func_codes[role_known]
+    bad = ts_bad[sel]
+    if bad.any():
+        chunk.bad_timestamps = int(bad.sum())
+        first_bad = sel[bad][0]
+        chunk.bad_timestamp_line = data[ls[first_bad]:le[first_bad]].decode("utf-8", "backslashreplace")[:120]
+        sel, func_codes = sel[~bad], func_codes[~bad]
     chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines
     if len(sel) == 0:
         return chunk
@@ -178,7 +192,7 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     tid_s = tid[sel]
     chunk.events = event_frame(
         ts=ts[sel].astype(np.int64), cpu=cpu[sel], pid=np.where(tgid_known[sel], tgid[sel], tid_s), tid=tid_s,
-        comm=(comms.indices.to_numpy(zero_copy_only=False), [str(c) for c in comms.dictionary.to_pylist()]),
+        comm=(comms.indices.to_numpy(zero_copy_only=False), _decoded(comms.dictionary)),
         func=(func_codes, func_names), role=(role_code_of_func[func_codes], role_names),
         phase=(is_ret_s.astype(np.int8), ["call", "return"]),
         entry=(np.where(call & (key == 1), val, e2), entry_ok), folio=(val, call & (key == 2) & vok),
@@ -228,9 +242,9 @@ def _parse_side_lines(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np
         line = data[starts[i]:ends[i]].decode("utf-8", "replace")
         if line.startswith(_META_PREFIX):
             try:
-                chunk.meta = CaptureMeta.from_json(line[len(_META_PREFIX):].strip())
-            except (ValueError, TypeError):
-                pass  # a damaged metadata line is just a comment
+                chunk.meta = meta_from_json(line[len(_META_PREFIX):].strip(), "'# swaprace:' line")
+            except SwapraceError as exc:
+                chunk.meta_error = str(exc)  # not raised here: the live backend shares this parser
             continue
         m = _ENTRIES_RE.match(line)
         if m:
@@ -383,15 +397,26 @@ def _is_word_before(buf: np.ndarray, eq: np.ndarray, word: bytes) -> np.ndarray:
     return (w[:, 0] == _SP) & np.all(w[:, 1:] == np.frombuffer(word, np.uint8)[None, :], axis=1)
 
 
-def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.StringArray:
-    """buf[start:end] for every row, as an Arrow string array (one gather, no Python loop)."""
+def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.BinaryArray:
+    """buf[start:end] for every row, as an Arrow binary array (one gather, no Python loop).
+
+    Binary, not string: a task name is whatever bytes the task set (``prctl(PR_SET_NAME)`` takes any), so the
+    few distinct values are decoded after dictionary encoding, by :func:`_decoded`."""
     lengths = np.maximum(end - start, 0).astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     idx = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
     data = buf[idx].tobytes()
-    return pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data)).cast(
-        pa.string())
+    return pa.Array.from_buffers(pa.large_binary(), len(lengths),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.binary())
+
+
+def _decoded(values: pa.Array) -> list[str]:
+    """Distinct byte strings as text; bytes that are not UTF-8 are kept, escaped (``str\\xe9ss``)."""
+    names = [v.decode("utf-8", "backslashreplace") for v in values.to_pylist()]
+    if len(set(names)) < len(names):  # "\\xe9" typed literally and a 0xe9 byte: keep the codes distinct
+        names = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]
+    return names
 
 
 # --- whole files -----------------------------------------------------------------------------------------------

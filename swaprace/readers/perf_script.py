@@ -20,7 +20,9 @@ from typing import Iterable, List, Mapping, Optional, Tuple
 import pandas as pd
 
 from swaprace.kernel.symbols import role_of_symbol
+from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
+from swaprace.readers.validate import check_events
 
 _LINE_RE = re.compile(
     r"^\s*(?P<comm>.*?)\s+(?:(?P<pid>-?\d+)/)?(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?:\S+\s+)*?"
@@ -31,11 +33,15 @@ _ARG_RE = re.compile(r"(?P<name>[\w.]+)=(?P<value>\S+)")
 _DUP_SUFFIX = re.compile(r"_\d+$")
 
 
-def _parse_value(text: str) -> Optional[int]:
+def _parse_value(text: str, n: int = 0) -> Optional[int]:
+    """A 64-bit register value as perf prints it (hex, or signed decimal: two's complement); a number that
+    does not fit 64 bits is an error, not a wrap."""
     try:
         value = int(text, 0) if text.lower().startswith(("0x", "-0x")) else int(text, 10)
     except ValueError:
         return None
+    if not -(2**63) <= value <= 2**64 - 1:
+        raise SwapraceError(f"line {n}: value {text[:40]} does not fit in 64 bits")
     return value & (2**64 - 1)
 
 
@@ -56,7 +62,7 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
     """Parse perf script lines into (normalized events, skipped non-blank line count)."""
     rows: List[tuple] = []
     skipped = 0
-    for line in lines:
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         m = _LINE_RE.match(line)
@@ -70,7 +76,7 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
             skipped += 1
             continue
         first = _ARG_RE.search(m.group("args"))
-        value = _parse_value(first.group("value")) if first else None
+        value = _parse_value(first.group("value"), n) if first else None
         entry = folio = retval = None
         if is_return:
             retval = value
@@ -79,7 +85,7 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
         elif KEY_COLUMN.get(role) == "folio":
             folio = value
             named = re.search(r"\bentry=(\S+)", m.group("args")[first.end():]) if first else None
-            entry = _parse_value(named.group(1)) if named else None
+            entry = _parse_value(named.group(1), n) if named else None
         frac = m.group("frac")
         ts = int(m.group("sec")) * 10**9 + int(frac.ljust(9, "0")[:9])
         tid = int(m.group("tid"))
@@ -90,8 +96,8 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
         return empty_events(), skipped
     names = ["ts_ns", "cpu", "pid", "tid", "comm", "func", "role", "phase", "entry", "folio", "retval"]
     columns = dict(zip(names, zip(*rows)))
-    frame = pd.DataFrame({name: (pd.array(list(values), dtype="UInt64") if name in ("entry", "folio", "retval")
-                                 else list(values)) for name, values in columns.items()})
+    frame = pd.DataFrame({name: pd.Series(list(values), dtype=object) for name, values in columns.items()})
+    check_events(frame, "perf script")
     return normalize(frame), skipped
 
 

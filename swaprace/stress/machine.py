@@ -12,14 +12,16 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
-from swaprace.osutil import pid_alive
+from swaprace.osutil import atomic_write_text, pid_alive
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -151,9 +153,10 @@ class StateLog:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "changes": self.changes}, indent=1))
-        os.replace(tmp, self.path)
+        try:  # a random O_EXCL temp name: no fixed stress-state.tmp for a planted link to redirect
+            atomic_write_text(self.path, json.dumps({"pid": os.getpid(), "changes": self.changes}, indent=1))
+        except OSError as exc:
+            raise SwapraceError(f"cannot write the stress state file {self.path}: {exc}") from None
 
     @classmethod
     def load(cls, path: Path) -> "StateLog":
@@ -187,18 +190,40 @@ class Machine:
     def __exit__(self, *exc) -> None:
         restore(self.log)
 
-    def apply_limit(self) -> None:
-        """Set the cgroup limit once the workload has filled its memory: the write itself reclaims down
-        to the limit. Filling under the limit instead races swap writeback and ends in the OOM killer."""
-        name = "memory.max" if self.plan.cgroup_version == 2 else "memory.limit_in_bytes"
+    def apply_limit(self, hard_bytes: int) -> None:
+        """Bring the group down to the planned limit once the workload has filled its memory (the write
+        itself reclaims; filling under the limit instead races swap writeback), then keep it there without
+        ever giving the kernel a reason to OOM-kill or freeze a worker.
+
+        Why not a plain hard limit: with eight threads and forked readers faulting at once, a charge's own
+        reclaim loses the pages it frees to the other faulting tasks, and after MAX_RECLAIM_RETRIES the
+        memcg declares OOM -- at 24, 32, 40 and even 48 MiB of a 64 MiB working set on a 2-CPU host. v1 then
+        OOM-kills, or with ``oom_kill_disable`` parks every faulting task in mem_cgroup_oom_synchronize
+        until something uncharges (nothing does: the old deadlock), and faults taken inside the kernel fail
+        meanwhile (SIGSEGV). So the planned limit is a *high* mark -- v2 ``memory.high`` (reclaim and
+        throttling, never an OOM), v1 :class:`LimitKeeper` -- and the hard limit is ``hard_bytes``, far above.
+        """
+        if self.plan.cgroup_version == 2:
+            _write(self.cgroup / "memory.max", str(hard_bytes))
+            _write(self.cgroup / "memory.high", str(self.plan.limit_bytes))  # reclaims down to it now
+            return
+        name = self.cgroup / "memory.limit_in_bytes"
         for attempt in range(50):
             try:
-                _write(self.cgroup / name, str(self.plan.limit_bytes))
-                return
+                _write(name, str(self.plan.limit_bytes))
+                break
             except SwapraceError:
                 if attempt == 49:  # v1 answers EBUSY while it cannot reclaim enough yet
                     raise
                 time.sleep(0.2)
+        _write(name, str(hard_bytes))
+        self.keeper = LimitKeeper(self.cgroup, self.plan.limit_bytes, hard_bytes)
+        self.keeper.start()
+
+    def stop_keeper(self) -> None:
+        keeper = getattr(self, "keeper", None)
+        if keeper is not None:
+            keeper.stop()
 
     @property
     def procs_file(self) -> str:
@@ -206,8 +231,10 @@ class Machine:
 
     def _apply(self) -> None:
         plan = self.plan
-        self.log.add(kind="swapfile", path=plan.swap_path)
-        _create_swap_file(Path(plan.swap_path), plan.swap_bytes)
+        # logged once swaprace itself created the file (O_EXCL), with its inode: undo removes only that file
+        _create_swap_file(Path(plan.swap_path), plan.swap_bytes,
+                          created=lambda st: self.log.add(kind="swapfile", path=plan.swap_path,
+                                                          dev=st.st_dev, ino=st.st_ino))
         self.log.add(kind="swapon", path=plan.swap_path)
         _run([sbin("swapon"), "--priority", "32767", plan.swap_path], "swapon")
         if plan.cgroup_version == 2:
@@ -220,11 +247,6 @@ class Machine:
             self.cgroup.mkdir()
         except OSError as exc:
             raise SwapraceError(f"cannot create cgroup {self.cgroup}: {exc.strerror}") from None
-        if plan.cgroup_version == 1:
-            # v1 only: a fault whose charge cannot reclaim fast enough (2 cores, 8 threads thrashing) waits
-            # for memory instead of OOM-killing a worker; the limit still forces the swapping the run needs.
-            # (v2 has no such switch; its memory.max reclaim did not OOM in our guests.)
-            _write(self.cgroup / "memory.oom_control", "1")
         if plan.ksm and _read(KSM_DIR / "run") == "0" and _read(KSM_DIR / "pages_sharing") == "0":
             # KSM was off with nothing merged: restoring "as found" means unmerging what our scan merged
             # (on a host, that includes the memory of any QEMU guest running there), not just stopping it.
@@ -233,6 +255,48 @@ class Machine:
             path = KSM_DIR / knob
             self.log.add(kind="ksm", path=str(path), old=_read(path))
             _write(path, value)
+
+
+class LimitKeeper:
+    """cgroup v1 has no ``memory.high``: this thread plays it. The hard limit stays high; whenever the group
+    is above ``target`` the thread writes ``target`` to ``memory.limit_in_bytes`` -- the kernel reclaims in
+    *this* thread until the group fits (or answers EBUSY), and only then sets the limit -- and puts the hard
+    limit straight back. The workers never wait on a limit, so none is OOM-killed or frozen."""
+
+    POLL_S = 0.01
+
+    def __init__(self, cgroup: Path, target: int, hard: int):
+        import threading
+
+        self.cgroup, self.target, self.hard = cgroup, target, hard
+        self.slack = max(target // 32, MiB)
+        self.passes = 0  # times it pushed the group back under the target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swaprace-limit-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:  # a daemon: if still reclaiming, restore() ends it
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        limit = self.cgroup / "memory.limit_in_bytes"
+        usage = self.cgroup / "memory.usage_in_bytes"
+        while not self._stop.wait(self.POLL_S):
+            try:
+                if int(_read(usage)) <= self.target + self.slack:
+                    continue
+                try:
+                    _write(limit, str(self.target))  # reclaim here, in this thread
+                    self.passes += 1
+                except SwapraceError:
+                    pass  # EBUSY: could not get there this time; the workers still have the hard limit
+                finally:
+                    _write(limit, str(self.hard))
+            except (OSError, ValueError, SwapraceError):
+                return  # the cgroup is gone (restore ran)
 
 
 def restore(log: StateLog) -> None:
@@ -247,6 +311,45 @@ def restore(log: StateLog) -> None:
         raise SwapraceError("could not restore: " + "; ".join(problems) +
                             f" (state kept in {log.path}; retry with `swaprace stress --cleanup`)")
     log.path.unlink(missing_ok=True)
+
+
+def leftovers(path: Path | None = None) -> list[str]:
+    """What killed stress runs left on this machine: a state file whose run is gone, memory cgroups of dead
+    runs, an active swaprace swap file no run owns. Empty when the machine is clean (``doctor`` says it)."""
+    path = path or state_file()
+    found: list[str] = []
+    owner = None
+    if path.exists():
+        try:
+            owner = int(json.loads(path.read_text()).get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            owner = 0
+        if not (owner and pid_alive(owner)):
+            found.append(f"state file {path} of stress run pid {owner or '?'} (not running): its changes are not undone")
+    for parent in (CGROUP_ROOT, CGROUP_ROOT / "memory"):
+        for cgroup in sorted(parent.glob("swaprace-stress-*")) if parent.is_dir() else []:
+            pid = cgroup.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                found.append(f"memory cgroup {cgroup} of stress run pid {pid} (not running)")
+    if not (owner and pid_alive(owner)):
+        for row in active_swaps() if Path("/proc/swaps").exists() else []:
+            if "swaprace-stress" in row["filename"]:
+                found.append(f"swap file {row['filename']} is still active")
+    return found
+
+
+def clean_leftovers(path: Path | None = None) -> list[str]:
+    """Undo what :func:`leftovers` finds: the recorded changes (as ``stress --cleanup``), then cgroups of dead
+    runs no state file recorded. An active swap file is only undone through the state file (it may be the
+    user's own). Returns what was undone."""
+    done = [f"{c['kind']} {c['path']}" for c in cleanup(path)]
+    for parent in (CGROUP_ROOT, CGROUP_ROOT / "memory"):
+        for cgroup in sorted(parent.glob("swaprace-stress-*")) if parent.is_dir() else []:
+            pid = cgroup.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                _remove_cgroup(cgroup)
+                done.append(f"cgroup {cgroup}")
+    return done
 
 
 def cleanup(path: Optional[Path] = None) -> List[Dict[str, str]]:
@@ -277,7 +380,20 @@ def _undo(change: Dict[str, str]) -> None:
         if any(row["filename"] == str(path) for row in active_swaps()):
             _run([sbin("swapoff"), str(path)], "swapoff")
     elif kind == "swapfile":
-        path.unlink(missing_ok=True)
+        _remove_own_file(path, change)
+
+
+def _remove_own_file(path: Path, change: dict[str, str]) -> None:
+    """Unlink ``path`` only when it is still the regular file swaprace created (same device and inode)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if "ino" not in change or "dev" not in change:
+        raise SwapraceError(f"not removing {path}: the state file does not say swaprace created it")
+    if not stat.S_ISREG(st.st_mode) or (str(st.st_dev), str(st.st_ino)) != (change["dev"], change["ino"]):
+        raise SwapraceError(f"not removing {path}: it is no longer the swap file swaprace created")
+    path.unlink()
 
 
 def _remove_cgroup(path: Path) -> None:
@@ -309,8 +425,9 @@ def _remove_cgroup(path: Path) -> None:
     path.rmdir()
 
 
-def _create_swap_file(path: Path, size: int) -> None:
-    """Zero-filled (no holes: swapon refuses sparse files), mode 0600, mkswap'd."""
+def _create_swap_file(path: Path, size: int, created: Callable[[os.stat_result], None] | None = None) -> None:
+    """Zero-filled (no holes: swapon refuses sparse files), mode 0600, mkswap'd. ``created`` is called with
+    the new file's stat right after the exclusive create, before anything else can fail."""
     path.parent.mkdir(parents=True, exist_ok=True)
     chunk = bytes(MiB)
     try:
@@ -320,6 +437,8 @@ def _create_swap_file(path: Path, size: int) -> None:
     except OSError as exc:
         raise SwapraceError(f"cannot create swap file {path}: {exc.strerror}") from None
     try:
+        if created is not None:
+            created(os.fstat(fd))
         written = 0
         while written < size:
             written += os.write(fd, chunk[: min(MiB, size - written)])

@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -107,9 +108,17 @@ def build(compiler: Optional[str] = None) -> Optional[Path]:
         return None
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
     target = cache_dir() / f"stress_helper-{digest}.so"
-    if target.exists():
+    if target.exists() and untrusted(target) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if untrusted(target.parent) is not None or (target.exists() or target.is_symlink()):
+        # e.g. root under `sudo -E` with the user's cache: never load (or build into) what another user can
+        # write; build a private copy for this run instead
+        import atexit
+
+        private = Path(tempfile.mkdtemp(prefix="swaprace-helper-"))
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+        target = private / target.name
     fd, tmp = tempfile.mkstemp(prefix=".stress_helper-", suffix=".so", dir=target.parent)
     os.close(fd)
     try:
@@ -117,10 +126,32 @@ def build(compiler: Optional[str] = None) -> Optional[Path]:
         if proc.returncode != 0:
             first = (proc.stderr.strip().splitlines() or ["no output"])[0]
             raise SwapraceError(f"building the stress helper with {compiler} failed: {first}")
+        os.chmod(tmp, 0o755)  # not group- or world-writable, whatever the umask (see untrusted())
         os.replace(tmp, target)  # atomic: concurrent runs never load a half-written object
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def untrusted(path: Path) -> str | None:
+    """Why loading code from ``path`` (a file or directory) would let another user run code as us, or None.
+
+    It must not be a symbolic link, must belong to us or root, and must not be writable by group or others;
+    for a file, the same holds for its directory.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link"
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"{path} belongs to uid {st.st_uid}"
+    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and st.st_uid == 0):
+        return f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    if not stat.S_ISDIR(st.st_mode):
+        return untrusted(path.parent)
+    return None
 
 
 class Helper:
@@ -128,6 +159,9 @@ class Helper:
 
     def __init__(self, path: Optional[Path] = None):
         self.path = path or build()
+        why = untrusted(Path(self.path))
+        if why is not None:
+            raise SwapraceError(f"not loading the stress helper: {why}")
         lib = ctypes.CDLL(str(self.path))
         lib.sr_prepare.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(Result)]
         lib.sr_prepare.restype = ctypes.c_int

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import signals_raise
 from swaprace.stress import machine, native, oracle
 from swaprace.stress.worker import WINDOW_DTYPE
 
@@ -55,8 +56,9 @@ class StressOptions:
 @dataclass
 class Sizes:
     working_set: int
-    limit: int
+    limit: int  # the high mark the group is kept at (machine.Machine.apply_limit)
     swap: int
+    hard_limit: int = 0  # the cgroup's hard limit: only a bound on a runaway, never reached by the workload
 
 
 def plan_sizes(opts: StressOptions) -> Sizes:
@@ -72,7 +74,8 @@ def plan_sizes(opts: StressOptions) -> Sizes:
     # vm_swap_full()), MADV_PAGEOUT pushes it further, and there is still room for swap-cache duplicates and
     # the interpreters' own pages (a full swap file under a cgroup limit means the OOM killer).
     swap = opts.swap_bytes if opts.swap_bytes is not None else working_set + 8 * MiB
-    return Sizes(working_set, limit, swap)
+    # every page of the region plus the helpers' buffers and interpreters fit below it: no OOM, ever
+    return Sizes(working_set, limit, swap, hard_limit=2 * working_set + 64 * MiB)
 
 
 def check_options(opts: StressOptions) -> None:
@@ -91,9 +94,9 @@ class Interrupted(SwapraceError):
     pass
 
 
-def _raise_interrupted(signum, _frame):
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}: workload stopped, machine restored",
-                      exit_code=128 + signum)
+def _interrupted(signum: int) -> Interrupted:
+    return Interrupted(f"interrupted by {signal.Signals(signum).name}: workload stopped, machine restored",
+                       exit_code=128 + signum)
 
 
 def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = None,
@@ -117,9 +120,8 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         (announce or say)(f"stress: will {line}")
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: List[subprocess.Popen] = []
-    try:
+    with signals_raise(_interrupted):  # SIGINT, SIGTERM and SIGHUP (the terminal went away) alike
         with tempfile.TemporaryDirectory(prefix="swaprace-stress-") as tmp, machine.Machine(plan) as box:
             out = Path(tmp)
             try:
@@ -133,9 +135,6 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         if recorder:
             summary.update(recorder.judge(summary))
         return summary
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Recorder:
@@ -238,10 +237,13 @@ class _Run:
             before_go()
         before = oracle.read_vmstat()
         ksm_before = _ksm_counters()
-        self.box.apply_limit()
+        self.box.apply_limit(self.sizes.hard_limit)
         (self.out / "go").touch()
         started = time.monotonic()
-        self._watch(workers, started)
+        try:
+            self._watch(workers, started)
+        finally:
+            self.box.stop_keeper()
         after = oracle.read_vmstat()
         results = self._collect(workers)
         rounds_s = (self.rounds_done_at or time.monotonic()) - started
@@ -250,6 +252,9 @@ class _Run:
                             self._ksm_summary(ksm_before), self.swap_samples, self.injections, rounds_s,
                             self._cgroup_events(), rates)
         summary["duration_s"] = round(time.monotonic() - started, 2)
+        summary["machine"]["hard_limit_mib"] = self.sizes.hard_limit // MiB
+        keeper = getattr(self.box, "keeper", None)
+        summary["machine"]["limit_keeper_passes"] = keeper.passes if keeper is not None else None
         # CLOCK_MONOTONIC, like the capture's timestamps: the trace figures are taken over the rounds only
         summary["rounds_interval_ns"] = [int(started * 1e9), int((started + rounds_s) * 1e9)]
         return summary

@@ -18,6 +18,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from swaprace.osutil import atomic_write_text
 from swaprace.stress import native
 
 WINDOW_DTYPE = np.dtype([
@@ -28,9 +29,7 @@ assert WINDOW_DTYPE.itemsize == ctypes.sizeof(native.Window)
 
 
 def write_json(path: Path, obj: Dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj))
 
 
 def join_cgroup(procs_file: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import atomic_write_text
 
 ACCELS = ("kvm", "tcg")
 #: A trial boot under KVM that has not reached the guest's init by then counts as failed.
@@ -92,7 +93,5 @@ def cached_verdict(path: Path) -> Optional[Accel]:
 
 
 def store_verdict(path: Path, accel: Accel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": verdict_key(), "accel": accel.name, "reason": accel.reason}, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"key": verdict_key(), "accel": accel.name, "reason": accel.reason},
+                                       indent=2) + "\n")

@@ -26,7 +26,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import signals_raise
 
 #: The kernels a test box can be built with; each has a ``vm-setup/packages/<name>.txt``.
 KERNELS = ("bookworm", "trixie-backports")
@@ -120,19 +120,10 @@ def check_kernel(kernel: str) -> str:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for a while, so clean-up code runs as it does on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt for a while, so clean-up code runs as it does on Ctrl-C
+    (:func:`swaprace.osutil.signals_raise`)."""
+    with signals_raise(signals=(signal.SIGTERM, signal.SIGHUP)):
         yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _digest(named_contents: Dict[str, bytes]) -> str:

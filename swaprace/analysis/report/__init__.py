@@ -121,9 +121,10 @@ def role_counts(events: pd.DataFrame) -> pd.DataFrame:
 # --- single plots (the `swaprace plot` commands) ---------------------------------------------------------
 
 def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until_ns: Optional[int] = None,
-               race: Optional[int] = None) -> Tuple[Path, timeline.EntryTimeline]:
-    """One entry's timeline: its whole life, or zoomed on its ``race``-th race (0-based)."""
-    style.check_writable(path)
+               race: Optional[int] = None, inputs: tuple = ()) -> Tuple[Path, timeline.EntryTimeline]:
+    """One entry's timeline: its whole life, or zoomed on its ``race``-th race (0-based). ``inputs``: files
+    that ``path`` must not be (the capture)."""
+    style.check_writable(path, inputs)
     focus = None
     if race is not None:
         on_entry = analysis.races[analysis.races["entry"].to_numpy(dtype="uint64", na_value=0) == np.uint64(entry)]
@@ -131,26 +132,26 @@ def plot_entry(analysis, entry: int, path, since_ns: Optional[int] = None, until
             raise SwapraceError(f"swap entry {entry:#x} has {len(on_entry)} race(s); --race {race} does not exist")
         focus = on_entry.sort_values("window_start_ns").iloc[race].to_dict()
     data = timeline.entry_timeline(analysis, entry, focus=focus, since_ns=since_ns, until_ns=until_ns)
-    return style.save_png(timeline.draw_entry_timeline(data), path), data
+    return style.save_png(timeline.draw_entry_timeline(data), path, inputs), data
 
 
-def plot_windows(analysis, path) -> Tuple[Path, distributions.Histogram]:
-    style.check_writable(path)
+def plot_windows(analysis, path, inputs: tuple = ()) -> Tuple[Path, distributions.Histogram]:
+    style.check_writable(path, inputs)
     hist = distributions.window_durations(analysis.windows)
-    return style.save_png(distributions.draw_window_durations(hist), path), hist
+    return style.save_png(distributions.draw_window_durations(hist), path, inputs), hist
 
 
-def plot_reuse(analysis, path) -> Tuple[Path, distributions.Histogram]:
-    style.check_writable(path)
+def plot_reuse(analysis, path, inputs: tuple = ()) -> Tuple[Path, distributions.Histogram]:
+    style.check_writable(path, inputs)
     hist = distributions.reuse_distances(analysis.generations, getattr(analysis, "residency", None))
     median = float(analysis.windows["duration_ns"].median()) if len(analysis.windows) else None
-    return style.save_png(distributions.draw_reuse_distances(hist, median), path), hist
+    return style.save_png(distributions.draw_reuse_distances(hist, median), path, inputs), hist
 
 
-def plot_rate(analysis, path) -> Tuple[Path, rate.RateSeries]:
-    style.check_writable(path)
+def plot_rate(analysis, path, inputs: tuple = ()) -> Tuple[Path, rate.RateSeries]:
+    style.check_writable(path, inputs)
     series = rate.event_rates(analysis.capture.events, analysis.capture.meta)
-    return style.save_png(rate.draw_event_rates(series), path), series
+    return style.save_png(rate.draw_event_rates(series), path, inputs), series
 
 
 # --- the report --------------------------------------------------------------------------------------------
@@ -167,17 +168,26 @@ def busiest_entries(analysis, n: int) -> List[int]:
 
 def build_report(analysis, out_dir, source_name: Optional[str] = None,
                  max_timelines: int = DEFAULT_MAX_TIMELINES, busiest: int = DEFAULT_BUSIEST,
-                 progress: Optional[Progress] = None) -> Report:
+                 progress: Optional[Progress] = None, inputs: tuple = ()) -> Report:
     """Render every picture of ``analysis`` into ``out_dir`` and write report.html and report.json there.
 
     Raises :class:`SwapraceError` when ``out_dir`` cannot be written. Existing files of the same names are
-    replaced; nothing else in ``out_dir`` is touched.
+    replaced; pictures a previous report listed in its report.json and this one does not draw are removed
+    (no stale race picture survives a re-run); nothing else in ``out_dir`` is touched.
     """
+    from swaprace.osutil import UnsafeOutput, check_output_path
+
     directory = Path(out_dir)
     try:
+        if directory.is_symlink():
+            raise UnsafeOutput(f"not writing into {directory}: it is a symbolic link (outputs never follow links)")
         directory.mkdir(parents=True, exist_ok=True)
+        check_output_path(directory / "report.html", inputs)
+    except UnsafeOutput as exc:
+        raise SwapraceError(str(exc)) from None
     except OSError as exc:
         raise SwapraceError(f"cannot create report directory {directory}: {exc.strerror or exc}") from None
+    previous = _previous_files(directory)
     report = Report(analysis=analysis, directory=directory, source_name=source_name or "capture",
                     loss_text=rate.loss_summary(analysis.capture.meta))
     index = timeline.EventIndex(analysis.capture.events)
@@ -208,18 +218,31 @@ def build_report(analysis, out_dir, source_name: Optional[str] = None,
     if progress:
         progress(len(steps), len(steps), "writing report.html")
     _write_text(report.html_path, html.render(report))
-    _write_text(report.json_path, json.dumps(report.to_json(), indent=2, default=str))
+    from swaprace import jsonout
+
+    _write_text(report.json_path, jsonout.dumps(report.to_json(), indent=2))
+    for name in previous - {f.file for f in report.figures}:
+        stale = directory / name
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
     return report
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def _previous_files(directory: Path) -> set:
+    """Pictures the report.json already in ``directory`` lists (plain names inside it only)."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+        old = json.loads((directory / "report.json").read_text())
+        names = {f["file"] for f in old.get("figures", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n.endswith(".png") and "/" not in n and not n.startswith(".")}
+
+
+def _write_text(path: Path, text: str) -> None:
+    from swaprace.capture import atomic_output
+
+    with atomic_output(path, "w") as fh:
+        fh.write(text)
 
 
 def _add(report: Report, fig, kind: str, name: str, title: str, caption: str, entry=None, data=None):

@@ -10,9 +10,14 @@ import os
 from pathlib import Path
 from typing import Optional, Tuple
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+# Labels carry task names and symbols from the capture (any process names itself: "$x", "a$b$c"): text is
+# text, never mathtext (an unbalanced "$" would end the picture with a parse error).
+matplotlib.rcParams["text.parse_math"] = False
 
 #: Every PNG is rendered at this resolution; the pixel sizes below are what the files decode to.
 DPI = 100
@@ -63,21 +68,22 @@ def new_figure(size_px: Tuple[int, int]) -> Figure:
     return fig
 
 
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG of its nominal size (no tight bbox: the size stays predictable)."""
-    path = Path(path)
-    try:
-        fig.savefig(path, format="png", dpi=DPI)
-    except OSError as exc:
-        from swaprace.errors import SwapraceError
+def save_png(fig: Figure, path: Path, inputs: tuple = ()) -> Path:
+    """Write ``fig`` as a PNG of its nominal size (no tight bbox: the size stays predictable), atomically:
+    a full disk or a kill leaves the previous picture (or none), never a truncated one."""
+    from swaprace.capture import atomic_output
 
-        raise SwapraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    path = Path(path)
+    with atomic_output(path, "wb", inputs=inputs) as fh:
+        fig.savefig(fh, format="png", dpi=DPI)
     return path
 
 
-def check_writable(path: Path) -> Path:
-    """Fail before any drawing when ``path`` cannot be created (a missing or read-only directory)."""
+def check_writable(path: Path, inputs: tuple = ()) -> Path:
+    """Fail before any drawing when ``path`` cannot be created (a missing or read-only directory) or must not
+    be written (a link, a device, an input: :func:`swaprace.osutil.check_output_path`)."""
     from swaprace.errors import SwapraceError
+    from swaprace.osutil import UnsafeOutput, check_output_path
 
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -87,6 +93,10 @@ def check_writable(path: Path) -> Path:
         raise SwapraceError(f"cannot write {path}: it is a directory")
     if not os.access(parent, os.W_OK):
         raise SwapraceError(f"cannot write {path}: directory {parent} is not writable")
+    try:
+        check_output_path(path, inputs)
+    except UnsafeOutput as exc:
+        raise SwapraceError(str(exc)) from None
     return path
 
 
