@@ -32,7 +32,7 @@ def guest_run(kernel: str, duration: float, extra: list) -> dict:
         if not path.exists() or not path.read_text().strip():
             raise SystemExit(f"{kernel}: no summary (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
         summary = json.loads(path.read_text())
-        summary["_kernel_release"] = next((l.split()[-1] for l in done.stderr.splitlines()
+        summary["_kernel_release"] = next((line.split()[-1] for line in done.stderr.splitlines()
                                            if "kernel" in l.lower()), None)
         return summary
 

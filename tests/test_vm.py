@@ -71,7 +71,7 @@ def test_roles_resolve_kprobes_attach_and_swap_faults_are_counted(kernel: str) -
 
 def test_cli_run_streams_output_and_returns_the_guest_status(tmp_path: Path) -> None:
     require_qemu()
-    command = f"echo to-stdout; echo to-stderr >&2; cat /etc/swaprace-testbox > /mnt/out/box.txt; exit 3"
+    command = "echo to-stdout; echo to-stderr >&2; cat /etc/swaprace-testbox > /mnt/out/box.txt; exit 3"
     result = CliRunner().invoke(main, ["vm", "run", "--out", str(tmp_path), "--", "sh", "-c", command])
     assert result.exit_code == 3, result.output
     assert "to-stdout" in result.stdout
