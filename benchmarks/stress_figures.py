@@ -33,7 +33,7 @@ def guest_run(kernel: str, duration: float, extra: list) -> dict:
             raise SystemExit(f"{kernel}: no summary (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
         summary = json.loads(path.read_text())
         summary["_kernel_release"] = next((line.split()[-1] for line in done.stderr.splitlines()
-                                           if "kernel" in l.lower()), None)
+                                           if "kernel" in line.lower()), None)
         return summary
 
 
