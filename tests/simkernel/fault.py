@@ -19,17 +19,34 @@ in the swap cache); memcg charging never fails; a fault never retries on ``VM_FA
 
 from __future__ import annotations
 
-from typing import Generator, List, Optional, Tuple
+from collections.abc import Generator
 
 from .sched import Thread
-from .state import VM_FAULT_MAJOR, VM_FAULT_OOM, EEXIST, Folio, Install, Kernel, entry_of
-from .swapcore import (cluster_free, folio_free_swap, folio_put_swap, lock_folio, swap_free, swapcache_clear,
-                       swapcache_prepare, swapin_add, unlock)
+from .state import (
+    EEXIST,
+    VM_FAULT_MAJOR,
+    VM_FAULT_OOM,
+    Folio,
+    Install,
+    Kernel,
+    entry_of,
+)
+from .swapcore import (
+    cluster_free,
+    folio_free_swap,
+    folio_put_swap,
+    lock_folio,
+    swap_free,
+    swapcache_clear,
+    swapcache_prepare,
+    swapin_add,
+    unlock,
+)
 
 FaultStep = Generator[object, None, None]
 
 
-def _lookup(k: Kernel, t: Thread, off: int) -> Optional[Folio]:
+def _lookup(k: Kernel, t: Thread, off: int) -> Folio | None:
     """``swap_cache_get_folio`` body and return (+1 ref on a hit)."""
     folio = k.cache.get(off)
     if folio is not None:
@@ -38,7 +55,7 @@ def _lookup(k: Kernel, t: Thread, off: int) -> Optional[Folio]:
     return folio
 
 
-def _swapin_cache(k: Kernel, t: Thread, off: int, box: List[Optional[Folio]]) -> FaultStep:
+def _swapin_cache(k: Kernel, t: Thread, off: int, box: list[Folio | None]) -> FaultStep:
     """Read ``off`` through the swap cache; the folio (locked until its read completes, then unlocked, with a
     ref) or None is left in ``box``. 6.1 ``__read_swap_cache_async`` + ``swap_readpage``; 7.x ``swapin_sync`` /
     ``swap_cache_read_folio`` + ``swap_read_folio``."""
@@ -86,8 +103,7 @@ def _read(k: Kernel, t: Thread, folio: Folio, off: int) -> None:
     """The swap read (6.1 ``swap_readpage(page)``: entry = page_private; 7.x ``swap_read_folio(ctx, folio)``)."""
     k.tracer.emit(t, "swap_readpage" if k.v61 else "swap_read_folio", "call", folio=folio.fid, entry=entry_of(off))
     data = k.slots[off].data
-    assert data is not None, ("reading a slot nobody wrote", off)
-    folio.data = [data]
+    folio.data = [0 if data is None else data]  # a never-written (or discarded) slot reads as zeroes
 
 
 def _needs_copy(k: Kernel, folio: Folio, mm: int) -> bool:
@@ -114,7 +130,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     yield
     folio = _lookup(k, t, off)
     yield
-    swapcache: Optional[Folio] = folio
+    swapcache: Folio | None = folio
     need_clear = False
     ret = 0
     path = "cache"
@@ -136,7 +152,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
             yield
             folio.locked_by = None
         else:
-            box: List[Optional[Folio]] = [None]
+            box: list[Folio | None] = [None]
             yield from _swapin_cache(k, t, off, box)
             folio = box[0]
             if folio is None:
@@ -170,7 +186,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
         _release(k, t, folio, installed, need_clear, off)
         _finish(k, t, mm, 0)
         return
-    extra: List[Tuple[int, int]] = []
+    extra: list[tuple[int, int]] = []
     if k.v61:
         ev_ts = _install_61(k, t, folio, installed, off, write)
     else:
@@ -190,7 +206,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     _finish(k, t, mm, ret)
 
 
-def _pte_is(k: Kernel, key: Tuple[int, int], off: int) -> bool:
+def _pte_is(k: Kernel, key: tuple[int, int], off: int) -> bool:
     pte = k.ptes.get(key)
     return pte is not None and pte.swap == off
 
@@ -205,11 +221,11 @@ def _install_61(k: Kernel, t: Thread, folio: Folio, installed: Folio, off: int, 
     return ts
 
 
-def _install_7x(k: Kernel, t: Thread, mm: int, addr: int, folio: Folio, swapcache: Optional[Folio],
-                installed: Folio, idx: int, off: int) -> Tuple[int, List[Tuple[int, int]]]:
+def _install_7x(k: Kernel, t: Thread, mm: int, addr: int, folio: Folio, swapcache: Folio | None,
+                installed: Folio, idx: int, off: int) -> tuple[int, list[tuple[int, int]]]:
     """7.3 memory.c:5203-5225: ``folio_put_swap`` (never frees) before ``set_ptes``; a large swap-cache folio
     whose whole pte range still holds its entries is mapped at once (``folio_put_swap(folio, NULL)``)."""
-    extra: List[Tuple[int, int]] = []
+    extra: list[tuple[int, int]] = []
     bound = folio.swapcache and folio.swap + idx == off
     if not bound:
         # only without the guard: the folio is not E's cache folio; drop E's count the way swap_free would

@@ -11,16 +11,23 @@ the cache pin (6.1 ``put_swap_folio``; 7.x inside ``__swap_cache_del_folio``), w
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 from .fault import do_swap_page
 from .sched import Step, Thread, Wait
 from .state import Folio, Kernel, Pte
-from .swapcore import (add_to_swap_cache, cache_delete, dup_for_fork, dup_for_unmap, folio_alloc_swap,
-                       folio_free_swap, trylock, unlock, zap_swap_pte)
+from .swapcore import (
+    add_to_swap_cache,
+    cache_delete,
+    dup_for_fork,
+    dup_for_unmap,
+    folio_alloc_swap,
+    folio_free_swap,
+    trylock,
+    unlock,
+    zap_swap_pte,
+)
 
 
-def user_write(k: Kernel, mm: int, addr: int, value: Optional[int] = None) -> bool:
+def user_write(k: Kernel, mm: int, addr: int, value: int | None = None) -> bool:
     """A store by a user thread to a present or empty pte (no probe fires): in place when the page is the mm's
     own (no other mapping, not KSM, no swap count on it), else copy-on-write; an empty pte gets a new page."""
     key = (mm, addr)
@@ -46,7 +53,7 @@ def user_write(k: Kernel, mm: int, addr: int, value: Optional[int] = None) -> bo
     return True
 
 
-def access(k: Kernel, t: Thread, mm: int, addr: int, write: bool, value: Optional[int] = None) -> Step:
+def access(k: Kernel, t: Thread, mm: int, addr: int, write: bool, value: int | None = None) -> Step:
     """A user load/store: fault the page in if its pte holds a swap entry (up to 3 tries), then store."""
     if mm not in k.anon_root:
         return
@@ -62,7 +69,7 @@ def access(k: Kernel, t: Thread, mm: int, addr: int, write: bool, value: Optiona
         user_write(k, mm, addr, value)
 
 
-def write_copy(k: Kernel, t: Thread, mm: int, addr: int, src: Tuple[int, int]) -> Step:
+def write_copy(k: Kernel, t: Thread, mm: int, addr: int, src: tuple[int, int]) -> Step:
     """Store the data another (mm, addr) holds (so KSM can merge the two pages)."""
     if src in k.latest:
         yield from access(k, t, mm, addr, True, k.latest[src])
@@ -94,7 +101,7 @@ def zap(k: Kernel, t: Thread, mm: int, addr: int) -> Step:
     yield
 
 
-def _present_folios(k: Kernel) -> List[Folio]:
+def _present_folios(k: Kernel) -> list[Folio]:
     seen = {}
     for pte in k.ptes.values():
         if pte.folio is not None:
@@ -104,10 +111,12 @@ def _present_folios(k: Kernel) -> List[Folio]:
 
 def reclaim(k: Kernel, t: Thread, pick: int) -> Step:
     """Swap out one mapped folio (the ``pick``-th of those mapped, by address)."""
-    cands = [f for f in _present_folios(k) if f.locked_by is None]
-    if not cands:
-        return
-    f = cands[pick % len(cands)]
+    def cands() -> List[Folio]:
+        return [f for f in _present_folios(k) if f.locked_by is None]
+
+    while not cands():  # kswapd sleeps until there is something to reclaim
+        yield Wait(lambda: bool(cands()))
+    f = cands()[pick % len(cands())]
     if not trylock(f, t):
         return
     if not f.swapcache:

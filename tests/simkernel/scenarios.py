@@ -10,8 +10,9 @@ Operations of a thread (tuples):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable
 
 from swaprace.events import Capture
 
@@ -19,7 +20,7 @@ from . import mmops
 from .sched import Sim, Step, Thread
 from .state import Kernel, KernelConfig
 
-Op = Tuple
+Op = tuple
 
 
 @dataclass
@@ -28,7 +29,7 @@ class ThreadSpec:
 
     tid: int
     mm: int
-    ops: List[Op]
+    ops: list[Op]
     comm: str = "worker"
 
 
@@ -37,13 +38,13 @@ class Scenario:
     """Initial address spaces, pages swapped out before the threads start, the threads, and the schedule."""
 
     config: KernelConfig
-    pages: Dict[int, List[int]]  # mm -> addresses with a page written at start
-    swapped: List[Tuple[int, int]] = field(default_factory=list)  # (mm, addr) swapped out at start, in order
-    threads: List[ThreadSpec] = field(default_factory=list)
+    pages: dict[int, list[int]]  # mm -> addresses with a page written at start
+    swapped: list[tuple[int, int]] = field(default_factory=list)  # (mm, addr) swapped out at start, in order
+    threads: list[ThreadSpec] = field(default_factory=list)
     choices: Sequence[int] = ()
     by_tid: bool = False  # choices name tids (hand-written schedules) instead of indexing runnable threads
-    large: List[Tuple[int, int]] = field(default_factory=list)  # (mm, addr) of 2-page folios made at start
-    same_data: List[Tuple[Tuple[int, int], Tuple[int, int]]] = field(default_factory=list)  # KSM-mergeable pairs
+    large: list[tuple[int, int]] = field(default_factory=list)  # (mm, addr) of 2-page folios made at start
+    same_data: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # KSM-mergeable pairs
     merge_at_start: bool = False  # ksmd merges the same_data pairs before the threads start
 
 
@@ -73,7 +74,7 @@ def _run_now(k: Kernel, thread: Thread, gen: Step) -> None:
         pass
 
 
-def build(sc: Scenario) -> Tuple[Kernel, Sim]:
+def build(sc: Scenario) -> tuple[Kernel, Sim]:
     """Set up the kernel (pages written, some swapped out, sequentially) and the threads to interleave."""
     k = Kernel(sc.config)
     setup = Thread(tid=40, pid=40, comm="kswapd0", cpu=0)
@@ -101,12 +102,13 @@ def build(sc: Scenario) -> Tuple[Kernel, Sim]:
         th = Thread(tid=spec.tid, pid=spec.mm if spec.comm not in ("kswapd0", "ksmd") else spec.tid,
                     comm=spec.comm, cpu=n % 2)
         th.program = [_op(k, op, spec.mm) for op in spec.ops]
+        th.daemon = spec.comm in ("kswapd0", "ksmd")
         threads.append(th)
     sim = Sim(threads, after_step=k.check)
     return k, sim
 
 
-def run_scenario(sc: Scenario) -> Tuple[Kernel, Capture]:
+def run_scenario(sc: Scenario) -> tuple[Kernel, Capture]:
     """Build and run ``sc``; the kernel (with its truth log) and the capture of every probe event."""
     k, sim = build(sc)
     sim.run(sc.choices, by_tid=sc.by_tid)

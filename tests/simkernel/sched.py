@@ -9,8 +9,9 @@ robin until all are done.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Iterator, List, Optional, Sequence
+from typing import Callable, Optional
 
 Step = Generator[Optional["Wait"], None, None]
 
@@ -30,9 +31,9 @@ class Thread:
     pid: int
     comm: str
     cpu: int
-    program: List[Callable[["Thread"], Step]] = field(default_factory=list)
-    _gen: Optional[Step] = None
-    _wait: Optional[Wait] = None
+    program: list[Callable[[Thread], Step]] = field(default_factory=list)
+    _gen: Step | None = None
+    _wait: Wait | None = None
     _pc: int = 0
 
     @property
@@ -46,8 +47,7 @@ class Thread:
         """Run one step (starting the next operation when the current one finished)."""
         self._wait = None
         while True:
-            fresh = self._gen is None
-            if fresh:
+            if self._gen is None:
                 if self._pc >= len(self.program):
                     return
                 self._gen = self.program[self._pc](self)
@@ -55,9 +55,7 @@ class Thread:
             try:
                 got = next(self._gen)
             except StopIteration:
-                self._gen = None
-                if fresh:
-                    continue  # an operation that did nothing at all does not cost a step
+                self._gen = None  # an operation that found nothing to do still takes its step (time passes)
                 return
             if isinstance(got, Wait):
                 self._wait = got
@@ -72,8 +70,8 @@ class Deadlock(RuntimeError):
 class Sim:
     """Threads and the choices that interleave them."""
 
-    threads: List[Thread]
-    after_step: Optional[Callable[[], None]] = None
+    threads: list[Thread]
+    after_step: Callable[[], None] | None = None
     max_steps: int = 5000
 
     def run(self, choices: Sequence[int] = (), by_tid: bool = False) -> int:
@@ -83,10 +81,10 @@ class Sim:
         it: Iterator[int] = iter(choices)
         rr = 0
         while True:
+            if all(t.done for t in self.threads if not t.daemon):
+                return steps
             ready = [t for t in self.threads if t.runnable()]
             if not ready:
-                if all(t.done for t in self.threads):
-                    return steps
                 raise Deadlock([(t.tid, t._pc) for t in self.threads if not t.done])
             choice = next(it, None)
             if choice is None:

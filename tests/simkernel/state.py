@@ -13,7 +13,6 @@ and allocation goes to ``get_swap_pages()`` directly. The allocator hands out th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple
 
 from swaprace.events import swp_entry
 
@@ -27,7 +26,7 @@ ENOENT = -2
 VM_FAULT_MAJOR = 0x4
 VM_FAULT_OOM = 0x1
 
-Addr = Tuple[int, int]  # (mm, address index)
+Addr = tuple[int, int]  # (mm, address index)
 
 
 def entry_of(offset: int) -> int:
@@ -41,14 +40,14 @@ class Folio:
 
     fid: int  # the struct folio pointer (head page)
     nr: int
-    data: List[int]  # one data value per page
-    locked_by: Optional[int] = None  # tid holding the folio lock
+    data: list[int]  # one data value per page
+    locked_by: int | None = None  # tid holding the folio lock
     swapcache: bool = False  # PG_swapcache
     swap: int = 0  # folio->swap / page_private(head): first slot offset when in the swap cache (0: none)
     ksm: bool = False  # a KSM page with a stable node (shared across mms, never written in place)
-    anon_root: Optional[int] = None  # anon_vma root of the mm that mapped it (None: fresh from swap)
-    maps: Set[Tuple[int, int, int]] = field(default_factory=set)  # (mm, addr, page index) ptes mapping it
-    refs: Dict[int, int] = field(default_factory=dict)  # tid -> references held by threads in flight
+    anon_root: int | None = None  # anon_vma root of the mm that mapped it (None: fresh from swap)
+    maps: set[tuple[int, int, int]] = field(default_factory=set)  # (mm, addr, page index) ptes mapping it
+    refs: dict[int, int] = field(default_factory=dict)  # tid -> references held by threads in flight
 
     def page(self, idx: int) -> int:
         """The struct page pointer of page ``idx``."""
@@ -72,16 +71,16 @@ class Slot:
     count: int = 0
     has_cache: bool = False  # 6.1 swap_map SWAP_HAS_CACHE; 7.x: unused (the table's folio is the pin)
     allocated: bool = False
-    data: Optional[int] = None  # what the device holds (written by pageout)
+    data: int | None = None  # what the device holds (written by pageout)
 
 
 @dataclass
 class Pte:
     """A pte: a present page of a folio, or a swap entry (slot offset)."""
 
-    folio: Optional[Folio] = None
+    folio: Folio | None = None
     idx: int = 0
-    swap: Optional[int] = None
+    swap: int | None = None
 
     @property
     def present(self) -> bool:
@@ -126,15 +125,15 @@ class Kernel:
 
     def __init__(self, config: KernelConfig) -> None:
         self.cfg = config
-        self.slots: List[Slot] = [Slot() for _ in range(config.nslots + 1)]  # index 0 unused (header)
-        self.cache: Dict[int, Folio] = {}  # slot offset -> folio (every page of a large folio)
-        self.ptes: Dict[Addr, Pte] = {}
-        self.latest: Dict[Addr, int] = {}  # truth: the latest data written to (mm, addr)
-        self.anon_root: Dict[int, int] = {}  # mm -> anon_vma root (a fork child shares its parent's)
+        self.slots: list[Slot] = [Slot() for _ in range(config.nslots + 1)]  # index 0 unused (header)
+        self.cache: dict[int, Folio] = {}  # slot offset -> folio (every page of a large folio)
+        self.ptes: dict[Addr, Pte] = {}
+        self.latest: dict[Addr, int] = {}  # truth: the latest data written to (mm, addr)
+        self.anon_root: dict[int, int] = {}  # mm -> anon_vma root (a fork child shares its parent's)
         self.tracer = Tracer(config.flavour)
-        self.truth: List[Install] = []
-        self.in_fault: Dict[int, int] = {}  # mm -> faults in flight (they hold mmap_lock for read)
-        self.forking: Set[int] = set()  # mms whose fork holds mmap_lock for write
+        self.truth: list[Install] = []
+        self.in_fault: dict[int, int] = {}  # mm -> faults in flight (they hold mmap_lock for read)
+        self.forking: set[int] = set()  # mms whose fork holds mmap_lock for write
         self._next_folio = FOLIO_BASE
         self._next_data = 1000
 
@@ -149,12 +148,12 @@ class Kernel:
         self._next_data += 1
         return self._next_data
 
-    def new_folio(self, nr: int, data: List[int]) -> Folio:
+    def new_folio(self, nr: int, data: list[int]) -> Folio:
         """Allocate a folio (naturally aligned pfn range, so subpage pointers never collide)."""
         self._next_folio += 8 * STRUCT_PAGE
         return Folio(self._next_folio, nr, list(data))
 
-    def add_mm(self, mm: int, root: Optional[int] = None) -> None:
+    def add_mm(self, mm: int, root: int | None = None) -> None:
         self.anon_root[mm] = mm if root is None else root
 
     def free_slots(self) -> int:
@@ -164,7 +163,7 @@ class Kernel:
         """``vm_swap_full()``: more than half the device in use (``nr_swap_pages * 2 < total_swap_pages``)."""
         return self.free_slots() * 2 < self.cfg.nslots
 
-    def lowest_free(self, nr: int) -> Optional[int]:
+    def lowest_free(self, nr: int) -> int | None:
         """The lowest free, ``nr``-aligned run of ``nr`` slots (the allocator; reuse is frequent)."""
         for off in range(nr, self.cfg.nslots + 1, nr) if nr > 1 else range(1, self.cfg.nslots + 1):
             if off + nr - 1 <= self.cfg.nslots and all(not self.slots[off + i].allocated for i in range(nr)):
@@ -186,9 +185,7 @@ class Kernel:
         on its slots (another pte holding the entry would still read this data back)."""
         if folio.ksm or any(m != mm for m, _, _ in folio.maps) or len(folio.maps) > folio.nr:
             return False
-        if folio.swapcache and any(self.slots[folio.swap + i].count > 0 for i in range(folio.nr)):
-            return False
-        return True
+        return not (folio.swapcache and any(self.slots[folio.swap + i].count > 0 for i in range(folio.nr)))
 
     def check(self) -> None:
         """Invariants that hold between steps (a failure is a simulator bug)."""

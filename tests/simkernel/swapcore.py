@@ -8,8 +8,6 @@ is the only free, called when the count is 0 and no folio is cached (``swap_put_
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .sched import Step, Thread, Wait
 from .state import EEXIST, ENOENT, Folio, Kernel, entry_of
 
@@ -59,13 +57,15 @@ def _release(k: Kernel, off: int, nr: int = 1) -> None:
     for i in range(nr):
         s = k.slots[off + i]
         assert s.count == 0 and s.allocated, (off + i, s)
-        s.has_cache, s.allocated, s.data = False, False, None
+        s.has_cache, s.allocated = False, False
+        if k.cfg.sync_io:
+            s.data = None  # zram frees the slot's memory on swap_slot_free_notify; a block device keeps it
 
 
 # --- allocation ------------------------------------------------------------------------------------------------
 
 
-def folio_alloc_swap(k: Kernel, t: Thread, folio: Folio) -> Optional[int]:
+def folio_alloc_swap(k: Kernel, t: Thread, folio: Folio) -> int | None:
     """Allocate ``folio.nr`` slots for reclaim. 6.1 returns the entry (the folio is added by
     ``add_to_swap_cache`` next); 7.x adds the folio to the swap cache inside (``__swap_cache_add_folio``, whose
     only caller is the allocator, calling ``__swap_cache_do_add_folio``) and returns 0."""

@@ -8,7 +8,6 @@ yet get the role the event model names for them (``events.LIFECYCLE_ROLES`` comm
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import pandas as pd
 
@@ -16,7 +15,7 @@ from swaprace.events import Capture, CaptureMeta, normalize
 from swaprace.kernel.symbols import role_of_symbol
 
 #: Roles for functions swaprace's catalog may not know yet (the event model's LIFECYCLE_ROLES comments).
-FALLBACK_ROLES: Dict[str, str] = {
+FALLBACK_ROLES: dict[str, str] = {
     "swap_readpage": "swap_read",
     "swap_read_folio": "swap_read",
     "free_swap_and_cache": "zap_put",
@@ -30,7 +29,7 @@ FALLBACK_ROLES: Dict[str, str] = {
 }
 
 #: What each flavour probes: role -> the one symbol recorded in CaptureMeta.symbols (as a recorder would).
-PROBED: Dict[str, Dict[str, str]] = {
+PROBED: dict[str, dict[str, str]] = {
     "6.1": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
         "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "slot_free": "free_swap_slot",
@@ -77,10 +76,10 @@ class Event:
     func: str
     role: str
     phase: str
-    entry: Optional[int] = None
-    folio: Optional[int] = None
-    retval: Optional[int] = None
-    nr: Optional[int] = None
+    entry: int | None = None
+    folio: int | None = None
+    retval: int | None = None
+    nr: int | None = None
 
 
 @dataclass
@@ -88,11 +87,11 @@ class Tracer:
     """Collects probe events with strictly increasing timestamps."""
 
     flavour: str
-    events: List[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     ts: int = TS_START_NS
 
-    def emit(self, thread, func: str, phase: str, entry: Optional[int] = None, folio: Optional[int] = None,
-             retval: Optional[int] = None, nr: Optional[int] = None) -> Event:
+    def emit(self, thread, func: str, phase: str, entry: int | None = None, folio: int | None = None,
+             retval: int | None = None, nr: int | None = None) -> Event:
         """Record one event of ``thread`` (anything with tid/pid/comm/cpu) and return it."""
         self.ts += TS_STEP_NS
         ev = Event(self.ts, thread.cpu, thread.pid, thread.tid, thread.comm, func, role_for(func), phase,
@@ -110,7 +109,7 @@ class Tracer:
         frame["nr"] = pd.array(rows["nr"], dtype="UInt32")
         return frame
 
-    def capture(self, kernel_release: Optional[str] = None) -> Capture:
+    def capture(self, kernel_release: str | None = None) -> Capture:
         """The simulated run as a swaprace capture (no losses: ``lost_known`` and nothing lost)."""
         meta = CaptureMeta(backend="simkernel", lost_known=True, symbols=dict(PROBED[self.flavour]),
                            kernel_release=kernel_release or ("6.1.0-sim" if self.flavour == "6.1" else "7.3.4-sim"))
