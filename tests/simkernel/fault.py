@@ -99,11 +99,12 @@ def _swapin_cache(k: Kernel, t: Thread, off: int, box: list[Folio | None]) -> Fa
     box[0] = new
 
 
-def _read(k: Kernel, t: Thread, folio: Folio, off: int) -> None:
+def _read(k: Kernel, t: Thread, folio: Folio, off: int) -> bool:
     """The swap read (6.1 ``swap_readpage(page)``: entry = page_private; 7.x ``swap_read_folio(ctx, folio)``)."""
     k.tracer.emit(t, "swap_readpage" if k.v61 else "swap_read_folio", "call", folio=folio.fid, entry=entry_of(off))
     data = k.slots[off].data
     folio.data = [0 if data is None else data]  # a never-written (or discarded) slot reads as zeroes
+    return k.slots[off].data_gen != k.slots[off].gen  # read before this allocation's pageout
 
 
 def _needs_copy(k: Kernel, folio: Folio, mm: int) -> bool:
@@ -124,6 +125,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     E = entry_of(off)
     tr = k.tracer
     k.in_fault[mm] = k.in_fault.get(mm, 0) + 1
+    gen0 = k.slots[off].gen
     tr.emit(t, "do_swap_page", "call")
     yield
     tr.emit(t, "swap_cache_get_folio", "call", entry=E)
@@ -134,6 +136,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     need_clear = False
     ret = 0
     path = "cache"
+    read_unwritten = False
     if folio is None:
         ret = VM_FAULT_MAJOR
         if k.v61 and k.cfg.sync_io and k.slots[off].count == 1:
@@ -148,7 +151,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
             folio = k.new_folio(1, [0])
             folio.locked_by = t.tid
             folio.ref(t.tid)
-            _read(k, t, folio, off)  # page_private = entry during the call, reset to 0 after
+            read_unwritten = _read(k, t, folio, off)  # page_private = entry during the call, reset to 0 after
             yield
             folio.locked_by = None
         else:
@@ -198,7 +201,8 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     for a, i in extra:
         k.set_pte_present((mm, a), installed, i)
         extra_stale |= installed.data[i] != k.latest[(mm, a)]
-    k.truth.append(Install(t.tid, mm, addr, E, ev_ts, installed.data[inst_idx], k.latest[key], path, extra_stale))
+    k.truth.append(Install(t.tid, mm, addr, E, ev_ts, installed.data[inst_idx], k.latest[key], path, extra_stale,
+                           read_unwritten, k.slots[off].gen != gen0))
     if not k.v61 and _should_free_7x(k, installed, write):
         folio_free_swap(k, t, installed)
     yield

@@ -111,7 +111,7 @@ def _present_folios(k: Kernel) -> list[Folio]:
 
 def reclaim(k: Kernel, t: Thread, pick: int) -> Step:
     """Swap out one mapped folio (the ``pick``-th of those mapped, by address)."""
-    def cands() -> List[Folio]:
+    def cands() -> list[Folio]:
         return [f for f in _present_folios(k) if f.locked_by is None]
 
     while not cands():  # kswapd sleeps until there is something to reclaim
@@ -136,6 +136,7 @@ def reclaim(k: Kernel, t: Thread, pick: int) -> Step:
         yield
     for i in range(f.nr):  # pageout: the data reaches the device
         k.slots[f.swap + i].data = f.data[i]
+        k.slots[f.swap + i].data_gen = k.slots[f.swap + i].gen
     yield
     if not f.maps and not f.refs:  # __remove_mapping: folio_ref_freeze fails while anyone holds a ref
         cache_delete(k, t, f)

@@ -72,6 +72,8 @@ class Slot:
     has_cache: bool = False  # 6.1 swap_map SWAP_HAS_CACHE; 7.x: unused (the table's folio is the pin)
     allocated: bool = False
     data: int | None = None  # what the device holds (written by pageout)
+    gen: int = 0  # allocations of this slot so far
+    data_gen: int = -1  # the allocation whose pageout wrote ``data``
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Install:
     latest: int
     path: str  # "cache", "skip", "ksm-copy"
     extra_stale: bool = False  # a large-folio batch install put stale data into another page's pte
+    read_unwritten: bool = False  # its page was read from the slot after a reallocation, before that pageout
+    aba: bool = False  # the entry's slot was allocated again between the fault's start and this install
 
     @property
     def stale(self) -> bool:

@@ -76,6 +76,7 @@ def folio_alloc_swap(k: Kernel, t: Thread, folio: Folio) -> int | None:
         for i in range(folio.nr):
             s = k.slots[off + i]
             s.allocated, s.count, s.has_cache = True, 0, k.v61
+            s.gen += 1
     if k.v61:
         tr.emit(t, "folio_alloc_swap", "return", retval=entry_of(off) if off else 0, nr=folio.nr)
         return off
