@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from swaprace.events import SWP_TYPE_SHIFT, Capture
 
-from .state import Kernel
+from .state import Install, Kernel
 from .trace import PROBED, TS_START_NS, Event, Tracer
 
 TID_STRIDE = 1000
@@ -36,16 +36,22 @@ def _shift(ev: Event, i: int, dt: int) -> Event:
                  ev.phase, entry(ev.entry), folio(ev.folio), retval, ev.nr)
 
 
-def merge(kernels: list[Kernel]) -> tuple[Capture, set[Key]]:
-    """One capture of all runs, and the union of their stale installs (keys shifted like the events)."""
+def key_of(inst: Install, i: int, dt: int) -> Key:
+    """An install's (tid, entry, install_ns) as it appears in the merged capture, for run ``i``."""
+    return (inst.tid + TID_STRIDE * i, inst.entry | (i << SWP_TYPE_SHIFT), inst.install_ns + dt)
+
+
+def merge(kernels: list[Kernel], omit: tuple[str, ...] = ()) -> tuple[Capture, set[Key], list[tuple[Install, Key]]]:
+    """One capture of all runs; the union of their stale installs; every install with its merged key.
+    ``omit`` names functions left unprobed (their events and their ``symbols`` entries are dropped)."""
     assert kernels and len({k.cfg.flavour for k in kernels}) == 1
     assert len(kernels) < 30, "swap types are 5 bits"
     out = Tracer(kernels[0].cfg.flavour)
-    truth: set[Key] = set()
+    installs: list[tuple[Install, Key]] = []
     for i, k in enumerate(kernels):
         dt = (out.events[-1].ts_ns - TS_START_NS) if out.events else 0  # run i starts after run i-1 ends
-        out.events.extend(_shift(ev, i, dt) for ev in k.tracer.events)
-        truth |= {(inst.tid + TID_STRIDE * i, inst.entry | (i << SWP_TYPE_SHIFT), inst.install_ns + dt)
-                  for inst in k.truth if inst.stale}
-    assert PROBED[out.flavour]
-    return out.capture(), truth
+        out.events.extend(_shift(ev, i, dt) for ev in k.tracer.events if ev.func not in omit)
+        installs.extend((inst, key_of(inst, i, dt)) for inst in k.truth)
+    capture = out.capture()
+    capture.meta.symbols = {r: f for r, f in PROBED[out.flavour].items() if f not in omit}
+    return capture, {key for inst, key in installs if inst.stale}, installs

@@ -13,12 +13,13 @@ LARGE_ADDR = 4  # a 2-page folio lives at addresses 4 and 5 of mm 1
 
 
 @st.composite
-def scenarios(draw, flavour: str, guards: bool, sync_io: bool | None = None) -> Scenario:
+def scenarios(draw, flavour: str, guards: bool, sync_io: bool | None = None, focus: bool | None = None) -> Scenario:
     """A random scenario for ``flavour`` with both guards on or off. ``sync_io`` None: drawn."""
     nslots = draw(st.integers(4, 8))
     sync = draw(st.booleans()) if sync_io is None else sync_io
     cfg = KernelConfig(flavour, nslots, sync_io=sync, cache_guard=guards, skip_guard=guards)
-    focus = draw(st.booleans())  # one page, every thread on it: the race-prone shape
+    if focus is None:
+        focus = draw(st.booleans())  # one page, every thread on it: the race-prone shape
     naddr = 1 if focus else draw(st.sampled_from((1, 2, 3)))
     ksm = not focus and draw(st.booleans())
     large = not focus and draw(st.booleans())
