@@ -42,7 +42,7 @@ KSWAPD = 40
 
 def run(sc: Scenario) -> Kernel:
     k, sim = build(sc)
-    sim.run(sc.choices, by_tid=sc.by_tid)
+    sim.run(sc.choices, by_tid=sc.by_tid, strict=sc.strict)
     return k
 
 
@@ -168,3 +168,56 @@ def test_2010_cache_race_is_found(flavour: str) -> None:
 def test_2010_cache_race_guard_prevents_it(flavour: str) -> None:
     res = check([run(cache_race(flavour, guard=True))], guards=True, omit=OMIT_7X if flavour == "7.x" else ())
     assert not res["got"]
+
+
+def ksm_case(flavour: str, guard: bool) -> Scenario:
+    """The KSM-copy case (4969c1192d15's mail): a KSM page shared by mm 1 and mm 2 was swapped out as E; mm 1 read
+    it back (P, now rmap-bound to mm 1); in mm 2, T201 copies P (ksm_might_need_to_copy) and, before the fix,
+    unlocks P; T202 copies and installs too; swap is full, so P is freed from the cache and E freed; T202's page
+    gets new data and E again; T201's pte_same passes and it installs its old copy."""
+    return Scenario(KernelConfig(flavour, 4, sync_io=False, cache_guard=guard), {1: [0, 1, 2], 2: [0]},
+                    swapped=[(1, 0), (1, 1), (1, 2)], same_data=[((1, 0), (2, 0))], merge_at_start=True,
+                    threads=[ThreadSpec(101, 1, [("access", 0, 0)]), ThreadSpec(201, 2, [("access", 0, 0)]),
+                             ThreadSpec(202, 2, [("access", 0, 1)]),
+                             ThreadSpec(KSWAPD, 0, [("free", 0), ("reclaim", 1)], "kswapd0")],
+                    choices=by_tid((101, 10), (201, 4), (202, 7), (KSWAPD, 7), (201, 3)), by_tid=True,
+                    strict=not guard)
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "7.x"])
+def test_ksm_copy_race_is_found(flavour: str) -> None:
+    k = run(ksm_case(flavour, guard=False))
+    res = check([k], guards=False, omit=OMIT_7X if flavour == "7.x" else ())
+    assert [i.path for i in k.truth if i.stale] == ["ksm-copy"]
+    assert len(res["truth"]) == 1 and res["got"] == res["truth"]
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "7.x"])
+def test_ksm_copy_guard_prevents_it(flavour: str) -> None:
+    check([run(ksm_case(flavour, guard=True))], guards=True, omit=OMIT_7X if flavour == "7.x" else ())
+
+
+def large_case(guard: bool) -> Scenario:
+    """A 2-page folio at addresses 4-5 was swapped out as E2-E3 (6.1). T101 and T102 skip the cache for E3; T101
+    installs and frees E3; both pages are zapped and a new 2-page folio is made there; reclaim allocates E2-E3 for
+    it in one ``folio_alloc_swap`` (nr 2) -- the only event naming E3's reallocation is a range from E2; T102
+    installs its old read of E3."""
+    return Scenario(KernelConfig("6.1", 4, sync_io=True, skip_guard=guard), {1: []}, swapped=[(1, 4)],
+                    large=[(1, 4)],
+                    threads=[ThreadSpec(101, 1, [("access", 5, 1)]), ThreadSpec(102, 1, [("access", 5, 0)]),
+                             ThreadSpec(103, 1, [("zap", 4), ("zap", 5), ("large", 4)]),
+                             ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")],
+                    choices=by_tid((102, 5), (101, 8), (103, 6), (KSWAPD, 5), (102, 2)), by_tid=True,
+                    strict=not guard)
+
+
+def test_large_folio_range_reallocation_is_found() -> None:
+    k = run(large_case(guard=False))
+    res = check([k], guards=False)
+    assert len(res["truth"]) == 1 and res["got"] == res["truth"]
+    (key,) = res["truth"]
+    assert key[1] & 0xFF == 3  # E0 + 1
+
+
+def test_large_folio_guard_prevents_it() -> None:
+    check([run(large_case(guard=True))], guards=True)

@@ -43,6 +43,7 @@ class Scenario:
     threads: list[ThreadSpec] = field(default_factory=list)
     choices: Sequence[int] = ()
     by_tid: bool = False  # choices name tids (hand-written schedules) instead of indexing runnable threads
+    strict: bool = True  # with by_tid: a named thread that cannot run is an error (else the first runnable runs)
     large: list[tuple[int, int]] = field(default_factory=list)  # (mm, addr) of 2-page folios made at start
     same_data: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # KSM-mergeable pairs
     merge_at_start: bool = False  # ksmd merges the same_data pairs before the threads start
@@ -111,7 +112,7 @@ def build(sc: Scenario) -> tuple[Kernel, Sim]:
 def run_scenario(sc: Scenario) -> tuple[Kernel, Capture]:
     """Build and run ``sc``; the kernel (with its truth log) and the capture of every probe event."""
     k, sim = build(sc)
-    sim.run(sc.choices, by_tid=sc.by_tid)
+    sim.run(sc.choices, by_tid=sc.by_tid, strict=sc.strict)
     return k, k.tracer.capture()
 
 

@@ -74,9 +74,10 @@ class Sim:
     after_step: Callable[[], None] | None = None
     max_steps: int = 5000
 
-    def run(self, choices: Sequence[int] = (), by_tid: bool = False) -> int:
+    def run(self, choices: Sequence[int] = (), by_tid: bool = False, strict: bool = True) -> int:
         """Run until every thread is done. ``choices`` index the runnable threads (or name a tid with
-        ``by_tid``; a named thread that cannot run is an error). Returns the number of steps."""
+        ``by_tid``; a named thread that cannot run is an error when ``strict``, else the first runnable thread runs).
+        Returns the number of steps."""
         steps = 0
         it: Iterator[int] = iter(choices)
         rr = 0
@@ -92,6 +93,8 @@ class Sim:
                 rr += 1
             elif by_tid:
                 match = [t for t in ready if t.tid == choice]
+                if not match and not strict:
+                    match = ready
                 if not match:
                     raise ValueError(f"schedule names tid {choice}, which cannot run now")
                 thread = match[0]
