@@ -15,17 +15,16 @@ the property tests set those classes aside by simulator facts (never by swaprace
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
-
 from simkernel.merge import merge
 from simkernel.scenarios import Scenario, ThreadSpec, build
 from simkernel.state import Install, Kernel, KernelConfig
 from simkernel.strategies import scenarios
 from simkernel.writers import ftrace_text, perf_script_text
+
 from swaprace.analysis import analyze
 from swaprace.readers import read_any
 
@@ -221,3 +220,149 @@ def test_large_folio_range_reallocation_is_found() -> None:
 
 def test_large_folio_guard_prevents_it() -> None:
     check([run(large_case(guard=True))], guards=True)
+
+
+# --- issue 9's "Why": residency changes and live data are not races -----------------------------------------------
+
+
+def test_eviction_and_reread_without_slot_free_is_no_race() -> None:
+    """T's lookup misses because reclaim evicted E's folio (the slot stays: the pte still holds E); T reads E
+    back into the cache and installs it. A residency change, not a reuse."""
+    sc = Scenario(KernelConfig("6.1", 6), {1: [0]},
+                  threads=[ThreadSpec(101, 1, [("access", 0, 0)]), ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")],
+                  choices=by_tid((KSWAPD, 4), (101, 2), (KSWAPD, 1)), by_tid=True, strict=False)
+    k = run(sc)
+    res = check([k], guards=True)
+    summary = res["analysis"].summary
+    assert [i.path for i in k.truth] == ["cache"] and not res["got"]
+    assert len(res["analysis"].races) == 0
+    assert summary["reuses"] == 0 and summary["residency"]["evictions"] >= 1 and summary["residency"]["rereads"] >= 1
+
+
+def test_release_and_rebind_inside_the_lookup_call_is_no_race() -> None:
+    """Between T101's lookup call and its return, T102 installs E and frees it, writes, and reclaim binds the
+    page to E again; T101's lookup returns that current folio and installs live data."""
+    sc = Scenario(KernelConfig("6.1", 6), {1: [0]}, swapped=[(1, 0)],
+                  threads=[ThreadSpec(101, 1, [("access", 0, 0)]), ThreadSpec(102, 1, [("access", 0, 1)]),
+                           ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")],
+                  choices=by_tid((101, 2), (102, 10), (KSWAPD, 4), (101, 1)), by_tid=True, strict=False)
+    k = run(sc)
+    res = check([k], guards=True)
+    inst = [i for i in k.truth if i.tid == 101]
+    assert inst and not inst[0].stale and not res["got"]
+
+
+def test_installing_the_folio_rebound_to_the_entry_is_benign() -> None:
+    """T101 looks up E's folio F; T102 installs F, swap is full so F leaves the cache and E is freed; F gets new
+    data and reclaim binds F to E again (T101's reference keeps it in the cache); T101's checks pass on F: the
+    slot was reused inside T101's window, but T101 installs live data."""
+    sc = Scenario(KernelConfig("6.1", 4), {1: [0, 1, 2]}, swapped=[(1, 0), (1, 1), (1, 2)],
+                  threads=[ThreadSpec(101, 1, [("access", 0, 0)]), ThreadSpec(102, 1, [("access", 0, 1)]),
+                           ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")],
+                  choices=by_tid((102, 6), (101, 3), (102, 4), (KSWAPD, 5)), by_tid=True, strict=False)
+    k = run(sc)
+    res = check([k], guards=True)
+    inst = [i for i in k.truth if i.tid == 101]
+    assert inst and not inst[0].stale and inst[0].aba
+    races = res["analysis"].races
+    assert list(races["class"]) == ["benign"] and int(races["tid"].iloc[0]) == 101
+
+
+# --- the text formats: the readers must give the same analysis ---------------------------------------------------
+
+ROUND_TRIP = {
+    "skip-6.1": lambda: skip_race(False), "cache-6.1": lambda: cache_race("6.1", False),
+    "ksm-6.1": lambda: ksm_case("6.1", False), "large-6.1": lambda: large_case(False),
+    "cache-7.x": lambda: cache_race("7.x", False), "ksm-7.x": lambda: ksm_case("7.x", False),
+}
+
+
+def _race_view(races, with_uncertain: bool = True) -> list:
+    cols = ["tid", "entry", "class", "install_ns", "release_ns", "realloc_ns"] + (["uncertain"] if with_uncertain else [])
+    return sorted(tuple(str(v) for v in row) for row in races[cols].itertuples(index=False)) if len(races) else []
+
+
+def _summary_view(summary: dict) -> dict:
+    keys = ("windows", "windows_with_entry", "windows_with_page", "lookup_hits", "entries", "ksm_copies",
+            "generations", "reuses", "history_gaps", "residency", "prepare", "race_classes", "outcomes")
+    return {k: summary.get(k) for k in keys}
+
+
+def _dropped(capture, back) -> list:
+    """Functions of the capture that the reader did not keep (unknown to the catalog and the metadata)."""
+    return sorted(set(capture.events["func"].astype(str)) - set(back.events["func"].astype(str)))
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP))
+def test_ftrace_text_reads_back_to_the_same_analysis(name: str, tmp_path) -> None:
+    sc = ROUND_TRIP[name]()
+    capture, _, _ = merge([run(sc), run(sc)], OMIT_7X if name.endswith("7.x") else ())
+    path = tmp_path / "sim.trace"
+    path.write_text(ftrace_text(capture))
+    back = read_any(path)
+    dropped = _dropped(capture, back)
+    a0, a1 = analyze(capture), analyze(back)
+    same = _race_view(a1.races) == _race_view(a0.races) and _summary_view(a1.summary) == _summary_view(a0.summary)
+    if not same and dropped:
+        pytest.xfail(f"the reader drops functions swaprace's catalog does not know yet: {dropped}")
+    if not same and capture.events["nr"].notna().any() and "nr" not in back.events.columns:
+        pytest.xfail("the ftrace text reader ignores the nr= fetch argument (its frame has no nr column): a range "
+                     "event's other entries are lost")
+    assert _race_view(a1.races) == _race_view(a0.races)
+    assert _summary_view(a1.summary) == _summary_view(a0.summary)
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP))
+def test_perf_script_reads_back_to_the_same_races(name: str, tmp_path) -> None:
+    """perf text carries no metadata (losses unknown: races are uncertain), so races are compared without it."""
+    sc = ROUND_TRIP[name]()
+    capture, _, _ = merge([run(sc), run(sc)], OMIT_7X if name.endswith("7.x") else ())
+    path = tmp_path / "sim.perf"
+    path.write_text(perf_script_text(capture))
+    back = read_any(path)
+    dropped = _dropped(capture, back)
+    same = _race_view(analyze(back).races, False) == _race_view(analyze(capture).races, False)
+    if not same and dropped:
+        pytest.xfail(f"the reader drops functions swaprace's catalog does not know yet: {dropped}")
+    assert same
+
+
+# --- disagreements between swaprace and the oracle (xfail strict: the model's owner fixes them) -----------------
+
+
+@pytest.mark.xfail(strict=True, reason="7.x: folio_alloc_swap returns int 0 (entry in folio->swap), but "
+                   "CaptureMeta.symbols['slot_alloc'] = folio_alloc_swap makes swaprace take it as the allocator, so "
+                   "__swap_cache_add_folio's entry never starts a generation: no reuse, the stale install is missed "
+                   "(the real 7.3 fixture probes folio_alloc_swap too)")
+def test_7x_folio_alloc_swap_probed_hides_reallocation() -> None:
+    res_truth = run(cache_race("7.x", guard=False))
+    capture, truth, _ = merge([res_truth])  # the probe set a 7.3 recorder uses, folio_alloc_swap included
+    assert truth and stale_found(analyze(capture).races) == truth
+
+
+def _two_skip_readers(choices: list) -> Scenario:
+    return Scenario(KernelConfig("6.1", 4, sync_io=True, cache_guard=False, skip_guard=False), {1: [0]},
+                    swapped=[(1, 0)],
+                    threads=[ThreadSpec(101, 1, [("access", 0, 0)]), ThreadSpec(102, 1, [("access", 0, 0)]),
+                             ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")], choices=choices)
+
+
+@pytest.mark.xfail(strict=True, reason="skip path without 13ddaf26be32: T101's lookup missed before E was freed; "
+                   "reclaim reallocated E (folio_alloc_swap, add_to_swap_cache, swap_duplicate) and T101's "
+                   "swap_readpage of E came after that but before pageout (zram reads zeroes): swaprace counts the "
+                   "read as T101 obtaining its page after the reallocation, so sees no race; the install is stale")
+def test_skip_read_after_reallocation_before_pageout() -> None:
+    k = run(_two_skip_readers([0, 0, 0] + [1] * 11))
+    capture, truth, installs = merge([k])
+    assert [i.read_unwritten for i, _ in installs if i.stale] == [True]
+    assert stale_found(analyze(capture).races) == truth
+
+
+@pytest.mark.xfail(strict=True, reason="skip path without 13ddaf26be32, nobody writes: E is freed, reallocated to "
+                   "the same data and T102 installs its private read of E: swaprace reports stale-install (it cannot "
+                   "see writes), but the installed data is the latest: no write was lost")
+def test_skip_aba_with_unchanged_data() -> None:
+    k = run(_two_skip_readers([0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]))
+    capture, truth, installs = merge([k])
+    assert any(i.aba and not i.stale for i, _ in installs)
+    assert stale_found(analyze(capture).races) == truth
