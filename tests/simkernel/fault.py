@@ -66,6 +66,7 @@ def _swapin_cache(k: Kernel, t: Thread, off: int, box: list[Folio | None]) -> Fa
             if folio is not None:
                 folio.ref(t.tid)
                 box[0] = folio
+                box.append(True)  # found in the cache by the swap-in itself
                 return
             err = swapcache_prepare(k, t, off)
             if err == 0:
@@ -79,6 +80,7 @@ def _swapin_cache(k: Kernel, t: Thread, off: int, box: list[Folio | None]) -> Fa
         folio = _lookup(k, t, off)
         if folio is not None:
             box[0] = folio
+            box.append(True)  # found in the cache by the swap-in itself
             return
         yield
         if off in k.cache:  # swap_cache_alloc_folio: -EEXIST, look up again
@@ -137,6 +139,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     ret = 0
     path = "cache"
     read_unwritten = False
+    relookup = False
     if folio is None:
         ret = VM_FAULT_MAJOR
         if k.v61 and k.cfg.sync_io and k.slots[off].count == 1:
@@ -158,6 +161,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
             box: list[Folio | None] = [None]
             yield from _swapin_cache(k, t, off, box)
             folio = box[0]
+            relookup = len(box) > 1
             if folio is None:
                 yield
                 _finish(k, t, mm, VM_FAULT_OOM if _pte_is(k, key, off) else 0)
@@ -202,7 +206,7 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
         k.set_pte_present((mm, a), installed, i)
         extra_stale |= installed.data[i] != k.latest[(mm, a)]
     k.truth.append(Install(t.tid, mm, addr, E, ev_ts, installed.data[inst_idx], k.latest[key], path, extra_stale,
-                           read_unwritten, k.slots[off].gen != gen0))
+                           read_unwritten, k.slots[off].gen != gen0, relookup))
     if not k.v61 and _should_free_7x(k, installed, write):
         folio_free_swap(k, t, installed)
     yield

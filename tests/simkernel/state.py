@@ -104,6 +104,7 @@ class Install:
     extra_stale: bool = False  # a large-folio batch install put stale data into another page's pte
     read_unwritten: bool = False  # its page was read from the slot after a reallocation, before that pageout
     aba: bool = False  # the entry's slot was allocated again between the fault's start and this install
+    relookup: bool = False  # its folio came from the swap-in's own cache lookup after do_swap_page's missed
 
     @property
     def stale(self) -> bool:
