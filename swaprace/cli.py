@@ -336,9 +336,9 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
 
 # === vm (issue 3) ========================================================================================
 
-from swaprace.vm.image import KERNELS as VM_KERNELS  # noqa: E402  (stdlib-only module, cheap to import)
+from swaprace.vm.image import KERNELS as VM_KERNELS, LAB_KERNELS as VM_LAB_KERNELS  # noqa: E402  (stdlib only)
 
-KERNEL_CHOICE = click.Choice(list(VM_KERNELS))
+KERNEL_CHOICE = click.Choice(list(VM_KERNELS) + list(VM_LAB_KERNELS))
 
 
 def _vm_note(message: str) -> None:
