@@ -360,9 +360,9 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
 
 # === vm (issue 3) ========================================================================================
 
-from swaprace.vm.image import KERNELS as VM_KERNELS  # noqa: E402  (stdlib-only module, cheap to import)
+from swaprace.vm.image import KERNELS as VM_KERNELS, LAB_KERNELS as VM_LAB_KERNELS  # noqa: E402  (stdlib only)
 
-KERNEL_CHOICE = click.Choice(list(VM_KERNELS))
+KERNEL_CHOICE = click.Choice(list(VM_KERNELS) + list(VM_LAB_KERNELS))
 
 
 def _vm_note(message: str) -> None:
@@ -485,8 +485,15 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--inject-corruption", type=int, default=0, hidden=True,
               help="Corrupt N pages behind the oracle's back (tests the oracle).")
-def stress(duration, threads, processes, mem, limit, swap, ksm, seed, swap_file, yes, record_path, cleanup,
-           as_json, inject_corruption):
+@click.option("--swap-device", type=click.Choice(["file", "zram"]), default="file", show_default=True,
+              help="Swap to a swap file, or to /dev/zram0 (SWP_SYNCHRONOUS_IO: the skip-swapcache path).")
+@click.option("--scenario", type=click.Choice(["skip-swapcache-2024", "ksm-2010"]), default=None,
+              help="A workload aimed at one known race (presets options; explicit options win).")
+@click.option("--widen-us", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+              help="Lab kernels only: sleep this long in do_swap_page's race window (vm.swaprace_widen_us).")
+@click.pass_context
+def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_file, yes, record_path, cleanup,
+           as_json, inject_corruption, swap_device, scenario, widen_us):
     """Drive swap-in races with a data oracle: every page read back is checked.
 
     Sets up a small swap file, a memory cgroup below the working set and a fast KSM scan (all restored on
@@ -497,6 +504,7 @@ def stress(duration, threads, processes, mem, limit, swap, ksm, seed, swap_file,
     Example:
         swaprace stress --yes --duration 20
         swaprace stress --yes --record run.parquet --json
+        swaprace stress --yes --scenario skip-swapcache-2024 --widen-us 20000 --duration 60
         swaprace stress --cleanup
     """
     from swaprace.stress import machine, run as stress_run
@@ -512,7 +520,16 @@ def stress(duration, threads, processes, mem, limit, swap, ksm, seed, swap_file,
         duration=duration, threads=threads, processes=processes, mem_bytes=stress_run.parse_size(mem),
         limit_bytes=stress_run.parse_size(limit) if limit else None,
         swap_bytes=stress_run.parse_size(swap) if swap else None, ksm=ksm, seed=seed, yes=yes,
-        swap_file=swap_file, inject_corruption=inject_corruption, record=record_path)
+        swap_file=swap_file, inject_corruption=inject_corruption, record=record_path, swap_device=swap_device,
+        scenario=scenario, widen_us=widen_us)
+    if scenario:
+        from click.core import ParameterSource
+        from swaprace.stress import scenarios
+
+        given = {name for name in ("threads", "processes", "mem", "limit", "swap", "ksm", "swap_device")
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+        renamed = {"mem": "mem_bytes", "limit": "limit_bytes", "swap": "swap_bytes"}
+        scenarios.apply_preset(opts, scenario, {renamed.get(name, name) for name in given})
     tty = sys.stderr.isatty()
     summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None,
                                     announce=lambda msg: click.echo(msg, err=True))

@@ -93,10 +93,18 @@ class Plan:
     cgroup_path: str
     limit_bytes: int
     ksm: Dict[str, str] = field(default_factory=dict)  # knob -> value to set (empty: KSM left alone)
+    swap_device: str = "file"  # "file": a swap file at swap_path; "zram": /dev/zramN (swaprace/stress/zram.py)
 
     def describe(self) -> List[str]:
+        if self.swap_device == "zram":
+            from swaprace.stress import zram
+
+            swap_line = zram.describe(self.swap_bytes)
+        else:
+            swap_line = (f"create swap file {self.swap_path} ({self.swap_bytes // MiB} MiB) and swapon it at "
+                         "priority 32767")
         lines = [
-            f"create swap file {self.swap_path} ({self.swap_bytes // MiB} MiB) and swapon it at priority 32767",
+            swap_line,
             f"create memory cgroup {self.cgroup_path} (v{self.cgroup_version}) limited to "
             f"{self.limit_bytes // MiB} MiB and run the workload in it",
         ]
@@ -108,7 +116,8 @@ class Plan:
         return lines
 
 
-def make_plan(swap_bytes: int, limit_bytes: int, ksm: bool, swap_path: Optional[str] = None) -> Plan:
+def make_plan(swap_bytes: int, limit_bytes: int, ksm: bool, swap_path: Optional[str] = None,
+              swap_device: str = "file") -> Plan:
     if not Path("/proc/swaps").exists():
         raise SwapraceError("this kernel has no swap support (no /proc/swaps: CONFIG_SWAP off)")
     layout = detect_cgroup()
@@ -121,7 +130,8 @@ def make_plan(swap_bytes: int, limit_bytes: int, ksm: bool, swap_path: Optional[
         knobs = {"run": "1", "pages_to_scan": "2000", "sleep_millisecs": "10"}
     cgroup = layout.parent / f"swaprace-stress-{os.getpid()}"
     return Plan(swap_path=swap_path or "/var/tmp/swaprace-stress.swap", swap_bytes=swap_bytes,
-                cgroup_version=layout.version, cgroup_path=str(cgroup), limit_bytes=limit_bytes, ksm=knobs)
+                cgroup_version=layout.version, cgroup_path=str(cgroup), limit_bytes=limit_bytes, ksm=knobs,
+                swap_device=swap_device)
 
 
 # --- state file: a write-ahead log of changes ----------------------------------------------------------
@@ -230,6 +240,11 @@ class Machine:
         return str(self.cgroup / "cgroup.procs")
 
     def _apply(self) -> None:
+        if self.plan.swap_device == "zram":  # instead of the swap file (swaprace/stress/zram.py)
+            from swaprace.stress import zram
+
+            self.plan.swap_path = zram.set_up(self.log, self.plan.swap_bytes)
+            return self._apply_cgroup_and_ksm()
         plan = self.plan
         # logged once swaprace itself created the file (O_EXCL), with its inode: undo removes only that file
         _create_swap_file(Path(plan.swap_path), plan.swap_bytes,
@@ -237,6 +252,10 @@ class Machine:
                                                           dev=st.st_dev, ino=st.st_ino))
         self.log.add(kind="swapon", path=plan.swap_path)
         _run([sbin("swapon"), "--priority", "32767", plan.swap_path], "swapon")
+        self._apply_cgroup_and_ksm()
+
+    def _apply_cgroup_and_ksm(self) -> None:
+        plan = self.plan
         if plan.cgroup_version == 2:
             control = self.cgroup.parent / "cgroup.subtree_control"
             if "memory" not in control.read_text().split():
@@ -381,6 +400,12 @@ def _undo(change: Dict[str, str]) -> None:
             _run([sbin("swapoff"), str(path)], "swapoff")
     elif kind == "swapfile":
         _remove_own_file(path, change)
+    elif kind.startswith("zram-"):
+        from swaprace.stress import zram
+
+        zram.undo(change)
+    elif kind == "sysctl":
+        _write(path, change["old"])
 
 
 def _remove_own_file(path: Path, change: dict[str, str]) -> None:

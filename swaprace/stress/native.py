@@ -39,6 +39,8 @@ class Config(ctypes.Structure):
         ("fork_every", ctypes.c_uint32),
         ("pageout", ctypes.c_uint32),
         ("mergeable", ctypes.c_uint32),
+        ("scenario", ctypes.c_uint32),
+        ("pager_us", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
     ]
 
@@ -83,7 +85,9 @@ class Result(ctypes.Structure):
     )] + [("pageout_errno", ctypes.c_int32), ("mergeable_errno", ctypes.c_int32)]
 
 
-PHASES = {0: "read", 1: "write", 2: "child-read", 3: "final-sweep"}
+PHASES = {0: "read", 1: "write", 2: "child-read", 3: "final-sweep", 4: "locked-check"}
+#: ``Config.scenario`` values (stress_helper.c enum sr_scenario).
+SCENARIO_ROUNDS, SCENARIO_SKIP_SWAPCACHE = 0, 1
 
 
 def cache_dir() -> Path:

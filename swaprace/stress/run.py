@@ -23,7 +23,7 @@ import numpy as np
 
 from swaprace.errors import SwapraceError
 from swaprace.osutil import signals_raise
-from swaprace.stress import machine, native, oracle
+from swaprace.stress import machine, native, oracle, scenarios
 from swaprace.stress.worker import WINDOW_DTYPE
 
 MiB = machine.MiB
@@ -51,6 +51,10 @@ class StressOptions:
     native_helper: bool = True  # False: no C compiler here, the Python helper ran
     inject_corruption: int = 0  # pages to corrupt behind the oracle's back (tests the oracle)
     record: Optional[str] = None
+    swap_device: str = "file"  # "file" or "zram" (swaprace/stress/zram.py)
+    scenario: Optional[str] = None  # swaprace/stress/scenarios.py
+    widen_us: int = 0  # lab kernels: vm.swaprace_widen_us for the run
+    pager_us: int = 1000  # scenario skip-swapcache-2024: pause between the pager's passes
 
 
 @dataclass
@@ -66,7 +70,7 @@ def plan_sizes(opts: StressOptions) -> Sizes:
     # 3/8 of the working set: tight enough to keep swap more than half full, loose enough that KSM pages
     # stay resident long enough to be merged before the limit pushes them out (measured on 6.18).
     limit = opts.limit_bytes if opts.limit_bytes is not None else working_set * 3 // 8
-    if limit >= working_set:
+    if limit >= working_set and not opts.scenario:  # a scenario may swap by MADV_PAGEOUT alone
         raise SwapraceError(f"--limit ({limit // MiB} MiB) must be below the working set "
                             f"({opts.processes} x {opts.mem_bytes // MiB} MiB): nothing would be swapped")
     # Swap holds at least (working set - limit), 5/8 of it by default: that keeps a swap file of the working
@@ -109,25 +113,39 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
     if os.geteuid() != 0:
         raise SwapraceError("swaprace stress changes swap, cgroups and KSM: it must run as root")
     sizes = plan_sizes(opts)
-    plan = machine.make_plan(sizes.swap, sizes.limit, opts.ksm, opts.swap_file)
+    plan = machine.make_plan(sizes.swap, sizes.limit, opts.ksm, opts.swap_file, opts.swap_device)
     if not (opts.yes or machine.in_testbox()):
         raise SwapraceError("refusing to change this machine without --yes; it would: " + "; ".join(plan.describe()))
     helper = native.build()
     say = progress or (lambda _msg: None)
+    if opts.scenario and helper is None:
+        raise SwapraceError("stress scenarios need the native helper: no C compiler found (install gcc)")
     opts.native_helper = helper is not None
     if helper is None:
         (announce or say)("stress: no C compiler: using the slower Python helper (ctypes calls, no forked readers)")
     recorder = _Recorder(opts.record, say) if opts.record else None  # fails here, before any change
     for line in plan.describe():
         (announce or say)(f"stress: will {line}")
+    if opts.widen_us and not scenarios.widener_available():
+        (announce or say)(f"stress: no window widener on this kernel ({scenarios.WIDEN_US} missing: not a lab "
+                          "kernel): --widen-us ignored")
+    widener: Dict[str, Any] = {}
     workers: List[subprocess.Popen] = []
     with signals_raise(_interrupted):  # SIGINT, SIGTERM and SIGHUP (the terminal went away) alike
         with tempfile.TemporaryDirectory(prefix="swaprace-stress-") as tmp, machine.Machine(plan) as box:
             out = Path(tmp)
             try:
                 run = _Run(opts, sizes, plan, box, out, helper, say)
-                # the tracer attaches (bcc compiles: slow under emulation) while the workers fill memory
-                summary = run.execute(workers, before_go=recorder.start if recorder else None)
+
+                def before_go() -> None:
+                    if opts.widen_us and scenarios.widener_available():
+                        widener.update(scenarios.set_widener(box.log, opts.widen_us, os.getpid()))
+                    if recorder:
+                        # the tracer attaches (bcc compiles: slow under emulation) while the workers fill memory
+                        recorder.start()
+
+                summary = run.execute(workers, before_go=before_go)
+                summary.update(_scenario_summary(opts, summary, widener))
             finally:
                 _stop_workers(workers)
                 if recorder:
@@ -135,6 +153,18 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
         if recorder:
             summary.update(recorder.judge(summary))
         return summary
+
+
+def _scenario_summary(opts: StressOptions, summary: Dict[str, Any], widener: Dict[str, Any]) -> Dict[str, Any]:
+    """The scenario, the widener's sleeps (read before the machine is restored) and the corruption rate."""
+    minutes = summary["rounds_s"] / 60
+    return {
+        "scenario": opts.scenario,
+        "swap_device": opts.swap_device,
+        "widener": scenarios.widener_summary(widener, minutes) if widener else
+        {"available": scenarios.widener_available(), "widen_us": 0},
+        "corruptions_per_minute": round(summary["corruptions"] / minutes, 2) if minutes else None,
+    }
 
 
 class _Recorder:
@@ -269,6 +299,8 @@ class _Run:
             "shared_permille": opts.shared_permille if opts.ksm else 0, "group_size": opts.group_size,
             "write_permille": opts.write_permille, "fork_every": opts.fork_every, "pageout": int(opts.pageout),
             "mergeable": int(opts.ksm),
+            "scenario": scenarios.get(opts.scenario).helper_mode if opts.scenario else native.SCENARIO_ROUNDS,
+            "pager_us": opts.pager_us,
         }
         path = self.out / f"spec-{index}.json"
         path.write_text(json.dumps(spec))
@@ -469,6 +501,12 @@ def format_summary(summary: Dict[str, Any]) -> List[str]:
     if summary["corruptions"] > 20:
         lines.append(f"... {summary['corruptions'] - 20} more mismatches (see --json)")
     lines.append(f"oracle: {summary['corruptions']} corrupted page reads")
+    if summary.get("scenario") or summary.get("swap_device") == "zram":
+        wid = summary.get("widener") or {}
+        how = (f"widener {wid['widen_us']} us, {wid.get('sleeps', '?')} sleeps" if wid.get("widen_us") else
+               "widener off" if wid.get("available") else "no widener (not a lab kernel)")
+        lines.append(f"scenario: {summary.get('scenario') or 'none'}, swap on {summary.get('swap_device')}, {how}; "
+                     f"{summary.get('corruptions_per_minute')} corruptions per minute of rounds")
     trace = summary.get("trace")
     if trace:
         lost = "unknown" if trace["lost_events"] is None else trace["lost_events"]

@@ -35,7 +35,11 @@
 #define SR_MAX_THREADS 64
 #define SR_MAX_CHILDREN 2
 
-enum sr_phase { SR_READ = 0, SR_WRITE = 1, SR_CHILD_READ = 2, SR_FINAL_SWEEP = 3 };
+enum sr_phase { SR_READ = 0, SR_WRITE = 1, SR_CHILD_READ = 2, SR_FINAL_SWEEP = 3, SR_LOCKED_CHECK = 4 };
+
+/* Scenarios (swaprace stress --scenario): workloads aimed at one known race, see swaprace/stress/scenarios.py.
+ * SR_SCENARIO_ROUNDS is the general workload of the rounds above (ksm-2010 is a preset of it). */
+enum sr_scenario { SR_SCENARIO_ROUNDS = 0, SR_SCENARIO_SKIP_SWAPCACHE = 1 };
 
 struct sr_config {
 	uint64_t npages;
@@ -53,6 +57,8 @@ struct sr_config {
 	uint32_t fork_every;       /* rounds between forked reader children; 0 = none */
 	uint32_t pageout;          /* MADV_PAGEOUT the next batch between rounds */
 	uint32_t mergeable;        /* MADV_MERGEABLE on the shared part */
+	uint32_t scenario;         /* SR_SCENARIO_*: 0 = the rounds above */
+	uint32_t pager_us;         /* scenario skip-swapcache-2024: pause between the pager's MADV_PAGEOUTs */
 	uint32_t pad;
 };
 
@@ -141,6 +147,8 @@ static struct {
 	uint64_t *child_reads;          /* pages checked by forked children, same mapping */
 	pid_t children[SR_MAX_CHILDREN];
 	uint64_t rng;
+	uint32_t *page_lock;            /* scenario skip-swapcache: one spinlock per page, outside the region */
+	uint64_t pager_passes;
 } S;
 
 static volatile sig_atomic_t stop_requested;
@@ -404,6 +412,102 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/* --- scenario skip-swapcache-2024 ---------------------------------------------------------------------
+ *
+ * Every page is private to this process and swapped out to zram with swap count 1: the SWP_SYNCHRONOUS_IO
+ * skip-swapcache path. A pager thread pushes the whole region out with MADV_PAGEOUT again and again while
+ * the other threads walk the pages in the same order: each first touches a page without a lock (the fault,
+ * several threads on one entry at once), then takes that page's lock, checks the whole page against the
+ * expected (tag, generation) and writes the next generation. Without 13ddaf26be32 one thread installs its
+ * page and frees the entry, the page is written and paged out again to the same slot, and a second thread,
+ * still in its fault with the old data, passes pte_same() and installs it: the next locked check sees an
+ * older generation than the last write (a lost write). The oracle records it and the page is rewritten with
+ * the expected content, so each lost write is counted once. */
+
+static void page_lock(uint64_t index)
+{
+	while (__atomic_exchange_n(&S.page_lock[index], 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static void page_unlock(uint64_t index)
+{
+	__atomic_store_n(&S.page_lock[index], 0, __ATOMIC_RELEASE);
+}
+
+static void *skip_pager_main(void *arg)
+{
+	(void)arg;
+	struct timespec pause = { .tv_sec = 0, .tv_nsec = (long)S.cfg.pager_us * 1000 };
+	while (!S.done) {
+		if (madvise(S.region, S.cfg.npages * S.page, MADV_PAGEOUT) == 0) {
+			S.res->pageouts++;
+		} else {
+			S.res->pageout_errors++;
+			S.res->pageout_errno = errno;
+		}
+		S.pager_passes++;
+		if (S.cfg.pager_us)
+			nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+static void *skip_thread_main(void *arg)
+{
+	struct sr_thread *t = arg;
+	uint64_t pass = 0;
+	while (!S.done) {
+		for (uint64_t index = 0; index < S.cfg.npages && !S.done; index++) {
+			uint8_t *page = S.region + index * S.page;
+			int cpu0 = sched_getcpu();
+			uint64_t start = now_ns(CLOCK_MONOTONIC);
+			(void)*(volatile uint64_t *)page; /* the fault: several threads on one swap entry */
+			uint64_t end = now_ns(CLOCK_MONOTONIC);
+			keep_window(t, start, end, cpu0, sched_getcpu(), index, SR_READ);
+			page_lock(index);
+			make_page(t->expected, S.tag[index], S.gen[index]);
+			if (memcmp(page, t->expected, S.page) != 0)
+				record_mismatch(index, page, t->expected, SR_LOCKED_CHECK);
+			t->reads++;
+			S.gen[index]++;
+			make_page(t->expected, S.tag[index], S.gen[index]);
+			memcpy(page, t->expected, S.page);
+			t->writes++;
+			page_unlock(index);
+		}
+		pass++;
+		if (t->index == 0 && (stop_requested || now_ns(CLOCK_MONOTONIC) >= S.deadline))
+			S.done = 1;
+	}
+	(void)pass;
+	return NULL;
+}
+
+static int run_skip_swapcache(void)
+{
+	pthread_t pager;
+	S.page_lock = calloc(S.cfg.npages, sizeof(uint32_t));
+	if (!S.page_lock)
+		return ENOMEM;
+	uint32_t started = 1;
+	for (uint32_t i = 1; i < S.cfg.threads; i++) {
+		if (pthread_create(&S.threads[i].thread, NULL, skip_thread_main, &S.threads[i]) != 0)
+			break;
+		started++;
+	}
+	int pager_ok = pthread_create(&pager, NULL, skip_pager_main, NULL) == 0;
+	if (started == S.cfg.threads && pager_ok)
+		skip_thread_main(&S.threads[0]);
+	S.done = 1;
+	for (uint32_t i = 1; i < started; i++)
+		pthread_join(S.threads[i].thread, NULL);
+	if (pager_ok)
+		pthread_join(pager, NULL);
+	S.res->rounds = S.pager_passes;
+	return started == S.cfg.threads && pager_ok ? 0 : EAGAIN;
+}
+
 static void on_stop_signal(int sig)
 {
 	(void)sig;
@@ -500,6 +604,18 @@ int sr_run(void)
 	res->start_mono_ns = now_ns(CLOCK_MONOTONIC);
 	res->start_real_ns = now_ns(CLOCK_REALTIME);
 	S.deadline = res->start_mono_ns + S.cfg.duration_ns;
+	if (S.cfg.scenario == SR_SCENARIO_SKIP_SWAPCACHE) {
+		int err = run_skip_swapcache();
+		res->end_mono_ns = now_ns(CLOCK_MONOTONIC);
+		for (uint32_t i = 0; i < S.cfg.threads; i++) {
+			res->pages_read += S.threads[i].reads;
+			res->pages_written += S.threads[i].writes;
+			res->windows += S.threads[i].nwindows;
+			res->windows_dropped += S.threads[i].dropped;
+		}
+		res->mismatches = *S.mismatch_count;
+		return err;
+	}
 	S.round = 1;
 	pick_batch(S.round);
 	page_out_batch();

@@ -37,6 +37,9 @@ from swaprace.osutil import signals_raise
 
 #: The kernels a test box can be built with; each has a ``vm-setup/packages/<name>.txt``.
 KERNELS = ("bookworm", "trixie-backports")
+#: Lab kernels (swaprace/vm/lab.py): Debian's 6.1 built on the host with a race guard reverted, booted on
+#: the bookworm disk. Not in KERNELS: the suite's per-kernel tests stay on the stock kernels.
+LAB_KERNELS = ("lab-2024", "lab-2010")
 DEFAULT_KERNEL = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: Free space left in the guest's root filesystem for captures, compiled helpers and test files.
@@ -58,7 +61,7 @@ class BuiltImage:
     key: str
     disk: Path
     vmlinuz: Path
-    initrd: Path
+    initrd: Optional[Path]  # None: the kernel boots without one (lab kernels: everything built in)
     suite: str
     release: str
     disk_bytes: int  # space the disk image takes in the cache (it is sparse)
@@ -69,7 +72,7 @@ class BuiltImage:
     def to_json(self) -> Dict[str, object]:
         out = asdict(self)
         for name in ("disk", "vmlinuz", "initrd"):
-            out[name] = str(out[name])
+            out[name] = None if out[name] is None else str(out[name])
         return out
 
 
@@ -113,8 +116,8 @@ def debian_mirror() -> str:
 
 
 def check_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
-        raise SwapraceError(f"unknown test box kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    if kernel not in KERNELS + LAB_KERNELS:
+        raise SwapraceError(f"unknown test box kernel {kernel!r}; known: {', '.join(KERNELS + LAB_KERNELS)}")
     return kernel
 
 
@@ -382,6 +385,8 @@ def ensure_image(kernel: str = DEFAULT_KERNEL, progress: Progress = None, rebuil
     build step (the CLI passes one that prints on a TTY only).
     """
     check_kernel(kernel)
+    if kernel in LAB_KERNELS:
+        return ensure_lab_image(kernel, progress, rebuild)
     kernel_dir = cache_dir() / kernel
     key = image_key(kernel)
     if not rebuild:
@@ -410,3 +415,18 @@ def ensure_image(kernel: str = DEFAULT_KERNEL, progress: Progress = None, rebuil
         image.build_seconds = time.monotonic() - started
         image.rootfs_seconds = rootfs_seconds
         return image
+
+
+def ensure_lab_image(kernel: str, progress: Progress = None, rebuild: bool = False) -> BuiltImage:
+    """A lab kernel (built on the host, see swaprace/vm/lab.py) on its base kernel's disk, without initrd."""
+    from swaprace.vm.lab import LAB_KERNELS as SPECS, build_lab_kernel
+
+    base = ensure_image(SPECS[kernel].base, progress)  # the disk first: a failed kernel build wastes less
+    started = time.monotonic()
+    built = build_lab_kernel(kernel, progress, rebuild=rebuild)
+    return BuiltImage(
+        kernel=kernel, key=str(built["key"]), disk=base.disk, vmlinuz=Path(str(built["vmlinuz"])), initrd=None,
+        suite=base.suite, release=str(built.get("release", "")), disk_bytes=base.disk_bytes,
+        disk_size=base.disk_size, build_seconds=(time.monotonic() - started) if built.get("built") else None,
+        rootfs_seconds=None,
+    )

@@ -123,7 +123,8 @@ def qemu_command(
     command = [
         qemu_binary(), "-name", f"swaprace-{image.kernel}", "-nodefaults", "-no-reboot",
         *accel.qemu_args(), "-smp", str(GUEST_CPUS), "-m", str(GUEST_MEMORY_MIB),
-        "-kernel", str(image.vmlinuz), "-initrd", str(image.initrd), "-append", cmdline,
+        "-kernel", str(image.vmlinuz), *(["-initrd", str(image.initrd)] if image.initrd else []),
+        "-append", cmdline,
         # Throw-away disks: cache=unsafe skips host flushes, nothing on them outlives the run.
         "-drive", f"file={_opt(rundir / 'overlay.qcow2')},if=virtio,format=qcow2,cache=unsafe",
         "-drive", f"file={_opt(rundir / 'swap.img')},if=virtio,format=raw,cache=unsafe",

@@ -1,0 +1,76 @@
+"""The race lab: on a lab kernel (a race guard reverted, swaprace/vm/lab.py) the scenario aimed at that race
+makes the kernel lose writes the data oracle sees; on the stock kernels the same scenario finds nothing.
+
+Runs when the lab kernel is cached, or when it can be built here (Debian's linux-source-6.1 tarball is
+installed: a cold build is ~12 min on 2 cores, the second lab kernel an incremental rebuild); skipped
+otherwise. Each case is one guest boot plus 60 s of scenario (a few minutes under TCG).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from swaprace.vm.lab import cached_lab_kernel, source_tarball
+from swaprace.errors import SwapraceError
+from vm_support import vm_run
+
+pytestmark = pytest.mark.vm
+
+DURATION = "60"
+WIDEN_US = "20000"
+LAB = {"skip-swapcache-2024": "lab-2024", "ksm-2010": "lab-2010"}
+
+
+def _require_lab(kernel: str) -> None:
+    if cached_lab_kernel(kernel):
+        return
+    try:
+        source_tarball()
+    except SwapraceError as exc:
+        pytest.skip(f"{kernel} is not cached and cannot be built here: {exc}")
+
+
+def _run(kernel: str, scenario: str, *extra: str):
+    out = Path(tempfile.mkdtemp(prefix=f"swaprace-lab-{kernel}-"))
+    done = vm_run(kernel, ["python3", "tests/guest/lab_check.py", "/mnt/out", "--scenario", scenario,
+                           "--duration", DURATION, "--widen-us", WIDEN_US, *extra], timeout=1500, out_dir=out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    summary = json.loads((out / "stress.json").read_text() or "{}")
+    return result, summary
+
+
+def _machine_restored(result) -> None:
+    assert result["after"] == result["before"], (result["before"], result["after"])
+
+
+@pytest.mark.parametrize("scenario", ["skip-swapcache-2024"])
+def test_lab_kernel_loses_writes(scenario):
+    kernel = LAB[scenario]
+    _require_lab(kernel)
+    result, summary = _run(kernel, scenario)
+    assert "lab" in result["release"]
+    assert result["rc"] == 1, result["stderr"][-2000:]  # stress exits 1 on corruption
+    assert summary["corruptions"] > 0
+    assert summary["widener"]["available"] and summary["widener"]["sleeps"] > 0
+    assert any(m["phase_name"] == "locked-check" and m["got_gen"] < m["expected_gen"] for m in summary["mismatches"])
+    _machine_restored(result)
+
+
+@pytest.mark.parametrize("scenario", ["skip-swapcache-2024", "ksm-2010"])
+@pytest.mark.parametrize("kernel", ["bookworm", "trixie-backports"])
+def test_stock_kernel_stays_clean(kernel, scenario):
+    result, summary = _run(kernel, scenario)
+    assert result["rc"] == 0, result["stderr"][-2000:]
+    assert summary["corruptions"] == 0
+    assert summary["widener"]["available"] is False
+    assert summary["workload"]["pageouts"] > 0 and summary["vmstat"]["pswpin"]["delta"] > 0
+    if scenario == "ksm-2010":
+        assert summary["vmstat"]["ksm_swpin_copy"]["delta"] > 0  # the copy path ran
+    else:
+        assert summary["swap_device"] == "zram" and summary["fault_windows"]["same_page_overlapping_pairs"] > 0
+    _machine_restored(result)
