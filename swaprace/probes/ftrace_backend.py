@@ -30,7 +30,8 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.kernel.catalog import FOLIO_SWAP_OFFSET, Candidate
+from swaprace.kernel.catalog import Candidate, needs_return
+from swaprace.kernel.layout import KernelLayout
 
 #: x86-64 argument registers, in C argument order (System V ABI). A kprobe placed at func+4 (after endbr64 on
 #: IBT kernels) still sees them unchanged.
@@ -48,23 +49,39 @@ def _reg(index: int) -> str:
     return ARG_REGS[index]
 
 
-def call_fetch_args(cand: Candidate) -> List[Tuple[str, str]]:
-    """(name, fetch spec) pairs for a call probe, the role's key first."""
+def call_fetch_args(cand: Candidate, layout: Optional[KernelLayout] = None) -> List[Tuple[str, str]]:
+    """(name, fetch spec) pairs for a call probe: the role's key first, then what the reader needs to rebuild
+    the entry and ``nr`` (names the text reader knows: ``entry folio nr page psz fhead forder si_type cinfo ci
+    ci_off ci_size ci_slots``). Offsets come from ``layout`` (the running kernel's; verified defaults if None)."""
+    lay = layout or KernelLayout()
     args: List[Tuple[str, str]] = []
     key = KEY_COLUMN[cand.role]
-    if cand.key_from_folio:
-        args.append(("entry", f"+{FOLIO_SWAP_OFFSET}({_reg(cand.folio_arg)}):x64"))  # folio->swap.val
+    swap = lay.folio_swap
+    if cand.entry_src == "cluster":
+        si, ci, start = cand.cluster_args or (0, 1, 2)
+        args += [("si_type", f"+{lay.si_type}({_reg(si)}):s8"), ("cinfo", f"+{lay.si_cluster_info}({_reg(si)}):x64"),
+                 ("ci", f"{_reg(ci)}:x64"), ("ci_off", f"{_reg(start)}:u32"), ("ci_size", f"\\{lay.cluster_size}:u32"),
+                 ("ci_slots", f"\\{lay.cluster_slots}:u32")]
+    elif cand.key_from_folio:
+        args.append(("entry", f"+{swap}({_reg(cand.folio_arg)}):x64"))  # folio->swap.val
     elif key is not None and cand.key_arg is not None:
         args.append((key, f"{_reg(cand.key_arg)}:x64"))
     names = {name for name, _ in args}
-    if cand.entry_arg is not None and "entry" not in names:
+    if cand.entry_src == "arg" and "entry" not in names:
         args.append(("entry", f"{_reg(cand.entry_arg)}:x64"))
-    elif cand.entry_from_folio and "entry" not in names and cand.role != "slot_alloc":
+    elif cand.entry_src in ("folio", "subpage") and "entry" not in names and cand.role != "slot_alloc":
         # (slot_alloc is skipped: at its entry the folio has no swap entry yet.)
-        # Only a folio is passed: its swap entry is folio->swap.val (page->private on older kernels).
-        args.append(("entry", f"+{FOLIO_SWAP_OFFSET}({_reg(cand.folio_arg)}):x64"))
+        args.append(("entry", f"+{swap}({_reg(cand.folio_arg)}):x64"))
     if cand.folio_arg is not None and "folio" not in names:
         args.append(("folio", f"{_reg(cand.folio_arg)}:x64"))
+    if cand.entry_src == "subpage" and cand.page_arg is not None:
+        args += [("page", f"{_reg(cand.page_arg)}:x64"), ("psz", f"\\{lay.page_size}:u32")]
+    if cand.nr_src == "arg" and cand.nr_arg is not None:
+        args.append(("nr", f"{_reg(cand.nr_arg)}:u32"))
+    elif cand.nr_src in ("folio", "subpage") and cand.folio_arg is not None:
+        reg = _reg(cand.folio_arg)
+        args += [("fhead", f"+{lay.folio_flags}({reg}):b1@{lay.pg_head}/64"),
+                 ("forder", f"+{lay.folio_order}({reg}):u8")]
     return args
 
 
@@ -81,9 +98,9 @@ def kprobe_lines(plan: ProbePlan, group: str) -> List[str]:
         cand = res.candidate
         assert cand is not None and res.symbol is not None
         call, ret = event_names(group, role)
-        args = " ".join(f"{name}={spec}" for name, spec in call_fetch_args(cand))
+        args = " ".join(f"{name}={spec}" for name, spec in call_fetch_args(cand, plan.layout))
         lines.append(f"p:{group}/{call} {res.symbol} {args}".rstrip())
-        if cand.returns != "void":
+        if needs_return(cand):
             lines.append(f"r{plan.maxactive}:{group}/{ret} {res.symbol} ret=$retval:x64")
     return lines
 
