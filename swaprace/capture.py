@@ -50,6 +50,8 @@ def write_capture(capture: Capture, path: PathLike) -> Path:
     """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
     table = to_arrow(normalize(capture.events))
     schema_meta = dict(table.schema.metadata or {})
+    if capture.unknown_functions:  # kept with the capture: the summary lists them
+        capture.meta.extra["unknown_functions"] = dict(capture.unknown_functions)
     schema_meta[META_KEY] = capture.meta.to_json().encode()
     table = table.replace_schema_metadata(schema_meta)
     with atomic_output(path) as fh:
@@ -80,7 +82,8 @@ def read_capture(path: PathLike) -> Capture:
         events = normalize(table.to_pandas())
     except (ValueError, TypeError, KeyError) as exc:
         raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
-    return Capture(events=events, meta=meta, source_format="parquet")
+    unknown = {str(k): int(v) for k, v in (meta.extra.get("unknown_functions") or {}).items()}
+    return Capture(events=events, meta=meta, source_format="parquet", unknown_functions=unknown)
 
 
 def _umask() -> int:

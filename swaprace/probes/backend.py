@@ -112,6 +112,11 @@ class Backend(abc.ABC):
         """The in-kernel detector's summary (bcc), or None when this backend has none."""
         return None
 
+    def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
+        """Where the losses happened: ``[start_ns, end_ns, count]`` (see ``CaptureMeta.lost_intervals``), placed
+        among the final ``events``; empty when the backend cannot place them."""
+        return []
+
     def hits(self) -> Dict[str, int]:
         """Per-probe hit counts as the kernel counted them (e.g. kprobe_profile), keyed ``<symbol>:<phase>``;
         empty when the backend cannot tell."""

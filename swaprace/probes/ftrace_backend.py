@@ -126,6 +126,8 @@ class FtraceBackend(Backend):
         self._final_stats: Optional[Dict[str, int]] = None
         self._tgid: Dict[int, int] = {}
         self._skipped = 0
+        self._lost_marks: List[tuple] = []
+        self.unknown_functions: Dict[str, int] = {}
         self._stopped = False
         self.clock = "mono"
 
@@ -234,6 +236,9 @@ class FtraceBackend(Backend):
         overrides = {res.symbol: role for role, res in self._plan.probed.items()} if self._plan else None
         chunk = parse_ftrace_bytes(data, overrides)
         self._skipped += int(chunk.skipped)
+        self._lost_marks += chunk.lost_marks
+        for name, n in chunk.unknown_functions.items():
+            self.unknown_functions[name] = self.unknown_functions.get(name, 0) + n
         events = chunk.events
         if len(events):
             events = self._with_tgid(events)
@@ -304,6 +309,12 @@ class FtraceBackend(Backend):
                     kind = "kretprobe_missed" if phase == "return" else "kprobe_missed"
                     out[f"{kind}:{self._plan.probed[role].symbol}"] = prof[name].missed
         return out
+
+    def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
+        """trace_pipe's ``CPU:N [LOST M EVENTS]`` markers, between that CPU's events around them."""
+        from swaprace.readers.ftrace_text import place_lost
+
+        return place_lost(events, self._lost_marks)
 
     def hits(self) -> Dict[str, int]:
         """``<symbol>:<call|return>`` -> hits as kprobe_profile counts them (the kernel's own count)."""
