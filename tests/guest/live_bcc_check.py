@@ -159,9 +159,12 @@ def check_record(out: Path) -> dict:
         release=meta.kernel_release, capture_bytes=capture_path.stat().st_size,
     )
     analysis = analyze(capture)
-    result["analysis"] = {k: analysis.summary[k] for k in
-                          ("events", "windows", "windows_with_entry", "lookup_hits", "reuses", "races",
-                           "ksm_copies", "entries")}
+    result["analysis"] = {k: analysis.summary.get(k) for k in
+                          ("events", "windows", "windows_with_entry", "windows_with_page", "lookup_hits",
+                           "reuses", "races", "race_classes", "uncertain_races", "ksm_copies", "entries",
+                           "residency", "prepare", "history_gaps", "unknown_functions", "lost_unplaced")}
+    result["lost_intervals"] = meta.lost_intervals[:50]
+    result["layout"] = meta.extra.get("layout")
     # The two backends over the time both were attached (same clock: CLOCK_MONOTONIC in both).
     ftrace_events = pd.concat(frames, ignore_index=True)
     if len(events) and len(ftrace_events):
