@@ -2,8 +2,8 @@
 
 tests/guest/live_bcc_check.py records the swap workload (KSM on) with `swaprace record --backend bcc`; the
 capture then carries both the event stream and the BPF maps' verdict (``CaptureMeta.detector``). With no event
-lost, the two must agree exactly: same windows, same lookup hits, same reuses, same races (entry, thread,
-window, obtain, release, reallocation, install, class) -- they implement the same rules, one per event in the kernel, one
+lost, the two must agree exactly: same windows, lookup hits, reuses, races (entry, thread, window, obtain,
+release, reallocation, install, class) -- they implement the same rules, one per event in the kernel, one
 column-wise offline.
 """
 

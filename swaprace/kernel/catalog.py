@@ -450,6 +450,10 @@ def check_catalog() -> None:
             assert cand.entry_src != "return" or cand.returns == "swp_entry_t", cand
 
 
+#: Roles whose events tie a thread to its own fault; ``--pid`` filters these only, because frees and
+#: allocations by other tasks (kswapd, KSM, other processes) are exactly what a race is made of.
+THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare", "swap_read")
+
 #: Roles whose return value the analysis reads (fault outcome, lookup hit, KSM copy, free_cache true, 6.1's
 #: allocated entry, prepare's -EEXIST). Other roles get no return probe: fewer events, same information.
 RETURN_ROLES = ("fault", "lookup", "ksm_copy", "free_cache", "slot_alloc", "prepare")

@@ -34,7 +34,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import ROLES, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.kernel.catalog import Candidate
+from swaprace.kernel.catalog import THREAD_ROLES, Candidate
 from swaprace.kernel.catalog import needs_return as catalog_needs_return
 from swaprace.kernel.layout import KernelLayout
 from swaprace.probes.bpf_layout import (
@@ -60,14 +60,12 @@ VALID_ENTRY, VALID_FOLIO, VALID_RETVAL, VALID_NR = (VALID_BITS[k] for k in ("ENT
 PHASE_NAMES = PHASES
 #: Counter slot -> name (the per-role hit counters come first, 2 per role).
 STAT_NAMES = {STAT_BASE + i: name for i, name in enumerate(STAT_LIST)}
-#: Roles whose probes honour ``--pid`` (the thread's own fault); releases and bindings by any task are followed.
-THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare", "swap_read")
 ARG_REGISTERS = 6  # x86-64 passes the first six integer arguments in registers
 #: 16 MiB shared ring: 233,016 records in batches of EVENT_BATCH (one user-space callback per batch).
 DEFAULT_RINGBUF_PAGES = 4096
 DEFAULT_PERF_PAGES = 256  # 1 MiB per CPU
 MAX_RACES = 4096
-ENTRY_STATES = 262144
+ENTRY_STATES = 131072  # slot states (240 B each): 32 MiB; the test boxes' swap has at most 65,536 slots
 
 
 # --- pure helpers (no bcc needed: tested on any host) ----------------------------------------------------
@@ -115,6 +113,7 @@ def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAUL
             f"-D{name}_CL_CI={_arg(cl[1] if cl[1] >= 0 else None, 'ci', sym)}",
             f"-D{name}_CL_OFF={_arg(cl[2] if cl[2] >= 0 else None, 'ci_start', sym)}",
             f"-D{name}_RET_BOOL={1 if cand.returns == 'bool' else 0}",
+            f"-D{name}_THREAD={1 if role in THREAD_ROLES else 0}",
         ]
         if needs_return(role, cand):
             flags.append(f"-D{name}_RETURN=1")
@@ -279,6 +278,10 @@ class BccBackend(Backend):
         self._perf_lost = 0
         self._race_perf_lost = 0
         self._lost_marks: List[tuple] = []
+        #: How the user-space side kept up: polls, batch callbacks, seconds in polls, the longest gap between polls.
+        self.consumer_stats: Dict[str, object] = {"polls": 0, "callbacks": 0, "poll_seconds": 0.0,
+                                                  "max_gap_s": 0.0, "last_poll": None,
+                                                  "records_per_callback": EVENT_BATCH}
         self._staged: bytes = b""  # records still in the per-CPU batches at stop
         self._staged_lost: Dict[int, int] = {}
         self._callbacks: list = []  # keep ctypes callbacks alive
@@ -393,12 +396,22 @@ class BccBackend(Backend):
         """Move whatever the kernel has written into the pending chunks (waits up to ``timeout_ms``)."""
         if self._bpf is None:
             return
+        t0 = time.monotonic()
+        before = len(self._chunks)
         if self._ringbuf:
             if timeout_ms > 0:
                 self._bpf.ring_buffer_poll(timeout_ms)
             self._bpf.ring_buffer_consume()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
+        stats = self.consumer_stats
+        t1 = time.monotonic()
+        if stats["last_poll"] is not None:
+            stats["max_gap_s"] = round(max(stats["max_gap_s"], t0 - stats["last_poll"]), 3)
+        stats["last_poll"] = t1
+        stats["polls"] += 1
+        stats["callbacks"] += len(self._chunks) - before
+        stats["poll_seconds"] = round(stats["poll_seconds"] + (t1 - t0), 3)
 
     def drain(self) -> pd.DataFrame:
         if not self._final:

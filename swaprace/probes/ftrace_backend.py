@@ -30,15 +30,12 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.kernel.catalog import Candidate, needs_return
+from swaprace.kernel.catalog import THREAD_ROLES, Candidate, needs_return
 from swaprace.kernel.layout import KernelLayout
 
 #: x86-64 argument registers, in C argument order (System V ABI). A kprobe placed at func+4 (after endbr64 on
 #: IBT kernels) still sees them unchanged.
 ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
-#: Roles whose events tie a thread to its own fault; the --pid filter applies to these only, because releases
-#: and re-bindings by other tasks (kswapd, KSM, other processes) are exactly what a race is made of.
-THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare")
 #: Most trace text parsed per poll (~25k lines).
 MAX_DRAIN_BYTES = 4 << 20
 

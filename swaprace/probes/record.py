@@ -163,6 +163,9 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     events = normalize(pd.concat(frames, ignore_index=True)) if frames else empty_events()
     meta.lost_intervals = backend.lost_intervals(events)
     meta.extra["layout"] = plan.layout.to_dict()
+    consumer = getattr(backend, "consumer_stats", None)
+    if consumer:
+        meta.extra["consumer"] = {k: v for k, v in consumer.items() if k != "last_poll"}
     unknown = dict(getattr(backend, "unknown_functions", {}) or {})
     capture = Capture(events=events, meta=meta, source_format="parquet", unknown_functions=unknown)
     if output is not None:

@@ -14,7 +14,8 @@
 //       R_ENTRY_ARG, R_FOLIO_ARG, R_PAGE_ARG, R_NR_ARG   0-based C arguments (-1: none)
 //       R_NR_SRC        NRSRC_*: how the call knows how many entries it covers
 //       R_CL_SI, R_CL_CI, R_CL_OFF  the (si, ci, ci_start) arguments of a cluster-relative free
-//       R_RET_BOOL=1    the function returns bool (only %al is defined)
+//       R_RET_BOOL      1: the function returns bool (only %al is defined)
+//       R_THREAD        1: a fault-side role, filtered by FILTER_TGID (catalog.THREAD_ROLES)
 //       R_RETURN=1      a return probe is attached
 //   * struct offsets from BTF (swaprace/kernel/layout.py): FOLIO_SWAP_OFF FOLIO_FLAGS_OFF PG_HEAD FOLIO_ORDER_OFF
 //     PAGE_SIZE_B SI_TYPE_OFF SI_CINFO_OFF CLUSTER_SIZE CLUSTER_SLOTS;
@@ -57,7 +58,7 @@
 #define MAX_RACES 4096
 #endif
 #ifndef ENTRY_STATES
-#define ENTRY_STATES 262144
+#define ENTRY_STATES 131072
 #endif
 #ifndef EMIT_EVENTS
 #define EMIT_EVENTS 1
@@ -146,6 +147,9 @@ BPF_HASH(threads, u32, struct sr_thread, 16384);
 BPF_TABLE("lru_hash", u64, struct sr_slot, slots, ENTRY_STATES);
 BPF_HASH(races, struct sr_race_key, struct sr_race, MAX_RACES);
 BPF_PERCPU_ARRAY(stage, struct sr_batch, 1);
+// Never written: zeroed values to create map entries from (an sr_thread does not fit the 512-byte BPF stack).
+BPF_PERCPU_ARRAY(zero_thread, struct sr_thread, 1);
+BPF_PERCPU_ARRAY(zero_slot, struct sr_slot, 1);
 // Not used at run time: their leaves are the compiler's layout of the records, checked by the loader.
 BPF_ARRAY(layout_event, struct sr_event, 1);
 BPF_ARRAY(layout_race, struct sr_race, 1);
@@ -347,8 +351,11 @@ static __always_inline struct sr_slot *slot_of(u64 entry, int create)
     struct sr_slot *s = slots.lookup(&entry);
     if (s || !create)
         return s;
-    struct sr_slot zero = {};
-    if (slots.insert(&entry, &zero) == 0)
+    int k = 0;
+    struct sr_slot *zero = zero_slot.lookup(&k);
+    if (!zero)
+        return 0;
+    if (slots.insert(&entry, zero) == 0)
         count(STAT_SLOT_STATES_CREATED);
     s = slots.lookup(&entry);
     if (!s)
@@ -535,8 +542,10 @@ static __always_inline void on_fault_call(u64 now)
     u32 tid = current_tid();
     struct sr_thread *t = threads.lookup(&tid);
     if (!t) {
-        struct sr_thread zero = {};
-        threads.update(&tid, &zero);
+        int k = 0;
+        struct sr_thread *zero = zero_thread.lookup(&k);
+        if (zero)
+            threads.insert(&tid, zero);
         t = threads.lookup(&tid);
         if (!t) {
             count(STAT_STATE_MAP_FULL);
@@ -696,11 +705,11 @@ static __always_inline void on_prepare_return(u64 entry, u64 ret)
 
 #define HIT(R_ID, PHASE) count(STAT_HITS + (R_ID) * 2 + (PHASE))
 
-#define DEFINE_CALL_PROBE(name, R, R_ID, FILTERED, STEP)                                          \
+#define DEFINE_CALL_PROBE(name, R, R_ID, STEP)                                                    \
     int sr_call_##name(struct pt_regs *ctx)                                                      \
     {                                                                                            \
         u64 now = bpf_ktime_get_ns();                                                            \
-        if ((FILTERED) && filtered_out())                                                        \
+        if (R##_THREAD && filtered_out())                                                        \
             return 0;                                                                            \
         HIT(R_ID, PHASE_CALL);                                                                   \
         struct sr_args a = {};                                                                   \
@@ -711,11 +720,11 @@ static __always_inline void on_prepare_return(u64 entry, u64 ret)
     }
 
 // The near-identical return probes: the return value (low byte for a bool), the call's stashed values, one step.
-#define DEFINE_RET_PROBE(name, R, R_ID, FILTERED, PAIRED, STEP)                                   \
+#define DEFINE_RET_PROBE(name, R, R_ID, PAIRED, STEP)                                             \
     int sr_ret_##name(struct pt_regs *ctx)                                                       \
     {                                                                                            \
         u64 now = bpf_ktime_get_ns();                                                            \
-        if ((FILTERED) && filtered_out())                                                        \
+        if (R##_THREAD && filtered_out())                                                        \
             return 0;                                                                            \
         HIT(R_ID, PHASE_RETURN);                                                                 \
         u64 ret = PT_REGS_RC(ctx);                                                               \
@@ -735,18 +744,18 @@ static __always_inline void on_prepare_return(u64 entry, u64 ret)
 #define STASH(R_ID) stash(R_ID, now, a.entry, a.folio, a.nr)
 
 #ifdef HAVE_FAULT
-DEFINE_CALL_PROBE(fault, FAULT, ROLE_FAULT, 1, on_fault_call(now))
-DEFINE_RET_PROBE(fault, FAULT, ROLE_FAULT, 1, 0, on_fault_return(ctx, now))
+DEFINE_CALL_PROBE(fault, FAULT, ROLE_FAULT, on_fault_call(now))
+DEFINE_RET_PROBE(fault, FAULT, ROLE_FAULT, 0, on_fault_return(ctx, now))
 #endif
 
 #ifdef HAVE_LOOKUP
-DEFINE_CALL_PROBE(lookup, LOOKUP, ROLE_LOOKUP, 1, { on_lookup_call(a.entry, now); STASH(ROLE_LOOKUP); })
-DEFINE_RET_PROBE(lookup, LOOKUP, ROLE_LOOKUP, 1, 1, { if (paired) on_lookup_return(call.entry, ret, now); })
+DEFINE_CALL_PROBE(lookup, LOOKUP, ROLE_LOOKUP, { on_lookup_call(a.entry, now); STASH(ROLE_LOOKUP); })
+DEFINE_RET_PROBE(lookup, LOOKUP, ROLE_LOOKUP, 1, { if (paired) on_lookup_return(call.entry, ret, now); })
 #endif
 
 #ifdef HAVE_KSM_COPY
-DEFINE_CALL_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, 1, STASH(ROLE_KSM_COPY))
-DEFINE_RET_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, 1, 1, { if (paired) on_ksm_copy_return(call.folio, ret, now); })
+DEFINE_CALL_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, STASH(ROLE_KSM_COPY))
+DEFINE_RET_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, 1, { if (paired) on_ksm_copy_return(call.folio, ret, now); })
 #endif
 
 #ifdef HAVE_FREE_CACHE
@@ -765,8 +774,8 @@ static __always_inline void on_free_cache_return(struct sr_pending *call, u64 re
         slot_free_one(call->entry + i, now, tid, call->ts);
     }
 }
-DEFINE_CALL_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, 0, STASH(ROLE_FREE_CACHE))
-DEFINE_RET_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, 0, 1, { if (paired) on_free_cache_return(&call, ret, now); })
+DEFINE_CALL_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, STASH(ROLE_FREE_CACHE))
+DEFINE_RET_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, 1, { if (paired) on_free_cache_return(&call, ret, now); })
 #endif
 
 #ifdef HAVE_SLOT_ALLOC
@@ -778,8 +787,8 @@ static __always_inline void slot_alloc_range(u64 entry, u64 nr, u64 now)
 }
 #if SLOT_ALLOC_ENTRY_SRC == SRC_RETURN
 // 6.1 folio_alloc_swap returns the entry: the allocation is seen at the return (0: failure)
-DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, STASH(ROLE_SLOT_ALLOC))
-DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, 1, {
+DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, STASH(ROLE_SLOT_ALLOC))
+DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 1, {
     if (paired && ret) {
         entry = ret;
         nr = call.nr;
@@ -787,9 +796,9 @@ DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, 1, {
     }
 })
 #else
-DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, { if (a.entry) slot_alloc_range(a.entry, a.nr, now); })
+DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, { if (a.entry) slot_alloc_range(a.entry, a.nr, now); })
 #ifdef SLOT_ALLOC_RETURN
-DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, 0, {})
+DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, {})
 #endif
 #endif
 #endif
@@ -801,31 +810,31 @@ static __always_inline void slot_free_range(u64 entry, u64 nr, u64 now)
     FOR_RANGE(i, nr)
         slot_free_one(entry + i, now, tid, 0);
 }
-DEFINE_CALL_PROBE(slot_free, SLOT_FREE, ROLE_SLOT_FREE, 0, { if (a.entry) slot_free_range(a.entry, a.nr, now); })
+DEFINE_CALL_PROBE(slot_free, SLOT_FREE, ROLE_SLOT_FREE, { if (a.entry) slot_free_range(a.entry, a.nr, now); })
 #endif
 
 #ifdef HAVE_SWAP_PUT
-DEFINE_CALL_PROBE(swap_put, SWAP_PUT, ROLE_SWAP_PUT, 1, on_swap_put(ctx, a.entry, a.folio, a.nr, now))
+DEFINE_CALL_PROBE(swap_put, SWAP_PUT, ROLE_SWAP_PUT, on_swap_put(ctx, a.entry, a.folio, a.nr, now))
 #endif
 
 #ifdef HAVE_ZAP_PUT
-DEFINE_CALL_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, 0, {})
+DEFINE_CALL_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, {})
 #ifdef ZAP_PUT_RETURN
-DEFINE_RET_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, 0, 0, {})
+DEFINE_RET_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_SWAP_DUP
-DEFINE_CALL_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, 0, {})
+DEFINE_CALL_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, {})
 #ifdef SWAP_DUP_RETURN
-DEFINE_RET_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, 0, 0, {})
+DEFINE_RET_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_CACHE_ADD
-DEFINE_CALL_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, 0, { if (a.entry) on_cache_add(a.entry, a.folio, a.nr, now); })
+DEFINE_CALL_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, { if (a.entry) on_cache_add(a.entry, a.folio, a.nr, now); })
 #ifdef CACHE_ADD_RETURN
-DEFINE_RET_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, 0, 0, {})
+DEFINE_RET_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, 0, {})
 #endif
 #endif
 
@@ -835,21 +844,21 @@ static __always_inline void cache_delete_range(u64 entry, u64 folio, u64 nr)
     FOR_RANGE(i, nr)
         unbind_one(entry + i, folio);
 }
-DEFINE_CALL_PROBE(cache_delete, CACHE_DELETE, ROLE_CACHE_DELETE, 0, {
+DEFINE_CALL_PROBE(cache_delete, CACHE_DELETE, ROLE_CACHE_DELETE, {
     if (a.entry) cache_delete_range(a.entry, a.folio, a.nr);
 })
 #endif
 
 #ifdef HAVE_SWAP_READ
-DEFINE_CALL_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, 1, { if (a.entry) on_swap_read(a.entry, a.folio, a.nr, now); })
+DEFINE_CALL_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, { if (a.entry) on_swap_read(a.entry, a.folio, a.nr, now); })
 #ifdef SWAP_READ_RETURN
-DEFINE_RET_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, 1, 0, {})
+DEFINE_RET_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_PREPARE
-DEFINE_CALL_PROBE(prepare, PREPARE, ROLE_PREPARE, 1, STASH(ROLE_PREPARE))
-DEFINE_RET_PROBE(prepare, PREPARE, ROLE_PREPARE, 1, 1, { if (paired) on_prepare_return(call.entry, ret); })
+DEFINE_CALL_PROBE(prepare, PREPARE, ROLE_PREPARE, STASH(ROLE_PREPARE))
+DEFINE_RET_PROBE(prepare, PREPARE, ROLE_PREPARE, 1, { if (paired) on_prepare_return(call.entry, ret); })
 #endif
 
 #ifdef HAVE_PREPARE_CLEAR
@@ -859,5 +868,5 @@ static __always_inline void on_prepare_clear(u64 entry)
     if (s)
         s->prepared = 0;
 }
-DEFINE_CALL_PROBE(prepare_clear, PREPARE_CLEAR, ROLE_PREPARE_CLEAR, 0, { if (a.entry) on_prepare_clear(a.entry); })
+DEFINE_CALL_PROBE(prepare_clear, PREPARE_CLEAR, ROLE_PREPARE_CLEAR, { if (a.entry) on_prepare_clear(a.entry); })
 #endif

@@ -193,7 +193,9 @@ class _Recorder:
         duration = (end - start) / 1e9
         windows = result.windows[(result.windows["start_ns"] >= start) & (result.windows["end_ns"] <= end)]
         gens = result.generations
-        reuses = int(((gens["generation"] > 0) & (gens["bind_ns"] >= start) & (gens["bind_ns"] <= end)).sum())
+        # a reuse: a generation (slot life) that began by an allocation after an earlier free of the same slot
+        alloc = gens["alloc_ns"]
+        reuses = int(((gens["generation"] > 0) & alloc.notna() & (alloc >= start) & (alloc <= end)).sum())
         trace = trace_window_stats(windows, duration) | {
             "capture": self.output, "backend": capture.meta.backend, "events": int(len(capture.events)),
             "lost_events": capture.meta.lost_events, "windows_whole_capture": int(len(result.windows)),

@@ -149,6 +149,8 @@ def check_record(out: Path) -> dict:
         result["summary"] = json.loads(stdout)
     except ValueError:
         result["stdout"] = stdout[-2000:]
+    if not capture_path.exists():
+        return result  # the recorder failed: its stderr is in the result
     capture = read_capture(capture_path)
     meta = capture.meta
     events = capture.events
