@@ -323,3 +323,18 @@ def test_real_bcc_fixture_reads_and_analyzes(fixture):
     summary = analyze(capture).summary
     assert summary["windows"] > 100 and summary["windows_with_entry"] == summary["windows"]
     assert summary["reuses"] > 0
+
+
+def test_decode_events_builds_the_model_without_normalize():
+    import pandas as pd
+
+    from swaprace.events import normalize
+
+    rng = np.random.default_rng(3)
+    rows = [dict(ts=int(t), tid=int(rng.integers(1, 5)), pid=1, cpu=int(rng.integers(0, 2)),
+                 role=int(rng.integers(0, len(ROLES))), phase=int(rng.integers(0, 2)), valid=int(rng.integers(0, 16)),
+                 entry=int(rng.integers(0, 99)), nr=1, comm=[b"kswapd0", b"stress", b"a"][int(rng.integers(0, 3))])
+            for t in rng.integers(0, 10**6, 200)]
+    df = decode_events(_records(rows), {"fault": "do_swap_page"})
+    pd.testing.assert_frame_equal(df, normalize(df))  # exactly the model's dtypes, categories and order
+    assert sorted(set(df["comm"].astype(str))) == ["a", "kswapd0", "stress"]
