@@ -6,8 +6,8 @@ Run inside the test box (root, the checkout at /mnt/swaprace):
     python3 tests/guest/live_bcc_check.py /mnt/out [--only record,both,sigterm]
 
 One check, "record" (bcc compiles for minutes under TCG, so everything shares one compile): the ftrace
-backend is attached in this process, `swaprace record --backend bcc` records the swap workload (KSM on) in a
-child process and is stopped with SIGTERM after a few seconds of tracing. result.json then holds
+backend is attached in this process, `swaprace record --backend bcc` records the swap workload (KSM on, write
+faults, a 24 MiB swap file so freed slots are allocated again) in a child process and is stopped with SIGTERM after a few seconds of tracing. result.json then holds
   - the capture's per-role counts, the BPF program's own hit counters, the losses by source;
   - `analyze` of the capture next to the in-kernel detector's counters and races;
   - both backends' per-role counts over the time both were attached;
@@ -94,8 +94,10 @@ def check_record(out: Path) -> dict:
     result: dict = {"probes_before": probes_on(symbols), "bcc_kprobe_events_before": bcc_kprobe_events()}
     capture_path = out / "record.parquet"
     # The workload swaps before and after: bcc's compile takes minutes under TCG, the traced part is short.
+    # --write: write faults let do_swap_page free the slot, and the small swap file (SWAPFILE_MB) makes the
+    # allocator hand freed slots out again soon: slot reallocations (reuses) for the detector to follow.
     workload = subprocess.Popen(WORKLOAD + ["--threads", "2", "--mem", "24", "--limit", "16", "--seconds", "1800",
-                                            "--ksm", "--json"], stdout=subprocess.PIPE, text=True)
+                                            "--ksm", "--write", "--json"], stdout=subprocess.PIPE, text=True)
     ftrace = FtraceBackend()
     frames = []
     t0 = time.monotonic()
@@ -188,6 +190,20 @@ def check_record(out: Path) -> dict:
 
 
 CHECKS = {"record": check_record}
+SWAPFILE = Path("/var/tmp/swaprace-live-bcc.swap")
+SWAPFILE_MB = 24  # 6,144 slots, a third to a half in use: freed slots are allocated again within seconds
+
+
+def swap_file_on() -> None:
+    sh(["dd", "if=/dev/zero", f"of={SWAPFILE}", "bs=1M", f"count={SWAPFILE_MB}"], check=True)
+    SWAPFILE.chmod(0o600)
+    sh(["mkswap", str(SWAPFILE)], check=True)
+    sh(["swapon", "-p", "32767", str(SWAPFILE)], check=True)
+
+
+def swap_file_off() -> None:
+    sh(["swapoff", str(SWAPFILE)])
+    SWAPFILE.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -197,7 +213,7 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sh(["swaprace-testbox", "swap-on"], check=True)
+    swap_file_on()
     result: dict = {"release": os.uname().release}
     for name in args.only.split(","):
         t0 = time.monotonic()
@@ -210,7 +226,7 @@ def main() -> int:
         result[name]["check_seconds"] = round(time.monotonic() - t0, 1)
         (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
         print(f"live_bcc_check: {name} done in {result[name]['check_seconds']} s", flush=True)
-    sh(["swaprace-testbox", "swap-off"])
+    swap_file_off()
     return 0
 
 
