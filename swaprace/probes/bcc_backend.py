@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from swaprace.errors import SwapraceError
-from swaprace.events import ROLES, empty_events, normalize
+from swaprace.events import ROLES, empty_events
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
 from swaprace.kernel.catalog import THREAD_ROLES, Candidate

@@ -7,7 +7,8 @@ Run inside the test box (root, the checkout at /mnt/swaprace):
 
 One check, "record" (bcc compiles for minutes under TCG, so everything shares one compile): the ftrace
 backend is attached in this process, `swaprace record --backend bcc` records the swap workload (KSM on, write
-faults, a 24 MiB swap file so freed slots are allocated again) in a child process and is stopped with SIGTERM after a few seconds of tracing. result.json then holds
+faults, a 24 MiB swap file so freed slots are allocated again) in a child process and is stopped with
+SIGTERM after a few seconds of tracing. result.json then holds
   - the capture's per-role counts, the BPF program's own hit counters, the losses by source;
   - `analyze` of the capture next to the in-kernel detector's counters and races;
   - both backends' per-role counts over the time both were attached;
