@@ -71,6 +71,7 @@ STAT_NAMES: List[str] = [
     "slot_states_created",  # per-entry states created; beyond ENTRY_STATES the LRU forgot at least the excess
     "slot_state_misses",  # events on an entry with no state (new to the capture, or forgotten by the LRU)
     "window_stack_overflows",  # a window pushed on a full per-thread stack (the oldest, a lost return, dropped)
+    "windows_without_return",  # stale windows under a returning one (their returns were lost): dropped
     "nr_truncated",  # events covering more than MAX_NR entries (only the first MAX_NR followed)
     "prepare_backoffs",  # swapcache_prepare -EEXIST
     "prepare_conflicts",  # two successful prepares of one entry with SWAP_HAS_CACHE held

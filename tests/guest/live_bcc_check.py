@@ -99,7 +99,7 @@ def check_record(out: Path) -> dict:
     # allocator hand freed slots out again soon: slot reallocations (reuses) for the detector to follow.
     workload = subprocess.Popen(WORKLOAD + ["--threads", "2", "--mem", "24", "--limit", "16", "--seconds", "1800",
                                             "--ksm", "--write", "--json"], stdout=subprocess.PIPE, text=True)
-    ftrace = FtraceBackend()
+    ftrace = FtraceBackend(raw_trace=str(out / "ftrace.trace"))  # also the ftrace fixture of this kernel
     frames = []
     t0 = time.monotonic()
     proc = None
@@ -146,6 +146,16 @@ def check_record(out: Path) -> dict:
             workload.communicate()
     frames.append(ftrace.drain())
     result.update(status=proc.returncode, stderr=stderr[-3000:], seconds=round(time.monotonic() - t0, 1))
+    # The ftrace side's raw text with its metadata (kprobe_profile's hits at the end): tests/fixtures/real.
+    from swaprace.capture import write_raw_trace
+    from swaprace.events import CaptureMeta
+
+    ftrace_plan = make_plan()
+    fmeta = CaptureMeta(backend="ftrace", kernel_release=os.uname().release, symbols=ftrace_plan.symbols,
+                        lost={k: int(v) for k, v in ftrace.losses().items()}, lost_known=True)
+    fmeta.extra["kernel_hits"] = ftrace.hits()
+    fmeta.extra["layout"] = ftrace_plan.layout.to_dict()
+    write_raw_trace(out / "ftrace.trace", ftrace.raw_lines(), fmeta)
     result["probes_after"] = probes_on(symbols)
     result["bcc_kprobe_events_after"] = bcc_kprobe_events()
     try:
