@@ -33,7 +33,10 @@ def test_detector_counters_agree_with_offline_analysis(guest):  # noqa: F811
     assert det["lookup_hits"] == off["lookup_hits"]
     assert det["obtained"] == off["windows_with_page"]
     assert det["reuses"] == off["reuses"]
-    assert det["rereads"] == off["residency"]["rereads"]
+    if det["nr_truncated"] == 0:
+        assert det["rereads"] == off["residency"]["rereads"]
+    else:  # documented deviation (swaprace.bpf.c): events over more than 64 entries update only the first 64
+        assert det["rereads"] <= off["residency"]["rereads"]
     assert off["reuses"] > 0, "the workload should reallocate freed swap slots"
 
 

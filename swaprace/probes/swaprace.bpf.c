@@ -42,8 +42,10 @@
 //   * Deviation: offline, "where no allocator is probed, the first cache add of a free entry begins its
 //     generation"; the detector needs the allocator probe (both test kernels have one). Evictions are not
 //     counted in the kernel (that needs the next event of the entry); rereads are.
-//   * An event covering more than MAX_NR (512, a PMD-sized folio) entries updates the first MAX_NR (counted:
-//     nr_truncated; 64 truncated 16 mTHP events on 7.3 and made rereads differ from the offline count).
+//   * Deviation: an event covering more than MAX_NR (64) entries updates only the first 64 (counted:
+//     nr_truncated). A PMD folio has 512, but a 512-iteration loop made the 6.1 verifier give up on
+//     sr_call_cache_add (E2BIG, "program too large"); bpf_loop (5.17+) would lift this. Seen on 7.3: 16 mTHP
+//     swap-in adds in one run, whose entries beyond the 64th then lack rereads (and any race on them).
 //   * Uncertainty: the detector sees every probe hit (stream losses do not blind it), but it cannot see
 //     kretprobe misses or state the LRU forgot: a window whose entry had no state when it was obtained is
 //     marked uncertain, and slot_states_created beyond ENTRY_STATES is a lower bound of what the LRU forgot.
@@ -67,7 +69,7 @@
 #endif
 #define ALLOC_RING 4
 #define WSTACK 4
-#define MAX_NR 512  // SWAPFILE_CLUSTER: the largest folio swap handles on x86-64 (PMD order)
+#define MAX_NR 64  // 512 (a PMD folio) made the 6.1 verifier give up on sr_call_cache_add (E2BIG)
 #define SWP_TYPE_SHIFT 58
 
 // --- state ---------------------------------------------------------------------------------------------------
