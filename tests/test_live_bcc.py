@@ -318,9 +318,13 @@ def test_real_bcc_fixture_reads_and_analyzes(fixture):
     assert len(lookups) and lookups["entry"].notna().all()
     deletes = events[(events["role"] == "cache_delete") & (events["phase"] == "call")]
     assert deletes["folio"].notna().all()
+    # made with the new probes: slot life, cache residency, and nr where the function has it
+    assert {"slot_alloc", "slot_free", "cache_add", "cache_delete", "swap_put"} <= set(events["role"].astype(str))
+    assert events["nr"].notna().any()
     summary = analyze(capture).summary
     assert summary["windows"] > 100 and summary["windows_with_entry"] == summary["windows"]
-    assert summary["reuses"] > 0
+    assert summary["reuses"] > 0  # slot reallocations (tests/fixtures/real/README.md)
+    assert summary["race_classes"]["stale-install"] == 0
 
 
 def test_decode_events_builds_the_model_without_normalize():
