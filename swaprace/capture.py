@@ -44,6 +44,8 @@ def write_capture(capture: Capture, path: PathLike, inputs: tuple = ()) -> Path:
     """Write ``capture`` to ``path`` as Parquet, atomically. Returns the final path."""
     table = to_arrow(normalize(capture.events))
     schema_meta = dict(table.schema.metadata or {})
+    if capture.unknown_functions:  # kept with the capture: the summary lists them
+        capture.meta.extra["unknown_functions"] = dict(capture.unknown_functions)
     schema_meta[META_KEY] = capture.meta.to_json().encode()
     table = table.replace_schema_metadata(schema_meta)
     with atomic_output(path, inputs=inputs) as fh:
@@ -91,7 +93,8 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
         events = normalize(frame)
     except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:
         raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
-    return Capture(events=events, meta=meta, source_format="parquet")
+    unknown = {str(k): int(v) for k, v in (meta.extra.get("unknown_functions") or {}).items()}
+    return Capture(events=events, meta=meta, source_format="parquet", unknown_functions=unknown)
 
 
 _NULLABLE_INTS = {

@@ -18,6 +18,7 @@ from swaprace.kernel.catalog import (
     parse_kallsyms,
     resolve_roles,
 )
+from swaprace.kernel.layout import DEFAULTS_6_1, KernelLayout, check_arch
 from swaprace.probes.ftrace_backend import call_fetch_args, kprobe_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,12 +33,15 @@ EXPECTED = {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
         "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "swap_put": "swap_free",
         "prepare": "swapcache_prepare", "slot_free": "free_swap_slot", "cache_add": "add_to_swap_cache",
-        "cache_delete": "__delete_from_swap_cache",
+        "cache_delete": "__delete_from_swap_cache", "zap_put": "free_swap_and_cache", "swap_dup": "swap_duplicate",
+        "swap_read": "swap_readpage", "prepare_clear": "swapcache_clear",
     },
     "trixie-bpo-7.3": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
-        "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "swap_put": "folio_put_swap",
-        "cache_add": "__swap_cache_add_folio", "cache_delete": "__swap_cache_del_folio", "prepare": None,
+        "free_cache": "folio_free_swap", "slot_alloc": "__swap_cache_add_folio", "swap_put": "folio_put_swap",
+        "cache_add": "__swap_cache_do_add_folio", "cache_delete": "__swap_cache_del_folio", "prepare": None,
+        "slot_free": "__swap_cluster_free_entries", "zap_put": "swap_put_entries_direct",
+        "swap_dup": "folio_dup_swap", "swap_read": "swap_read_folio", "prepare_clear": None,
     },
     "host-6.18": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "free_cache": "folio_free_swap",
@@ -58,11 +62,14 @@ def test_catalog_is_consistent():
     assert set(CATALOG) == set(ROLES)
     for role, cands in CATALOG.items():
         assert cands, role
-        assert len({c.symbol for c in cands}) == len(cands), f"{role}: duplicate candidate"
+        forms = {(c.symbol, c.requires, c.excludes) for c in cands}
+        assert len(forms) == len(cands), f"{role}: duplicate candidate"
         for cand in cands:
             assert cand.note.strip(), f"{cand.symbol} has no provenance note"
+            # drgn's form where a commit is known; "unverified" said where it is not
+            assert "Linux kernel commit" in cand.note or "unverified" in cand.note, cand.note
             if KEY_COLUMN[role] is not None:
-                assert cand.key_arg is not None or cand.key_from_folio, cand
+                assert cand.key_arg is not None or cand.key_from_folio or cand.entry_src == "cluster", cand
 
 
 def test_saved_traceable_list_is_used():
@@ -140,8 +147,29 @@ def test_ftrace_fetch_args_follow_the_catalog():
     # folio_put_swap(folio, subpage): the key is a swap entry read from folio->swap.
     assert call_fetch_args(by_symbol["folio_put_swap"])[0] == ("entry", f"+{FOLIO_SWAP_OFFSET}(%di):x64")
     # __swap_cache_del_folio(ci, folio, entry, shadow): folio key first, then its entry.
-    assert call_fetch_args(by_symbol["__swap_cache_del_folio"]) == [("folio", "%si:x64"), ("entry", "%dx:x64")]
+    assert call_fetch_args(by_symbol["__swap_cache_del_folio"])[:2] == [("folio", "%si:x64"), ("entry", "%dx:x64")]
     assert call_fetch_args(by_symbol["do_swap_page"]) == []
+    # 7.x __swap_cluster_free_entries(si, ci, ci_start, nr): the raw values the reader rebuilds the entry from
+    layout = KernelLayout()
+    assert call_fetch_args(by_symbol["__swap_cluster_free_entries"], layout) == [
+        ("si_type", "+72(%di):s8"), ("cinfo", "+80(%di):x64"), ("ci", "%si:x64"), ("ci_off", "%dx:u32"),
+        ("ci_size", "\\48:u32"), ("ci_slots", "\\512:u32"), ("nr", "%cx:u32")]
+    # the folio's size where the function has no nr: PG_head and the order byte, per layout
+    assert call_fetch_args(by_symbol["add_to_swap_cache"], DEFAULTS_6_1)[2:] == [
+        ("fhead", "+0(%di):b1@16/64"), ("forder", "+81(%di):u8")]
+    assert ("page", "%si:x64") in call_fetch_args(by_symbol["folio_put_swap"])
+
+
+def test_swap_read_folio_form_follows_its_sibling():
+    base = {"do_swap_page", "swap_cache_get_folio", "swap_read_folio"}
+    debian = resolve_roles(SymbolTable(base | {"swap_read_submit"}, None), ["swap_read"])["swap_read"]
+    upstream = resolve_roles(SymbolTable(base | {"swap_read_unplug"}, None), ["swap_read"])["swap_read"]
+    assert debian.candidate.folio_arg == 1 and upstream.candidate.folio_arg == 0
+
+
+def test_unsupported_architecture_is_refused_in_one_line():
+    with pytest.raises(SwapraceError, match="x86_64 only .this machine is aarch64"):
+        check_arch("aarch64")
 
 
 @pytest.mark.parametrize("kernel", ["bookworm-6.1", "trixie-bpo-7.3"])

@@ -2,8 +2,8 @@
 
 tests/guest/live_bcc_check.py records the swap workload (KSM on) with `swaprace record --backend bcc`; the
 capture then carries both the event stream and the BPF maps' verdict (``CaptureMeta.detector``). With no event
-lost, the two must agree exactly: same windows, same lookup hits, same reuses, same races (entry, thread,
-window, release, rebind, class) -- they implement the same rules, one per event in the kernel, one
+lost, the two must agree exactly: same windows, lookup hits, reuses, races (entry, thread, window, obtain,
+release, reallocation, install, class) -- they implement the same rules, one per event in the kernel, one
 column-wise offline.
 """
 
@@ -15,7 +15,7 @@ from test_live_bcc import guest  # noqa: F401 -- the module-scoped, per-kernel g
 
 pytestmark = pytest.mark.vm
 
-RACE_KEYS = ("entry", "tid", "window_start_ns", "release_ns", "rebind_ns", "class")
+RACE_KEYS = ("entry", "tid", "window_start_ns", "obtain_ns", "release_ns", "realloc_ns", "install_ns", "class")
 
 
 def _lossless(rec) -> bool:
@@ -31,8 +31,13 @@ def test_detector_counters_agree_with_offline_analysis(guest):  # noqa: F811
     assert det["windows"] == off["windows"]
     assert det["windows_with_entry"] == off["windows_with_entry"]
     assert det["lookup_hits"] == off["lookup_hits"]
+    assert det["obtained"] == off["windows_with_page"]
     assert det["reuses"] == off["reuses"]
-    assert off["reuses"] > 0, "the workload should reuse swap entries (swap-out after swap-in)"
+    if det["nr_truncated"] == 0:
+        assert det["rereads"] == off["residency"]["rereads"]
+    else:  # documented deviation (swaprace.bpf.c): events over more than 64 entries update only the first 64
+        assert det["rereads"] <= off["residency"]["rereads"]
+    assert off["reuses"] > 0, "the workload should reallocate freed swap slots"
 
 
 def test_detector_races_agree_with_offline_analysis(guest):  # noqa: F811
@@ -43,4 +48,5 @@ def test_detector_races_agree_with_offline_analysis(guest):  # noqa: F811
     offline = sorted(tuple(r[k] for k in RACE_KEYS) for r in rec["analysis"]["races"])
     assert kernel == offline
     counters = rec["detector"]["counters"]
-    assert counters["races_recovered"] + counters["races_stale_install"] == len(kernel)
+    assert counters["races_recovered"] + counters["races_benign"] + counters["races_stale_install"] == len(kernel)
+    assert counters["races_stale_install"] == 0  # stock kernels: the guards hold

@@ -1,5 +1,5 @@
 """The committed real ftrace captures (tests/fixtures/real/ftrace-*.trace, recorded in the test box by
-`swaprace record --backend ftrace --raw-trace`, see tests/fixtures/real/README-ftrace.md) read back offline
+`swaprace record --backend ftrace --raw-trace`, see tests/fixtures/real/README.md) read back offline
 with the counts the kernel itself reported for the same run (kprobe_profile, kept in the trace's
 `# swaprace:` header), and their analysis has one window per do_swap_page return."""
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from swaprace.readers.ftrace_text import meta_line, parse_ftrace_bytes, parse_ftrace_lines
+from swaprace.readers.ftrace_text import meta_line, parse_ftrace_bytes, parse_ftrace_lines, place_lost
 from swaprace.events import COLUMNS, CaptureMeta
 
 # Header layouts copied from this host's tracefs (a sched_wakeup trace with record-tgid on, then irq-info off);
@@ -88,7 +88,45 @@ def test_junk_is_skipped_and_counted():
              "  bash-5 [000] ..... 1.0: p: (do_swap_page+0x0/0x9f0)", "CPU:1 [LOST 12 EVENTS]"]
     frame, skipped = parse_ftrace_lines(lines)
     assert len(frame) == 1
-    assert skipped == 4  # comment, garbage, tracepoint, unknown function; blank and LOST lines are not
+    assert skipped == 3  # comment, garbage, tracepoint; blank and LOST lines are not, nor a kprobe event:
+    chunk = parse_ftrace_bytes("\n".join(lines).encode())
+    assert chunk.unknown_functions == {"unrelated_function": 1}  # counted by name, never dropped silently
+
+
+def test_lost_marker_becomes_an_interval_between_the_cpus_events():
+    lines = [" a-1 [001] ..... 1.000001: p: (swap_free+0x0/0x40) entry=0x1",
+             " b-2 [000] ..... 1.000002: p: (swap_free+0x0/0x40) entry=0x2",
+             "CPU:1 [LOST 7 EVENTS]",
+             " b-2 [000] ..... 1.000003: p: (swap_free+0x0/0x40) entry=0x3",
+             " a-1 [001] ..... 1.000009: p: (swap_free+0x0/0x40) entry=0x4"]
+    chunk = parse_ftrace_bytes("\n".join(lines).encode())
+    assert place_lost(chunk.events, chunk.lost_marks) == [[1000001000, 1000009000, 7]]
+
+
+def test_new_probe_arguments_give_nr_and_rebuilt_entries():
+    lines = [
+        # 7.x __swap_cluster_free_entries: cluster 3 of device 1, slots 5..8
+        " k-9 [000] ..... 1.000001: p: (__swap_cluster_free_entries+0x4/0x200) si_type=1 cinfo=0xffff1000 "
+        "ci=0xffff1090 ci_off=5 ci_size=48 ci_slots=512 nr=4",
+        # 7.x folio_put_swap(folio, page): page 2 of the folio
+        " t-1 [000] ..... 1.000002: p: (folio_put_swap+0x4/0x80) entry=0x100 folio=0xffffea0000001000 "
+        "page=0xffffea0000001080 psz=64 fhead=1 forder=2",
+        # folio_put_swap(folio, NULL): every page of an order-2 folio
+        " t-1 [000] ..... 1.000003: p: (folio_put_swap+0x4/0x80) entry=0x100 folio=0xffffea0000001000 "
+        "page=0x0 psz=64 fhead=1 forder=2",
+        # a small folio added to the cache
+        " t-1 [000] ..... 1.000004: p: (add_to_swap_cache+0x4/0x80) folio=0xffffea0000002000 entry=0x200 "
+        "fhead=0 forder=0",
+        # 6.1 folio_alloc_swap: a THP's call carries the size, its return the entry
+        " r-3 [000] ..... 1.000005: p: (folio_alloc_swap+0x4/0x80) folio=0xffffea0000003000 fhead=1 forder=9",
+        " r-3 [000] ..... 1.000006: r: (add_to_swap+0x20/0x80 <- folio_alloc_swap) ret=0x400",
+    ]
+    ev = parse_ftrace_bytes("\n".join(lines).encode()).events
+    assert ev.entry.iloc[0] == (1 << 58) | (3 * 512 + 5) and ev.nr.iloc[0] == 4
+    assert ev.entry.iloc[1] == 0x102 and ev.nr.iloc[1] == 1
+    assert ev.entry.iloc[2] == 0x100 and ev.nr.iloc[2] == 4
+    assert ev.entry.iloc[3] == 0x200 and ev.nr.iloc[3] == 1
+    assert ev.retval.iloc[5] == 0x400 and ev.nr.iloc[5] == 512
 
 
 def test_crlf_lines():

@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from swaprace.events import COLUMNS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,7 +98,7 @@ def read_or_error(path: Path, fmt: str | None = None) -> None:
     except SwapraceError as exc:
         assert str(exc).strip() and "\n" not in str(exc).strip(), repr(str(exc))
         return
-    assert len(capture.events.columns) == 13  # a result: the model's table
+    assert len(capture.events.columns) == len(COLUMNS)  # a result: the model's table
 
 
 def _rss_mib() -> float:

@@ -18,6 +18,7 @@ from swaprace.capture import read_capture, write_capture
 from swaprace.cli import main
 from swaprace.events import ROLES, Capture, CaptureMeta, swp_entry
 from swaprace.probes.backend import ProbePlan
+from swaprace.probes.bpf_layout import NR_STATS, STAT_BASE
 from swaprace.probes.bcc_backend import (
     BPF_SOURCE,
     EVENT_DTYPE,
@@ -37,14 +38,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 C_SOURCE = BPF_SOURCE.read_text()
 
 
-def c_defines(prefix: str) -> dict:
-    """``#define <prefix>NAME value`` lines of the BPF program, as {NAME: int}."""
-    out = {}
-    for name, value in re.findall(rf"^#define {prefix}(\w+)\s+(\d+)\b", C_SOURCE, flags=re.M):
-        out[name] = int(value)
-    return out
-
-
 def plan_for(names) -> ProbePlan:
     table = SymbolTable(names=set(names), traceable=None, source="test")
     return ProbePlan(resolutions=resolve_roles(table))
@@ -59,50 +52,71 @@ TRIXIE_BPO = ["do_swap_page", "swap_cache_get_folio", "ksm_might_need_to_copy", 
               "swap_put_entries_direct", "folio_put_swap", "folio_dup_swap", "swap_cache_alloc_folio"]
 
 
-def test_role_ids_match_events_roles():
-    ids = c_defines("ROLE_")
-    ids.pop("NR_ROLES", None)  # not a role
-    assert {name.lower(): value for name, value in ids.items()} == {role: i for i, role in enumerate(ROLES)}
+def test_the_program_uses_the_generated_layout_only():
+    from swaprace.probes.bpf_layout import RACE_CLASSES as BPF_CLASSES, OBTAIN_KINDS as BPF_KINDS, c_header, defines
+    from swaprace.analysis.model import OBTAIN_KINDS, RACE_CLASSES
 
-
-def test_counter_slots_match_the_c_program():
-    slots = c_defines("STAT_")
-    named = {value: name.lower() for name, value in slots.items() if name != "HITS"}
-    assert named == STAT_NAMES
-    assert slots["EVENT_DROPS"] == 2 * len(ROLES)  # right after the per-role hit counters
-    assert c_defines("NR_")["STATS"] >= max(STAT_NAMES) + 1
-
-
-def test_record_layouts_match_the_c_structs():
-    event = re.search(r"struct sr_event \{(.*?)\};", C_SOURCE, flags=re.S).group(1)
-    fields = re.findall(r"\b(?:u64|u32|u16|u8|char)\s+(\w+)", event)
-    assert fields == [f for f in EVENT_DTYPE.names]
-    race = re.search(r"struct sr_race \{(.*?)\};", C_SOURCE, flags=re.S).group(1)
+    # nothing the loader decodes is written by hand in the C file
+    assert not re.search(r"^#define (ROLE|STAT|RACE|OBTAIN|VALID|PHASE)_", C_SOURCE, flags=re.M)
+    assert "struct sr_event {" not in C_SOURCE and "struct sr_race {" not in C_SOURCE
+    header = c_header()
+    d = defines()
+    assert {k[5:].lower(): v for k, v in d.items() if k.startswith("ROLE_")} == {r: i for i, r in enumerate(ROLES)}
+    assert d["STAT_EVENT_DROPS"] == 2 * len(ROLES) and d["NR_STATS"] == max(STAT_NAMES) + 1
+    assert BPF_CLASSES == RACE_CLASSES and BPF_KINDS == OBTAIN_KINDS
+    event = re.search(r"struct sr_event \{(.*?)\};", header, flags=re.S).group(1)
+    assert re.findall(r"\b(?:u64|u32|u16|u8|char)\s+(\w+)", event) == list(EVENT_DTYPE.names)
+    race = re.search(r"struct sr_race \{(.*?)\};", header, flags=re.S).group(1)
     assert re.findall(r"\b(?:u64|u32)\s+(\w+)", race) == list(RACE_DTYPE.names)
+    assert EVENT_DTYPE.itemsize == 72 and RACE_DTYPE.itemsize == 112
+
+
+def test_layout_check_refuses_a_different_compiled_layout():
+    import ctypes
+
+    from swaprace.errors import SwapraceError
+    from swaprace.probes.bpf_layout import check_compiled
+
+    def leaf(fields):
+        return type("Leaf", (ctypes.Structure,), {"_fields_": fields})
+
+    good_event = leaf([(n, ctypes.c_uint8 * EVENT_DTYPE.fields[n][0].itemsize) for n in EVENT_DTYPE.names])
+    good_race = leaf([(n, ctypes.c_uint8 * RACE_DTYPE.fields[n][0].itemsize) for n in RACE_DTYPE.names])
+
+    def bpf(event, race):
+        return {"layout_event": type("T", (), {"Leaf": event}), "layout_race": type("T", (), {"Leaf": race})}
+
+    check_compiled(bpf(good_event, good_race))
+    shifted = leaf([("x", ctypes.c_uint32)] + list(good_event._fields_))
+    with pytest.raises(SwapraceError, match="sr_event"):
+        check_compiled(bpf(shifted, good_race))
 
 
 def test_flags_bookworm_layout():
     plan = plan_for(BOOKWORM)
     flags = compile_flags(plan, ringbuf=True)
     assert "-DHAVE_FAULT=1" in flags and "-DFAULT_RETURN=1" in flags
-    assert "-DLOOKUP_KEY_ARG=0" in flags
+    assert "-DLOOKUP_ENTRY_SRC=1" in flags and "-DLOOKUP_ENTRY_ARG=0" in flags
     assert "-DFREE_CACHE_RET_BOOL=1" in flags  # folio_free_swap returns bool
-    assert "-DSWAP_PUT_ENTRY_ARG_N=0" in flags  # swap_free(entry)
+    assert "-DSWAP_PUT_ENTRY_ARG=0" in flags  # swap_free(entry)
+    assert "-DSLOT_ALLOC_ENTRY_SRC=3" in flags and "-DSLOT_ALLOC_NR_SRC=2" in flags  # returns the entry
     assert "-DUSE_RINGBUF=1" in flags and "-DEMIT_EVENTS=1" in flags
+    assert "-DFOLIO_SWAP_OFF=40" in flags
     assert not any(f.startswith("-DFILTER_TGID") for f in flags)
-    # void functions get no return probe; the detector's roles always do
+    # void functions get no return probe, nor roles whose return the analysis does not read
     kinds = {(k, s) for k, s, _ in attachments(plan)}
-    assert ("kretprobe", "swap_free") not in kinds
+    assert ("kretprobe", "swap_free") not in kinds and ("kretprobe", "add_to_swap_cache") not in kinds
     assert ("kretprobe", "do_swap_page") in kinds and ("kretprobe", "folio_free_swap") in kinds
 
 
-def test_flags_trixie_reads_the_entry_from_the_folio():
-    plan = plan_for(TRIXIE_BPO)
+def test_flags_trixie_rebuilds_entries():
+    plan = plan_for(TRIXIE_BPO + ["__swap_cluster_free_entries", "__swap_cache_do_add_folio"])
     plan.pid = 4242
     plan.stream_events = False
     flags = compile_flags(plan, ringbuf=False)
-    assert "-DSWAP_PUT_ENTRY_ARG_N=-1" in flags and "-DSWAP_PUT_FOLIO_ARG_N=0" in flags  # folio_put_swap
-    assert "-DCACHE_DELETE_KEY_ARG=1" in flags and "-DCACHE_DELETE_ENTRY_ARG_N=2" in flags
+    assert "-DSWAP_PUT_ENTRY_SRC=5" in flags and "-DSWAP_PUT_PAGE_ARG=1" in flags  # folio_put_swap(folio, page)
+    assert "-DSLOT_FREE_ENTRY_SRC=4" in flags and "-DSLOT_FREE_NR_ARG=3" in flags  # cluster-relative free
+    assert "-DCACHE_DELETE_FOLIO_ARG=1" in flags and "-DCACHE_DELETE_ENTRY_ARG=2" in flags
     assert "-DFILTER_TGID=4242" in flags and "-DEMIT_EVENTS=0" in flags
     assert "-DUSE_RINGBUF=1" not in flags
     assert "-DHAVE_PREPARE=1" not in flags  # swapcache_prepare is gone on 7.x
@@ -111,7 +125,7 @@ def test_flags_trixie_reads_the_entry_from_the_folio():
 def test_rendered_program_starts_with_its_defines():
     text = render_program(["-DHAVE_FAULT=1", "-DEMIT_EVENTS=0"])
     assert text.splitlines()[1:3] == ["#define HAVE_FAULT 1", "#define EMIT_EVENTS 0"]
-    assert "int sr_call_fault(struct pt_regs *ctx)" in text
+    assert "struct sr_event {" in text and "DEFINE_CALL_PROBE(fault, FAULT" in text
 
 
 def _records(rows) -> bytes:
@@ -146,14 +160,30 @@ def test_decode_events_to_the_event_model(tmp_path):
 
 def test_decode_races_and_counters():
     rec = np.zeros(1, dtype=RACE_DTYPE)
-    rec[0] = (swp_entry(0, 7), 1000, 0, 1500, 1700, 42, 40, 1, 0)
+    rec[0]["entry"], rec[0]["window_start"], rec[0]["obtain"] = swp_entry(0, 7), 1000, 1100
+    rec[0]["release"], rec[0]["realloc"], rec[0]["install"] = 1500, 1700, 1800
+    rec[0]["tid"], rec[0]["pid"], rec[0]["release_tid"], rec[0]["realloc_tid"] = 42, 40, 9, 8
+    rec[0]["klass"], rec[0]["obtain_kind"] = 2, 2
     (race,) = decode_races(rec.tobytes())
-    assert race == {"entry": 7, "tid": 42, "pid": 40, "window_start_ns": 1000, "window_end_ns": None,
-                    "release_ns": 1500, "rebind_ns": 1700, "class": "stale-install"}
-    slots = list(range(40))
+    assert race["class"] == "stale-install" and race["obtain_kind"] == "read" and race["window_end_ns"] is None
+    assert (race["release_ns"], race["realloc_ns"], race["install_ns"]) == (1500, 1700, 1800)
+    assert (race["release_tid"], race["realloc_tid"], race["uncertain"]) == (9, 8, False)
+    slots = list(range(NR_STATS))
     summary = summarize_stats(slots, {"fault": "do_swap_page"})
     assert summary["hits"] == {"fault": {"call": 0, "return": 1}}
-    assert summary["windows"] == 21 and summary["races_stale_install"] == 28
+    assert summary["windows"] == STAT_BASE + 1
+
+
+def test_batched_records_carry_placed_losses():
+    from swaprace.probes.bcc_backend import decode_records, lost_marks
+    from swaprace.readers.ftrace_text import place_lost
+
+    raw = _records([dict(ts=100, cpu=1, role=0, phase=0), dict(ts=150, cpu=0, role=0, phase=0),
+                    dict(ts=400, cpu=1, role=0, phase=0, lost_before=32)])
+    rec = decode_records(raw)
+    marks = lost_marks(rec)
+    events = decode_events(rec, {"fault": "do_swap_page"})
+    assert place_lost(events, marks) == [[100, 400, 32]]
 
 
 def test_check_explains_why_not_here():
@@ -249,10 +279,15 @@ def test_sigterm_leaves_no_probe_and_a_readable_capture(guest):
 def test_watch_lines_from_detector_counters():
     from swaprace.probes.watch import difference, format_header, format_interval, format_race, interval_counts
 
-    slots = [0] * 40
+    from swaprace.probes.bpf_layout import defines
+
+    d = defines()
+    slots = [0] * NR_STATS
     slots[0], slots[1] = 120, 118  # fault call/return
     slots[2] = 130  # lookup calls
-    slots[21], slots[25], slots[26], slots[27], slots[28] = 118, 40, 12, 2, 1
+    for name, value in (("WINDOWS", 118), ("RELEASES", 40), ("REUSES", 12), ("RACES_RECOVERED", 1),
+                        ("RACES_BENIGN", 1), ("RACES_STALE_INSTALL", 1)):
+        slots[d[f"STAT_{name}"]] = value
     counters = summarize_stats(slots, {"fault": "do_swap_page", "lookup": "swap_cache_get_folio"})
     now = interval_counts(counters, {"ringbuf": 3, "kretprobe_missed:do_swap_page": 1})
     assert now == {"faults": 120, "windows": 118, "lookups": 130, "releases": 40, "reuses": 12, "races": 3,
@@ -263,10 +298,10 @@ def test_watch_lines_from_detector_counters():
                                        "LOST"]
     assert format_interval("12:00:00", delta).split()[1:3] == ["20", "0"]
     line = format_race({"entry": swp_entry(1, 0x2A), "tid": 7, "pid": 6, "window_start_ns": 1_000,
-                        "window_end_ns": 9_000, "release_ns": 3_000, "rebind_ns": 5_000,
+                        "window_end_ns": 9_000, "release_ns": 3_000, "realloc_ns": 5_000,
                         "class": "stale-install"})
     assert line.startswith("RACE STALE-INSTALL: entry 0x40000000000002a (type 1 offset 0x2a) tid 7")
-    assert "released +2.0 us, bound again +4.0 us" in line and "window 8.0 us" in line
+    assert "freed +2.0 us, allocated again +4.0 us" in line and "window 8.0 us" in line
 
 
 @pytest.mark.parametrize("fixture", sorted((FIXTURES / "real").glob("bcc-*.parquet")), ids=lambda p: p.stem)
@@ -283,6 +318,25 @@ def test_real_bcc_fixture_reads_and_analyzes(fixture):
     assert len(lookups) and lookups["entry"].notna().all()
     deletes = events[(events["role"] == "cache_delete") & (events["phase"] == "call")]
     assert deletes["folio"].notna().all()
+    # made with the new probes: slot life, cache residency, and nr where the function has it
+    assert {"slot_alloc", "slot_free", "cache_add", "cache_delete", "swap_put"} <= set(events["role"].astype(str))
+    assert events["nr"].notna().any()
     summary = analyze(capture).summary
     assert summary["windows"] > 100 and summary["windows_with_entry"] == summary["windows"]
-    assert summary["reuses"] > 0
+    assert summary["reuses"] > 0  # slot reallocations (tests/fixtures/real/README.md)
+    assert summary["race_classes"]["stale-install"] == 0
+
+
+def test_decode_events_builds_the_model_without_normalize():
+    import pandas as pd
+
+    from swaprace.events import normalize
+
+    rng = np.random.default_rng(3)
+    rows = [dict(ts=int(t), tid=int(rng.integers(1, 5)), pid=1, cpu=int(rng.integers(0, 2)),
+                 role=int(rng.integers(0, len(ROLES))), phase=int(rng.integers(0, 2)), valid=int(rng.integers(0, 16)),
+                 entry=int(rng.integers(0, 99)), nr=1, comm=[b"kswapd0", b"stress", b"a"][int(rng.integers(0, 3))])
+            for t in rng.integers(0, 10**6, 200)]
+    df = decode_events(_records(rows), {"fault": "do_swap_page"})
+    pd.testing.assert_frame_equal(df, normalize(df))  # exactly the model's dtypes, categories and order
+    assert sorted(set(df["comm"].astype(str))) == ["a", "kswapd0", "stress"]

@@ -348,9 +348,9 @@ def test_json_entries_are_hex_strings_in_analyze_and_report(tmp_path):
     index = json.loads((tmp_path / "out" / "report.json").read_text())
     for race in index["races"]:
         assert race["entry"].startswith("0x")
-    folios = [f for fig in index["figures"] for f in fig["data"].get("folios", [])]
+    folios = [r["folio"] for fig in index["figures"] for r in fig["data"].get("residency", []) if r["folio"]]
     assert folios and all(isinstance(f, str) and int(f, 16) >= 0 for f in folios)
-    big = 0x4000000000012A + 2**63  # swap type in the top bits: not exact as a double
+    big = (31 << 58) | 0x12A  # swap type 31 in the top bits: not exact as a double
     done = cli("analyze", "--entry", hex(big), cap, "--json")  # hex on input, exact on output
     assert done.returncode == 0 and json.loads(done.stdout)["filters"]["entry"] == hex(big)
 

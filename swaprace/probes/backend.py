@@ -22,6 +22,7 @@ import pandas as pd
 from swaprace.errors import SwapraceError
 from swaprace.events import ROLES
 from swaprace.kernel.catalog import Resolution, SymbolTable, load_symbols, resolve_roles
+from swaprace.kernel.layout import KernelLayout, check_arch, default_layout, detect_layout
 
 BACKEND_NAMES = ("auto", "bcc", "ftrace")
 #: Backend name -> (module, class). "auto" tries them in this order.
@@ -44,6 +45,8 @@ class ProbePlan:
     detect: bool = True  # bcc: run the in-kernel race detector
     kernel_release: Optional[str] = None
     extra: Dict[str, object] = field(default_factory=dict)  # backend-specific options
+    #: Struct offsets the probes read memory with (BTF of the running kernel, else verified defaults).
+    layout: KernelLayout = field(default_factory=KernelLayout)
 
     @property
     def probed(self) -> Dict[str, Resolution]:
@@ -67,9 +70,14 @@ class ProbePlan:
 def make_plan(roles: Sequence[str] = ROLES, pid: Optional[int] = None, symbols: Optional[SymbolTable] = None,
               **knobs) -> ProbePlan:
     """Resolve ``roles`` against the live kernel (or ``symbols``) and build a plan."""
+    live = symbols is None
+    if live:
+        check_arch()
     table = symbols if symbols is not None else load_symbols()
+    swap_table = table.has("__swap_cluster_free_entries")
+    layout = knobs.pop("layout", None) or (detect_layout(swap_table) if live else default_layout(swap_table))
     plan = ProbePlan(resolutions=resolve_roles(table, roles), pid=pid, kernel_release=os.uname().release,
-                     **knobs)
+                     layout=layout, **knobs)
     return plan
 
 
@@ -103,6 +111,11 @@ class Backend(abc.ABC):
     def detector(self) -> Optional[dict]:
         """The in-kernel detector's summary (bcc), or None when this backend has none."""
         return None
+
+    def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
+        """Where the losses happened: ``[start_ns, end_ns, count]`` (see ``CaptureMeta.lost_intervals``), placed
+        among the final ``events``; empty when the backend cannot place them."""
+        return []
 
     def hits(self) -> Dict[str, int]:
         """Per-probe hit counts as the kernel counted them (e.g. kprobe_profile), keyed ``<symbol>:<phase>``;

@@ -5,12 +5,16 @@ How it fits together:
 * :func:`compile_flags` turns a :class:`ProbePlan` into ``-D`` defines (roles present, which argument holds the
   key/entry/folio, ring buffer or perf buffer, event stream on/off, process filter). The C source is never
   edited as a string; ``--ebpf`` prints the defines followed by the source (:meth:`BccBackend.program_text`).
-* Every probe hit is one 64-byte record (:data:`EVENT_DTYPE`). The poll callback only copies bytes; records
-  are decoded in bulk with numpy when :meth:`BccBackend.drain` is called, so the Python cost per event is one
-  ``string_at`` call.
-* Losses are counted, never guessed: records the BPF side could not write (a per-CPU counter incremented when
-  ``ringbuf_output``/``perf_submit`` fails), perf buffer lost-record callbacks, and kretprobe misses (bcc creates
-  kretprobes with ``maxactive`` through ``kprobe_events``, so ``kprobe_profile`` lists their miss counts).
+* Every probe hit is one record (:data:`EVENT_DTYPE`, defined once in :mod:`swaprace.probes.bpf_layout` for
+  the C side and the loader). Records are staged per CPU and written as one ring-buffer record per
+  :data:`EVENT_BATCH`: the poll callback (one ``string_at``) runs once per batch, not once per event, and the
+  records are decoded in bulk with numpy when :meth:`BccBackend.drain` is called. The per-event Python callback
+  was what lost events under TCG (tests/test_stress_vm.py: 482,565 lost on a cold CI run).
+* Losses are counted, never guessed, and placed: a batch the BPF side could not write is counted per CPU, and
+  the next batch of that CPU carries the count (``lost_before``), so the loader turns it into a
+  ``CaptureMeta.lost_intervals`` entry between that CPU's records; perf buffer lost-record callbacks and
+  kretprobe misses (bcc creates kretprobes with ``maxactive`` through ``kprobe_events``, so ``kprobe_profile``
+  lists their miss counts) are counted by source.
 * The detector (maps keyed by swap entry and by thread, see the C file) sees every probe hit even when the
   stream drops records; its counters and races come back through :meth:`BccBackend.detector`.
 """
@@ -27,69 +31,48 @@ import numpy as np
 import pandas as pd
 
 from swaprace.errors import SwapraceError
-from swaprace.events import KEY_COLUMN, ROLES, empty_events, normalize
+from swaprace.events import ROLES, empty_events
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.kernel.catalog import FOLIO_SWAP_OFFSET, Candidate
+from swaprace.kernel.catalog import THREAD_ROLES, Candidate
+from swaprace.kernel.catalog import needs_return as catalog_needs_return
+from swaprace.kernel.layout import KernelLayout
+from swaprace.probes.bpf_layout import (
+    ENTRY_SRC_IDS,
+    EVENT_BATCH,
+    EVENT_DTYPE,
+    NR_SRC_IDS,
+    NR_STATS,
+    OBTAIN_KINDS,
+    PHASES,
+    RACE_CLASSES,
+    RACE_DTYPE,
+    STAT_BASE,
+    VALID_BITS,
+    c_header,
+    check_compiled,
+)
+from swaprace.probes.bpf_layout import STAT_NAMES as STAT_LIST
 
 BPF_SOURCE = Path(__file__).with_name("swaprace.bpf.c")
 
-#: Layout of ``struct sr_event`` (64 bytes, little-endian x86-64).
-EVENT_DTYPE = np.dtype(
-    [
-        ("ts", "<u8"), ("entry", "<u8"), ("folio", "<u8"), ("retval", "<u8"),
-        ("pid", "<u4"), ("tid", "<u4"), ("cpu", "<u2"), ("role", "u1"), ("phase", "u1"), ("valid", "u1"),
-        ("pad", "V3"), ("comm", "S16"),
-    ]
-)
-#: Layout of ``struct sr_race`` (56 bytes).
-RACE_DTYPE = np.dtype(
-    [
-        ("entry", "<u8"), ("window_start", "<u8"), ("window_end", "<u8"), ("release", "<u8"), ("rebind", "<u8"),
-        ("tid", "<u4"), ("pid", "<u4"), ("klass", "<u4"), ("pad", "<u4"),
-    ]
-)
-VALID_ENTRY, VALID_FOLIO, VALID_RETVAL = 1, 2, 4
-PHASE_NAMES = ("call", "return")
-RACE_CLASSES = ("recovered", "stale-install")
-
-#: Counter slots after the per-role hit counters (``STAT_*`` in the C file).
-STAT_NAMES = {
-    20: "event_drops",
-    21: "windows",
-    22: "windows_with_entry",
-    23: "lookup_hits",
-    24: "bindings",
-    25: "releases",
-    26: "reuses",
-    27: "races_recovered",
-    28: "races_stale_install",
-    29: "race_table_full",
-    30: "state_map_full",
-    31: "race_stream_drops",
-    32: "returns_without_call",
-    33: "releases_unattributed",
-}
-NR_STATS = 40
-#: Roles whose probes honour ``--pid`` (the thread's own fault); releases and bindings by any task are followed.
-THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare")
-#: Roles that always need their return probe (the detector works on their return values).
-RETURN_NEEDED = ("fault", "lookup", "free_cache")
+VALID_ENTRY, VALID_FOLIO, VALID_RETVAL, VALID_NR = (VALID_BITS[k] for k in ("ENTRY", "FOLIO", "RETVAL", "NR"))
+PHASE_NAMES = PHASES
+#: Counter slot -> name (the per-role hit counters come first, 2 per role).
+STAT_NAMES = {STAT_BASE + i: name for i, name in enumerate(STAT_LIST)}
 ARG_REGISTERS = 6  # x86-64 passes the first six integer arguments in registers
-DEFAULT_RINGBUF_PAGES = 4096  # 16 MiB shared ring: 262,144 records; 4 MiB overflowed in a 6.1 guest at ~3k events/s bursts
+#: 16 MiB shared ring: 233,016 records in batches of EVENT_BATCH (one user-space callback per batch).
+DEFAULT_RINGBUF_PAGES = 4096
 DEFAULT_PERF_PAGES = 256  # 1 MiB per CPU
 MAX_RACES = 4096
-
-assert EVENT_DTYPE.itemsize == 64 and RACE_DTYPE.itemsize == 56
+ENTRY_STATES = 131072  # slot states (240 B each): 32 MiB; the test boxes' swap has at most 65,536 slots
 
 
 # --- pure helpers (no bcc needed: tested on any host) ----------------------------------------------------
 
 def needs_return(role: str, cand: Candidate) -> bool:
-    """Whether ``role`` gets a return probe: it returns a value, or the detector needs the return."""
-    if role == "cache_add" and cand.entry_arg is None:
-        return True  # the entry is read from the folio once the add succeeded
-    return role in RETURN_NEEDED or cand.returns != "void"
+    """Whether ``role`` gets a return probe (the catalog decides, for both backends)."""
+    return catalog_needs_return(cand)
 
 
 def _arg(index: Optional[int], what: str, symbol: str) -> int:
@@ -100,24 +83,38 @@ def _arg(index: Optional[int], what: str, symbol: str) -> int:
     return index
 
 
+def layout_flags(layout: KernelLayout) -> List[str]:
+    """The struct offsets the program reads memory with (BTF of the running kernel, else verified defaults)."""
+    return [f"-DFOLIO_SWAP_OFF={layout.folio_swap}", f"-DFOLIO_FLAGS_OFF={layout.folio_flags}",
+            f"-DPG_HEAD={layout.pg_head}", f"-DFOLIO_ORDER_OFF={layout.folio_order}",
+            f"-DPAGE_SIZE_B={layout.page_size}", f"-DSI_TYPE_OFF={layout.si_type}",
+            f"-DSI_CINFO_OFF={layout.si_cluster_info}", f"-DCLUSTER_SIZE={layout.cluster_size}",
+            f"-DCLUSTER_SLOTS={layout.cluster_slots}"]
+
+
 def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAULT_RINGBUF_PAGES) -> List[str]:
     """The ``-D`` defines that configure ``swaprace.bpf.c`` for ``plan``."""
-    flags = [f"-DMAX_RACES={MAX_RACES}", f"-DFOLIO_SWAP_OFFSET={FOLIO_SWAP_OFFSET}"]
+    flags = [f"-DMAX_RACES={MAX_RACES}", f"-DENTRY_STATES={ENTRY_STATES}"] + layout_flags(plan.layout)
     for role, res in plan.probed.items():
         cand = res.candidate
         assert cand is not None and res.symbol is not None
         name = role.upper()
-        flags.append(f"-DHAVE_{name}=1")
-        key = KEY_COLUMN[role]
-        if key is not None:
-            key_arg = cand.key_arg if cand.key_arg is not None else cand.folio_arg
-            if key_arg is None:
-                raise SwapraceError(f"{res.symbol}: the catalog gives no argument for the {role} key")
-            flags.append(f"-D{name}_KEY_ARG={_arg(key_arg, 'the key', res.symbol)}")
-        flags.append(f"-D{name}_ENTRY_ARG_N={_arg(cand.entry_arg, 'the entry', res.symbol)}")
-        flags.append(f"-D{name}_FOLIO_ARG_N={_arg(cand.folio_arg, 'the folio', res.symbol)}")
-        if cand.returns == "bool":
-            flags.append(f"-D{name}_RET_BOOL=1")
+        sym = res.symbol
+        cl = cand.cluster_args or (-1, -1, -1)
+        flags += [
+            f"-DHAVE_{name}=1",
+            f"-D{name}_ENTRY_SRC={ENTRY_SRC_IDS[cand.entry_src]}",
+            f"-D{name}_ENTRY_ARG={_arg(cand.entry_arg, 'the entry', sym)}",
+            f"-D{name}_FOLIO_ARG={_arg(cand.folio_arg, 'the folio', sym)}",
+            f"-D{name}_PAGE_ARG={_arg(cand.page_arg, 'the page', sym)}",
+            f"-D{name}_NR_SRC={NR_SRC_IDS[cand.nr_src]}",
+            f"-D{name}_NR_ARG={_arg(cand.nr_arg, 'nr', sym)}",
+            f"-D{name}_CL_SI={_arg(cl[0] if cl[0] >= 0 else None, 'si', sym)}",
+            f"-D{name}_CL_CI={_arg(cl[1] if cl[1] >= 0 else None, 'ci', sym)}",
+            f"-D{name}_CL_OFF={_arg(cl[2] if cl[2] >= 0 else None, 'ci_start', sym)}",
+            f"-D{name}_RET_BOOL={1 if cand.returns == 'bool' else 0}",
+            f"-D{name}_THREAD={1 if role in THREAD_ROLES else 0}",
+        ]
         if needs_return(role, cand):
             flags.append(f"-D{name}_RETURN=1")
     if ringbuf:
@@ -148,8 +145,9 @@ def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
 
 
 def program_source() -> str:
+    """The program as bcc compiles it (without the -D flags): the generated layout header, then the C file."""
     try:
-        return BPF_SOURCE.read_text()
+        return c_header() + "\n" + BPF_SOURCE.read_text()
     except OSError as exc:
         raise SwapraceError(f"cannot read the BPF program {BPF_SOURCE}: {exc.strerror}") from None
 
@@ -163,31 +161,54 @@ def render_program(flags: Sequence[str]) -> str:
     return "// swaprace: bcc cflags\n" + "\n".join(defines) + "\n\n" + program_source()
 
 
-def decode_events(raw: bytes, symbols: Dict[str, str]) -> pd.DataFrame:
-    """Event records (concatenated ``struct sr_event``) -> the normalized event table."""
-    if not raw:
-        return empty_events()
+def decode_records(raw: bytes) -> np.ndarray:
+    """Concatenated ``struct sr_event`` records (whole batches or single records) as a structured array."""
     usable = len(raw) - len(raw) % EVENT_DTYPE.itemsize
-    rec = np.frombuffer(raw[:usable], dtype=EVENT_DTYPE)
-    roles = np.asarray(ROLES, dtype=object)[rec["role"]]
-    funcs = np.asarray([symbols.get(role, role) for role in ROLES], dtype=object)[rec["role"]]
+    return np.frombuffer(raw[:usable], dtype=EVENT_DTYPE)
+
+
+def decode_events(raw, symbols: Dict[str, str]) -> pd.DataFrame:
+    """Event records (bytes, or an array from :func:`decode_records`) -> the normalized event table.
+
+    Column-wise from the records' codes: no per-row string is made (comm names are decoded once per distinct
+    name), because this runs in the recorder's poll loop, where per-event cost decides whether the consumer
+    keeps up with the kernel (4.8 us/event through ``normalize``'s string round trip, 0.3 us this way, natively).
+    """
+    from swaprace.readers.ftrace_text import event_frame
+
+    rec = decode_records(raw) if isinstance(raw, (bytes, bytearray)) else raw
+    if not len(rec):
+        return empty_events()
     valid = rec["valid"]
-    frame = pd.DataFrame(
-        {
-            "ts_ns": rec["ts"].astype("int64"),
-            "cpu": rec["cpu"].astype("int32"),
-            "pid": rec["pid"].astype("int32"),
-            "tid": rec["tid"].astype("int32"),
-            "comm": pd.Series(rec["comm"]).str.decode("utf-8", errors="replace"),
-            "func": funcs,
-            "role": roles,
-            "phase": np.asarray(PHASE_NAMES, dtype=object)[rec["phase"]],
-            "entry": pd.arrays.IntegerArray(rec["entry"].copy(), (valid & VALID_ENTRY) == 0),
-            "folio": pd.arrays.IntegerArray(rec["folio"].copy(), (valid & VALID_FOLIO) == 0),
-            "retval": pd.arrays.IntegerArray(rec["retval"].copy(), (valid & VALID_RETVAL) == 0),
-        }
-    )
-    return normalize(frame)
+    # comm: 16 bytes = two u64 words, factorized by hashing (no string sort), names decoded once per distinct one
+    words = np.ascontiguousarray(rec["comm"]).view("<u8").reshape(-1, 2)
+    lo, _ = pd.factorize(words[:, 0])
+    hi, _ = pd.factorize(words[:, 1])
+    comm_codes, firsts = pd.factorize(lo.astype(np.int64) * (int(hi.max()) + 1) + hi)
+    first_row = np.zeros(len(firsts), np.int64)
+    first_row[comm_codes[::-1]] = np.arange(len(comm_codes))[::-1]
+    decoded = [c.decode("utf-8", "replace") for c in rec["comm"][first_row]]
+    comm_names = sorted(set(decoded))  # categories sorted, as normalize() makes them
+    comm_codes = np.array([comm_names.index(c) for c in decoded], np.int32)[comm_codes]
+    funcs = [symbols.get(role, role) for role in ROLES]
+    func_names = sorted(set(funcs))
+    func_of_role = np.array([func_names.index(f) for f in funcs], np.int16)
+    role_names = sorted(ROLES)  # categories in sorted order, as normalize() makes them
+    role_code = np.array([role_names.index(r) for r in ROLES], np.int16)
+    return event_frame(
+        ts=rec["ts"].astype(np.int64), cpu=rec["cpu"], pid=rec["pid"].astype(np.int32),
+        tid=rec["tid"].astype(np.int32),
+        comm=(comm_codes, comm_names),
+        func=(func_of_role[rec["role"]], func_names), role=(role_code[rec["role"]], role_names),
+        phase=(rec["phase"].astype(np.int8), list(PHASE_NAMES)),
+        entry=(rec["entry"], (valid & VALID_ENTRY) != 0), folio=(rec["folio"], (valid & VALID_FOLIO) != 0),
+        retval=(rec["retval"], (valid & VALID_RETVAL) != 0), nr=(rec["nr"], (valid & VALID_NR) != 0))
+
+
+def lost_marks(rec: np.ndarray) -> List[tuple]:
+    """(cpu, count, ts, True) for every record that says its CPU lost records before it."""
+    hit = np.flatnonzero(rec["lost_before"]) if len(rec) else []
+    return [(int(rec["cpu"][i]), int(rec["lost_before"][i]), int(rec["ts"][i]), True) for i in hit]
 
 
 def decode_races(raw: bytes) -> List[dict]:
@@ -200,15 +221,26 @@ def decode_races(raw: bytes) -> List[dict]:
 
 def race_dict(rec) -> dict:
     end = int(rec["window_end"])
+    klass = int(rec["klass"])
+    install = int(rec["install"])
     return {
         "entry": int(rec["entry"]),
         "tid": int(rec["tid"]),
         "pid": int(rec["pid"]),
         "window_start_ns": int(rec["window_start"]),
-        "window_end_ns": end or None,  # None: reported before the window closed (stale-install)
+        "window_end_ns": end or None,  # None: reported at the install, before the window closed
+        "obtain_ns": int(rec["obtain"]),
+        "obtain_kind": OBTAIN_KINDS[int(rec["obtain_kind"])] if int(rec["obtain_kind"]) < 3 else None,
         "release_ns": int(rec["release"]),
-        "rebind_ns": int(rec["rebind"]),
-        "class": RACE_CLASSES[int(rec["klass"]) if int(rec["klass"]) < 2 else 0],
+        "release_tid": int(rec["release_tid"]),
+        "realloc_ns": int(rec["realloc"]),
+        "realloc_tid": int(rec["realloc_tid"]),
+        "install_ns": install or None,
+        "folio": int(rec["folio"]) or None,
+        "installed_folio": int(rec["installed_folio"]) or None,
+        "ksm_copy_ns": int(rec["ksm_copy"]) or None,
+        "class": RACE_CLASSES[klass] if klass < len(RACE_CLASSES) else "recovered",
+        "uncertain": bool(rec["uncertain"]),
     }
 
 
@@ -220,7 +252,8 @@ def summarize_stats(per_slot: Sequence[int], symbols: Dict[str, str]) -> dict:
             hits[role] = {"call": int(per_slot[2 * index]), "return": int(per_slot[2 * index + 1])}
     out: dict = {"hits": hits}
     for slot, name in STAT_NAMES.items():
-        out[name] = int(per_slot[slot])
+        out[name] = int(per_slot[slot]) if slot < len(per_slot) else 0
+    out["slot_states_forgotten_at_least"] = max(0, out.get("slot_states_created", 0) - ENTRY_STATES)
     return out
 
 
@@ -255,6 +288,13 @@ class BccBackend(Backend):
         self._race_chunks: List[bytes] = []
         self._perf_lost = 0
         self._race_perf_lost = 0
+        self._lost_marks: List[tuple] = []
+        #: How the user-space side kept up: polls, batch callbacks, seconds in polls, the longest gap between polls.
+        self.consumer_stats: Dict[str, object] = {"polls": 0, "callbacks": 0, "poll_seconds": 0.0,
+                                                  "max_gap_s": 0.0, "last_poll": None,
+                                                  "records_per_callback": EVENT_BATCH}
+        self._staged: bytes = b""  # records still in the per-CPU batches at stop
+        self._staged_lost: Dict[int, int] = {}
         self._callbacks: list = []  # keep ctypes callbacks alive
         self._final: Optional[dict] = None  # counters, races and misses captured at stop()
         self._symbols: Dict[str, str] = {}
@@ -304,6 +344,7 @@ class BccBackend(Backend):
             raise SwapraceError(f"bcc could not compile/load the program: {_first_line(exc)} "
                                 "(see the compiler output above; `--ebpf` prints the program)") from None
         try:
+            check_compiled(self._bpf)  # the compiler's record layout is the loader's, field by field
             for kind, symbol, fn in attachments(plan):
                 self._attach(kind, symbol, fn, plan.maxactive)
             self._open_outputs(plan)
@@ -339,7 +380,7 @@ class BccBackend(Backend):
             self._callbacks += [on_event, on_race]
         else:
             def on_perf_event(_cpu, data, size):
-                self._chunks.append(ctypes.string_at(data, EVENT_DTYPE.itemsize))
+                self._chunks.append(ctypes.string_at(data, EVENT_DTYPE.itemsize * EVENT_BATCH))
 
             def on_perf_race(_cpu, data, size):
                 self._take_race(ctypes.string_at(data, RACE_DTYPE.itemsize))
@@ -366,17 +407,52 @@ class BccBackend(Backend):
         """Move whatever the kernel has written into the pending chunks (waits up to ``timeout_ms``)."""
         if self._bpf is None:
             return
+        t0 = time.monotonic()
+        before = len(self._chunks)
         if self._ringbuf:
             if timeout_ms > 0:
                 self._bpf.ring_buffer_poll(timeout_ms)
             self._bpf.ring_buffer_consume()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
+        stats = self.consumer_stats
+        t1 = time.monotonic()
+        if stats["last_poll"] is not None:
+            stats["max_gap_s"] = round(max(stats["max_gap_s"], t0 - stats["last_poll"]), 3)
+        stats["last_poll"] = t1
+        stats["polls"] += 1
+        stats["callbacks"] += len(self._chunks) - before
+        stats["poll_seconds"] = round(stats["poll_seconds"] + (t1 - t0), 3)
 
     def drain(self) -> pd.DataFrame:
-        self.poll(0)
+        if not self._final:
+            self.poll(0)
         chunks, self._chunks = self._chunks, []
-        return decode_events(b"".join(chunks), self._symbols)
+        raw = b"".join(chunks) + self._staged
+        self._staged = b""
+        rec = decode_records(raw)
+        self._lost_marks += lost_marks(rec)
+        return decode_events(rec, self._symbols)
+
+    def _read_staged(self) -> None:
+        """The records still waiting in the per-CPU batches, and what each CPU lost since its last batch."""
+        assert self._bpf is not None
+        values = self._bpf["stage"][ctypes.c_int(0)]
+        staged = []
+        for cpu, batch in enumerate(values):
+            n = min(int(batch.n), EVENT_BATCH)
+            raw = ctypes.string_at(ctypes.addressof(batch.ev), EVENT_DTYPE.itemsize * EVENT_BATCH)
+            staged.append(raw[:n * EVENT_DTYPE.itemsize])
+            if int(batch.lost):
+                self._staged_lost[cpu] = int(batch.lost)
+        self._staged = b"".join(staged)
+
+    def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
+        """Records' ``lost_before`` counts (and losses still pending at stop), between that CPU's records."""
+        from swaprace.readers.ftrace_text import place_lost
+
+        marks = list(self._lost_marks) + [(cpu, n, 2**62, False) for cpu, n in self._staged_lost.items()]
+        return place_lost(events, marks)
 
     def drain_races(self) -> List[dict]:
         """Race records streamed since the last call (also kept in the race table for :meth:`detector`)."""
@@ -456,6 +532,7 @@ class BccBackend(Backend):
         counters.pop("event_drops", None)
         return {
             "engine": "bcc",
+            "layout": self._plan.layout.to_dict(),
             "symbols": dict(self._symbols),
             "counters": counters,
             "races": self._race_table(),
@@ -479,6 +556,8 @@ class BccBackend(Backend):
                     pass
             try:
                 self.poll(0)
+                if self._plan is not None and self._plan.stream_events:
+                    self._read_staged()
                 self._final = {"counters": self.counters(), "races": self._race_table(),
                                "misses": misses}
             except Exception:  # a half-started program: nothing to read, still clean up below

@@ -30,14 +30,12 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
-from swaprace.kernel.catalog import FOLIO_SWAP_OFFSET, Candidate
+from swaprace.kernel.catalog import THREAD_ROLES, Candidate, needs_return
+from swaprace.kernel.layout import KernelLayout
 
 #: x86-64 argument registers, in C argument order (System V ABI). A kprobe placed at func+4 (after endbr64 on
 #: IBT kernels) still sees them unchanged.
 ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
-#: Roles whose events tie a thread to its own fault; the --pid filter applies to these only, because releases
-#: and re-bindings by other tasks (kswapd, KSM, other processes) are exactly what a race is made of.
-THREAD_ROLES = ("fault", "lookup", "ksm_copy", "swap_put", "prepare")
 #: Most trace text parsed per poll (~25k lines).
 MAX_DRAIN_BYTES = 4 << 20
 
@@ -48,23 +46,39 @@ def _reg(index: int) -> str:
     return ARG_REGS[index]
 
 
-def call_fetch_args(cand: Candidate) -> List[Tuple[str, str]]:
-    """(name, fetch spec) pairs for a call probe, the role's key first."""
+def call_fetch_args(cand: Candidate, layout: Optional[KernelLayout] = None) -> List[Tuple[str, str]]:
+    """(name, fetch spec) pairs for a call probe: the role's key first, then what the reader needs to rebuild
+    the entry and ``nr`` (names the text reader knows: ``entry folio nr page psz fhead forder si_type cinfo ci
+    ci_off ci_size ci_slots``). Offsets come from ``layout`` (the running kernel's; verified defaults if None)."""
+    lay = layout or KernelLayout()
     args: List[Tuple[str, str]] = []
     key = KEY_COLUMN[cand.role]
-    if cand.key_from_folio:
-        args.append(("entry", f"+{FOLIO_SWAP_OFFSET}({_reg(cand.folio_arg)}):x64"))  # folio->swap.val
+    swap = lay.folio_swap
+    if cand.entry_src == "cluster":
+        si, ci, start = cand.cluster_args or (0, 1, 2)
+        args += [("si_type", f"+{lay.si_type}({_reg(si)}):s8"), ("cinfo", f"+{lay.si_cluster_info}({_reg(si)}):x64"),
+                 ("ci", f"{_reg(ci)}:x64"), ("ci_off", f"{_reg(start)}:u32"), ("ci_size", f"\\{lay.cluster_size}:u32"),
+                 ("ci_slots", f"\\{lay.cluster_slots}:u32")]
+    elif cand.key_from_folio:
+        args.append(("entry", f"+{swap}({_reg(cand.folio_arg)}):x64"))  # folio->swap.val
     elif key is not None and cand.key_arg is not None:
         args.append((key, f"{_reg(cand.key_arg)}:x64"))
     names = {name for name, _ in args}
-    if cand.entry_arg is not None and "entry" not in names:
+    if cand.entry_src == "arg" and "entry" not in names:
         args.append(("entry", f"{_reg(cand.entry_arg)}:x64"))
-    elif cand.entry_from_folio and "entry" not in names and cand.role != "slot_alloc":
+    elif cand.entry_src in ("folio", "subpage") and "entry" not in names and cand.role != "slot_alloc":
         # (slot_alloc is skipped: at its entry the folio has no swap entry yet.)
-        # Only a folio is passed: its swap entry is folio->swap.val (page->private on older kernels).
-        args.append(("entry", f"+{FOLIO_SWAP_OFFSET}({_reg(cand.folio_arg)}):x64"))
+        args.append(("entry", f"+{swap}({_reg(cand.folio_arg)}):x64"))
     if cand.folio_arg is not None and "folio" not in names:
         args.append(("folio", f"{_reg(cand.folio_arg)}:x64"))
+    if cand.entry_src == "subpage" and cand.page_arg is not None:
+        args += [("page", f"{_reg(cand.page_arg)}:x64"), ("psz", f"\\{lay.page_size}:u32")]
+    if cand.nr_src == "arg" and cand.nr_arg is not None:
+        args.append(("nr", f"{_reg(cand.nr_arg)}:u32"))
+    elif cand.nr_src in ("folio", "subpage") and cand.folio_arg is not None:
+        reg = _reg(cand.folio_arg)
+        args += [("fhead", f"+{lay.folio_flags}({reg}):b1@{lay.pg_head}/64"),
+                 ("forder", f"+{lay.folio_order}({reg}):u8")]
     return args
 
 
@@ -81,9 +95,9 @@ def kprobe_lines(plan: ProbePlan, group: str) -> List[str]:
         cand = res.candidate
         assert cand is not None and res.symbol is not None
         call, ret = event_names(group, role)
-        args = " ".join(f"{name}={spec}" for name, spec in call_fetch_args(cand))
+        args = " ".join(f"{name}={spec}" for name, spec in call_fetch_args(cand, plan.layout))
         lines.append(f"p:{group}/{call} {res.symbol} {args}".rstrip())
-        if cand.returns != "void":
+        if needs_return(cand):
             lines.append(f"r{plan.maxactive}:{group}/{ret} {res.symbol} ret=$retval:x64")
     return lines
 
@@ -109,6 +123,8 @@ class FtraceBackend(Backend):
         self._final_stats: Optional[Dict[str, int]] = None
         self._tgid: Dict[int, int] = {}
         self._skipped = 0
+        self._lost_marks: List[tuple] = []
+        self.unknown_functions: Dict[str, int] = {}
         self._stopped = False
         self.clock = "mono"
 
@@ -218,6 +234,9 @@ class FtraceBackend(Backend):
         overrides = {res.symbol: role for role, res in self._plan.probed.items()} if self._plan else None
         chunk = parse_ftrace_bytes(data, overrides)
         self._skipped += int(chunk.skipped)
+        self._lost_marks += chunk.lost_marks
+        for name, n in chunk.unknown_functions.items():
+            self.unknown_functions[name] = self.unknown_functions.get(name, 0) + n
         events = chunk.events
         if len(events):
             events = self._with_tgid(events)
@@ -288,6 +307,12 @@ class FtraceBackend(Backend):
                     kind = "kretprobe_missed" if phase == "return" else "kprobe_missed"
                     out[f"{kind}:{self._plan.probed[role].symbol}"] = prof[name].missed
         return out
+
+    def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
+        """trace_pipe's ``CPU:N [LOST M EVENTS]`` markers, between that CPU's events around them."""
+        from swaprace.readers.ftrace_text import place_lost
+
+        return place_lost(events, self._lost_marks)
 
     def hits(self) -> Dict[str, int]:
         """``<symbol>:<call|return>`` -> hits as kprobe_profile counts them (the kernel's own count)."""

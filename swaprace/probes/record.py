@@ -161,7 +161,13 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     if plan.pid is not None:
         meta.extra["pid_filter"] = plan.pid
     events = normalize(pd.concat(frames, ignore_index=True)) if frames else empty_events()
-    capture = Capture(events=events, meta=meta, source_format="parquet")
+    meta.lost_intervals = backend.lost_intervals(events)
+    meta.extra["layout"] = plan.layout.to_dict()
+    consumer = getattr(backend, "consumer_stats", None)
+    if consumer:
+        meta.extra["consumer"] = {k: v for k, v in consumer.items() if k != "last_poll"}
+    unknown = dict(getattr(backend, "unknown_functions", {}) or {})
+    capture = Capture(events=events, meta=meta, source_format="parquet", unknown_functions=unknown)
     if output is not None:
         with signals_deferred():  # a second Ctrl-C now would cost the whole capture: it waits for the write
             write_capture(capture, output)

@@ -1,77 +1,60 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// swaprace's bcc program: call/return probes on the swap-in path, one event record per probe hit, and an
-// in-kernel detector of swap-entry reuse inside do_swap_page's race window.
+// swaprace's bcc program: call/return probes on the swap-in path, one event record per probe hit (staged per
+// CPU and written in batches), and an in-kernel detector that follows the rules of the offline analysis
+// (the module docstring of swaprace/analysis/model.py is the specification).
 //
-// Compiled by bcc with -D defines chosen by bcc_backend.py from the symbol catalog (never by string
-// replacement). Per role R in FAULT LOOKUP KSM_COPY FREE_CACHE SLOT_ALLOC SLOT_FREE SWAP_PUT CACHE_ADD
-// CACHE_DELETE PREPARE:
-//   HAVE_R=1          the role resolved to a probed kernel function
-//   R_KEY_ARG=n       0-based C argument carrying the role's key value (entry or folio), if any
-//   R_ENTRY_ARG_N=n   argument holding a by-value swp_entry_t (its register holds .val), -1 if none
-//   R_FOLIO_ARG_N=n   argument holding a struct folio * / struct page *, -1 if none
-//   R_RET_BOOL=1      the function returns bool: only the low 8 bits of the return register are defined
-//   R_RETURN=1        a return probe is attached (the function returns a value, or the role needs it)
-// Global switches:
-//   USE_RINGBUF=1     BPF ring buffer (kernel has it), else per-CPU perf buffers
-//   RINGBUF_PAGES=n   ring buffer size in pages (power of two)
-//   EMIT_EVENTS=1     stream every probe hit to user space (0: in-kernel detection and counters only)
-//   FILTER_TGID=p     fault-side roles only for process p (entry lifecycle is always followed: another
-//                     task's release is the race)
-//   MAX_RACES=n       size of the race table read at the end
-//   ENTRY_STATES=n    entries followed by the detector (LRU: the oldest idle entries are forgotten)
-//   FOLIO_SWAP_OFFSET=n  byte offset of folio->swap.val / page->private (x86-64: 40)
+// Compiled by bcc with, in front of this file:
+//   * the generated header of swaprace/probes/bpf_layout.py: ROLE_*, STAT_*, RACE_*, OBTAIN_*, SRC_*, NRSRC_*,
+//     VALID_*, PHASE_*, EVENT_BATCH and the structs sr_event and sr_race (never written here by hand; their
+//     compiled layout is checked against the loader's at load time through the layout_* maps);
+//   * -D defines chosen by bcc_backend.py from the symbol catalog. Per role R (FAULT LOOKUP ...):
+//       HAVE_R=1        the role resolved to a probed kernel function
+//       R_ENTRY_SRC     SRC_*: how the call knows the entry (argument, the folio, the return, the cluster...)
+//       R_ENTRY_ARG, R_FOLIO_ARG, R_PAGE_ARG, R_NR_ARG   0-based C arguments (-1: none)
+//       R_NR_SRC        NRSRC_*: how the call knows how many entries it covers
+//       R_CL_SI, R_CL_CI, R_CL_OFF  the (si, ci, ci_start) arguments of a cluster-relative free
+//       R_RET_BOOL      1: the function returns bool (only %al is defined)
+//       R_THREAD        1: a fault-side role, filtered by FILTER_TGID (catalog.THREAD_ROLES)
+//       R_RETURN=1      a return probe is attached
+//   * struct offsets from BTF (swaprace/kernel/layout.py): FOLIO_SWAP_OFF FOLIO_FLAGS_OFF PG_HEAD FOLIO_ORDER_OFF
+//     PAGE_SIZE_B SI_TYPE_OFF SI_CINFO_OFF CLUSTER_SIZE CLUSTER_SLOTS;
+//   * USE_RINGBUF / RINGBUF_PAGES, EMIT_EVENTS, FILTER_TGID, MAX_RACES, ENTRY_STATES.
+//
+// The detector, per the spec, and where it cannot follow it:
+//   * Slot state per entry (LRU hash `slots`): allocation and free sequence numbers updated with
+//     __sync_fetch_and_add (kprobe programs cannot take bpf_spin_lock), the latest ALLOC_RING allocations and
+//     frees (time, thread) indexed by sequence number, the bound folio. Creation uses BPF_NOEXIST, so two CPUs
+//     creating one entry's state cannot overwrite each other's counts. The ring slot of a sequence number is
+//     written after the add; two frees (or allocations) of one slot at the same instant would share a ring
+//     slot, which the kernel's own locking (cluster/swap_info lock) rules out.
+//   * A window is obtained at the lookup return with a folio, or after a miss at T's cache_add / swap_read of
+//     E; it snapshots the sequence numbers. A race is a free after the snapshot and an allocation after that
+//     free, before T's install (its first swap_put covering E) or the window's end. The first free and
+//     allocation after the snapshot are read back from the rings (ALLOC_RING of each kept per entry: a window
+//     that saw more is marked uncertain).
+//   * Classes as offline: recovered (no install), stale-install (private read, KSM copy before the
+//     reallocation, or a folio not bound to E since the reallocation), benign (the folio bound to E in its new
+//     generation).
+//   * Windows are a per-thread stack of WSTACK: a return that was lost leaves its window below the next one, which
+//     then gets the thread's events; the next return pops it and drops the stale ones below (counted:
+//     windows_without_return); a full stack drops its oldest window (window_stack_overflows).
+//   * Deviation: offline, "where no allocator is probed, the first cache add of a free entry begins its
+//     generation"; the detector needs the allocator probe (both test kernels have one). Evictions are not
+//     counted in the kernel (that needs the next event of the entry); rereads are.
+//   * Deviation: an event covering more than MAX_NR (64) entries updates only the first 64 (counted:
+//     nr_truncated). A PMD folio has 512, but a 512-iteration loop made the 6.1 verifier give up on
+//     sr_call_cache_add (E2BIG, "program too large"); bpf_loop (5.17+) would lift this. Seen on 7.3: 16 mTHP
+//     swap-in adds in one run, whose entries beyond the 64th then lack rereads (and any race on them).
+//   * Uncertainty: the detector sees every probe hit (stream losses do not blind it), but it cannot see
+//     kretprobe misses or state the LRU forgot: a window whose entry had no state when it was obtained is
+//     marked uncertain, and slot_states_created beyond ENTRY_STATES is a lower bound of what the LRU forgot.
 
-// Only the light uapi header: no kernel struct is needed (the folio's entry is read at a fixed offset), and
-// every kernel header clang does not parse shortens the compile (minutes under emulation).
 #include <uapi/linux/ptrace.h>
 
 #ifndef TASK_COMM_LEN
 #define TASK_COMM_LEN 16
 #endif
-#ifndef FOLIO_SWAP_OFFSET
-#define FOLIO_SWAP_OFFSET 40
-#endif
-
-// Role ids: the order of swaprace.events.ROLES (checked by tests/test_live_bcc.py).
-#define ROLE_FAULT 0
-#define ROLE_LOOKUP 1
-#define ROLE_KSM_COPY 2
-#define ROLE_FREE_CACHE 3
-#define ROLE_SLOT_ALLOC 4
-#define ROLE_SLOT_FREE 5
-#define ROLE_SWAP_PUT 6
-#define ROLE_CACHE_ADD 7
-#define ROLE_CACHE_DELETE 8
-#define ROLE_PREPARE 9
-#define NR_ROLES 10
-
-#define PHASE_CALL 0
-#define PHASE_RETURN 1
-
-// Bits of sr_event.valid: which of entry/folio/retval the record knows.
-#define VALID_ENTRY 1
-#define VALID_FOLIO 2
-#define VALID_RETVAL 4
-
-// Counters (per-CPU array `stats`). The first NR_ROLES*2 slots count probe hits per role and phase.
-#define STAT_HITS 0
-#define STAT_EVENT_DROPS 20               // = NR_ROLES * 2: event record not written, buffer full
-#define STAT_WINDOWS 21                   // do_swap_page returns that closed a window
-#define STAT_WINDOWS_WITH_ENTRY 22        // ... whose thread made a lookup inside it
-#define STAT_LOOKUP_HITS 23               // lookups returning a folio
-#define STAT_BINDINGS 24                  // entry -> folio bindings (lookup hits + cache adds)
-#define STAT_RELEASES 25                  // releases attributed to an entry
-#define STAT_REUSES 26                    // bindings after a release: generation changes
-#define STAT_RACES_RECOVERED 27
-#define STAT_RACES_STALE_INSTALL 28
-#define STAT_RACE_TABLE_FULL 29           // race found but the race table was full (still counted above)
-#define STAT_STATE_MAP_FULL 30            // detector state could not be stored
-#define STAT_RACE_STREAM_DROPS 31                // race record not streamed (still in the race table)
-#define STAT_RETURNS_WITHOUT_CALL 32       // return probe without a matching call (attached mid-call)
-#define STAT_RELEASES_UNATTRIBUTED 33     // release of a folio with no known entry
-#define NR_STATS 40
-
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 256
 #endif
@@ -79,82 +62,75 @@
 #define MAX_RACES 4096
 #endif
 #ifndef ENTRY_STATES
-#define ENTRY_STATES 262144
+#define ENTRY_STATES 131072
 #endif
 #ifndef EMIT_EVENTS
 #define EMIT_EVENTS 1
 #endif
-#define REUSE_RING 4  // reuse records kept per entry: enough for every reuse inside one fault window
+#define ALLOC_RING 4
+#define WSTACK 4
+#define MAX_NR 64  // 512 (a PMD folio) made the 6.1 verifier give up on sr_call_cache_add (E2BIG)
+#define SWP_TYPE_SHIFT 58
 
-// One probe hit: 64 bytes, decoded in user space by bcc_backend.EVENT_DTYPE.
-struct sr_event {
+// --- state ---------------------------------------------------------------------------------------------------
+
+struct sr_mark {
+    u64 seq;
     u64 ts;
-    u64 entry;
-    u64 folio;
-    u64 retval;
-    u32 pid;
     u32 tid;
-    u16 cpu;
-    u8 role;
-    u8 phase;
-    u8 valid;
-    u8 pad[3];
-    char comm[TASK_COMM_LEN];
-};
-
-// A race found in the kernel: the same fields as the offline analysis' races list.
-struct sr_race {
-    u64 entry;
-    u64 window_start;
-    u64 window_end;     // 0 while the window is still open (stale-install is known before the return)
-    u64 release;
-    u64 rebind;
-    u32 tid;
-    u32 pid;
-    u32 klass;          // 0 recovered, 1 stale-install
     u32 pad;
 };
 
-// One reuse of an entry: the release that ended its previous generation and the binding that began the next.
-struct sr_reuse {
-    u64 release_ts;
-    u64 release_seq;
+struct sr_slot {
+    u64 alloc_seq;
+    u64 free_seq;
+    struct sr_mark allocs[ALLOC_RING];
+    struct sr_mark frees[ALLOC_RING];
+    u64 bound_folio;
     u64 bind_ts;
+    u32 freed;        // the latest lifecycle event was a free
+    u32 residencies;  // bindings by cache_add in the current generation
+    u32 prepared;     // SWAP_HAS_CACHE taken by a successful swapcache_prepare
+    u32 pad;
 };
 
-// Life of one swap entry as the detector follows it. Bindings and releases alternate: a binding while unbound
-// starts a generation, a release while bound ends it, repeats are no-ops (the offline analysis' rules).
-struct sr_entry_state {
-    u64 generation;        // bindings after a release so far
-    u64 release_seq;       // generation-ending releases so far (orders them against a thread's lookup)
-    u64 released;          // 1 when the current generation has ended
-    u64 release_ts;        // when it ended
-    u64 bound_folio;       // folio of the latest binding
-    struct sr_reuse reuses[REUSE_RING];  // the last reuses, slot = generation % REUSE_RING
-};
-
-// A thread inside do_swap_page.
 struct sr_window {
     u64 start;
     u64 entry;
-    u64 lookup_ts;
-    u64 release_seq_at_lookup;
+    u64 obtain_ts;
+    u64 folio;            // the folio T obtained
+    u64 alloc_seq;        // the entry's sequence numbers when T obtained its page
+    u64 free_seq;
+    u64 ksm_ts;           // T's KSM copy (0: none)
+    u64 ksm_folio;
+    u64 ksm_bound;        // the obtained folio was bound to E, in the new generation, when T copied it
+    u64 install_ts;
+    u64 installed_folio;
     u32 has_entry;
-    u32 race_reported;     // a stale-install was already reported for this window
-    u32 installed;         // the thread installed its entry before any release: the fault is done with it
+    u32 missed;           // T's lookup returned no folio
+    u32 obtain_kind;      // OBTAIN_* + 1 (0: not obtained)
+    u32 installed;
+    u32 race_reported;
+    u32 failed_prepare;
+    u32 uncertain;
     u32 pad;
 };
 
-// What a return probe needs from its call: per thread and role.
+struct sr_thread {
+    u32 depth;
+    u32 pad;
+    struct sr_window w[WSTACK];
+};
+
 struct sr_pending_key {
     u32 tid;
     u32 role;
 };
 struct sr_pending {
+    u64 ts;
     u64 entry;
     u64 folio;
-    u32 valid;
-    u32 pad;
+    u64 nr;
 };
 
 struct sr_race_key {
@@ -163,12 +139,24 @@ struct sr_race_key {
     u64 window_start;
 };
 
+struct sr_batch {
+    u32 n;
+    u32 lost;           // records of this CPU not written since its last written one
+    struct sr_event ev[EVENT_BATCH];
+};
+
 BPF_PERCPU_ARRAY(stats, u64, NR_STATS);
 BPF_HASH(pending, struct sr_pending_key, struct sr_pending, 16384);
-BPF_HASH(windows, u32, struct sr_window, 16384);
-BPF_TABLE("lru_hash", u64, struct sr_entry_state, entry_states, ENTRY_STATES);
-BPF_TABLE("lru_hash", u64, u64, folio_entries, ENTRY_STATES);
+BPF_HASH(threads, u32, struct sr_thread, 16384);
+BPF_TABLE("lru_hash", u64, struct sr_slot, slots, ENTRY_STATES);
 BPF_HASH(races, struct sr_race_key, struct sr_race, MAX_RACES);
+BPF_PERCPU_ARRAY(stage, struct sr_batch, 1);
+// Never written: zeroed values to create map entries from (an sr_thread does not fit the 512-byte BPF stack).
+BPF_PERCPU_ARRAY(zero_thread, struct sr_thread, 1);
+BPF_PERCPU_ARRAY(zero_slot, struct sr_slot, 1);
+// Not used at run time: their leaves are the compiler's layout of the records, checked by the loader.
+BPF_ARRAY(layout_event, struct sr_event, 1);
+BPF_ARRAY(layout_race, struct sr_race, 1);
 
 #ifdef USE_RINGBUF
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -190,7 +178,6 @@ static __always_inline u32 current_tid(void)
     return (u32)bpf_get_current_pid_tgid();
 }
 
-// Fault-side roles honour the process filter; the entry lifecycle never does.
 static __always_inline int filtered_out(void)
 {
 #ifdef FILTER_TGID
@@ -200,199 +187,14 @@ static __always_inline int filtered_out(void)
 #endif
 }
 
-// The swap entry a swap-cache folio holds: folio->swap.val (since 6.6) overlays folio->private, which overlays
-// page->private (the kernel asserts both with FOLIO_MATCH), so one offset (catalog.FOLIO_SWAP_OFFSET, the
-// same one the ftrace backend fetches) serves folio and page kernels.
-static __always_inline u64 entry_of_folio(u64 folio)
+static __always_inline u64 read_u64(u64 addr)
 {
     u64 val = 0;
-    if (folio)
-        bpf_probe_read_kernel(&val, sizeof(val), (void *)(folio + FOLIO_SWAP_OFFSET));
+    if (addr)
+        bpf_probe_read_kernel(&val, sizeof(val), (void *)addr);
     return val;
 }
 
-static __always_inline void emit(struct pt_regs *ctx, u64 ts, u8 role, u8 phase, u64 entry, u64 folio,
-                                 u64 retval, u8 valid)
-{
-#if EMIT_EVENTS
-    struct sr_event ev = {};
-    u64 id = bpf_get_current_pid_tgid();
-    ev.ts = ts;
-    ev.entry = entry;
-    ev.folio = folio;
-    ev.retval = retval;
-    ev.pid = id >> 32;
-    ev.tid = (u32)id;
-    ev.cpu = bpf_get_smp_processor_id();
-    ev.role = role;
-    ev.phase = phase;
-    ev.valid = valid;
-    bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
-#ifdef USE_RINGBUF
-    if (events.ringbuf_output(&ev, sizeof(ev), 0) != 0)
-        count(STAT_EVENT_DROPS);
-#else
-    if (events.perf_submit(ctx, &ev, sizeof(ev)) != 0)
-        count(STAT_EVENT_DROPS);
-#endif
-#endif
-}
-
-static __always_inline void stash(u32 role, u64 entry, u64 folio, u32 valid)
-{
-    struct sr_pending_key key = {.tid = current_tid(), .role = role};
-    struct sr_pending value = {.entry = entry, .folio = folio, .valid = valid};
-    if (pending.update(&key, &value) != 0)
-        count(STAT_STATE_MAP_FULL);
-}
-
-// The call's values for this return, removed from the map; 0 when the call was not seen.
-static __always_inline int unstash(u32 role, struct sr_pending *out)
-{
-    struct sr_pending_key key = {.tid = current_tid(), .role = role};
-    struct sr_pending *value = pending.lookup(&key);
-    if (!value) {
-        count(STAT_RETURNS_WITHOUT_CALL);
-        return 0;
-    }
-    *out = *value;
-    pending.delete(&key);
-    return 1;
-}
-
-// --- the detector ------------------------------------------------------------------------------------
-
-static __always_inline struct sr_entry_state *entry_state(u64 entry)
-{
-    struct sr_entry_state *state = entry_states.lookup(&entry);
-    if (state)
-        return state;
-    struct sr_entry_state zero = {};
-    entry_states.update(&entry, &zero);
-    state = entry_states.lookup(&entry);
-    if (!state)
-        count(STAT_STATE_MAP_FULL);
-    return state;
-}
-
-static __always_inline void release_entry(u64 entry, u64 now)
-{
-    if (!entry)
-        return;
-    struct sr_entry_state *state = entry_state(entry);
-    if (!state || state->released)
-        return;
-    count(STAT_RELEASES);
-    state->release_seq++;
-    state->released = 1;
-    state->release_ts = now;
-}
-
-static __always_inline void bind_entry(u64 entry, u64 folio, u64 now)
-{
-    if (!entry)
-        return;
-    count(STAT_BINDINGS);
-    if (folio && folio_entries.update(&folio, &entry) != 0)
-        count(STAT_STATE_MAP_FULL);
-    struct sr_entry_state *state = entry_state(entry);
-    if (!state)
-        return;
-    state->bound_folio = folio;
-    if (!state->released)
-        return;
-    // A binding after a release: the entry's next generation, i.e. a reuse.
-    struct sr_reuse *slot = &state->reuses[state->generation & (REUSE_RING - 1)];
-    slot->release_ts = state->release_ts;
-    slot->release_seq = state->release_seq;
-    slot->bind_ts = now;
-    state->generation++;
-    state->released = 0;
-    count(STAT_REUSES);
-}
-
-// The entry a folio is bound to: its latest binding, provided that entry was not bound to another folio since.
-static __always_inline u64 bound_entry(u64 folio)
-{
-    u64 *entry = folio_entries.lookup(&folio);
-    if (!entry)
-        return 0;
-    u64 key = *entry;
-    struct sr_entry_state *state = entry_states.lookup(&key);
-    return state && state->bound_folio == folio ? key : 0;
-}
-
-// The first reuse of the window's entry whose release came after the thread's lookup: fills release/rebind.
-static __always_inline int find_race(struct sr_window *window, u64 *release, u64 *rebind)
-{
-    struct sr_entry_state *state = entry_states.lookup(&window->entry);
-    if (!state)
-        return 0;
-    int found = 0;
-    u64 generation = state->generation;
-#pragma unroll
-    for (int back = REUSE_RING; back >= 1; back--) {
-        // Oldest kept reuse first, so the first match is the first generation that ended after the lookup.
-        if (!found && generation >= back) {
-            struct sr_reuse *reuse = &state->reuses[(generation - back) & (REUSE_RING - 1)];
-            if (reuse->release_seq > window->release_seq_at_lookup) {
-                *release = reuse->release_ts;
-                *rebind = reuse->bind_ts;
-                found = 1;
-            }
-        }
-    }
-    return found;
-}
-
-static __always_inline void report_race(struct pt_regs *ctx, struct sr_window *window, u32 tid, u64 end,
-                                        u64 release, u64 rebind, u32 klass)
-{
-    struct sr_race race = {};
-    race.entry = window->entry;
-    race.window_start = window->start;
-    race.window_end = end;
-    race.release = release;
-    race.rebind = rebind;
-    race.tid = tid;
-    race.pid = bpf_get_current_pid_tgid() >> 32;
-    race.klass = klass;
-    count(klass ? STAT_RACES_STALE_INSTALL : STAT_RACES_RECOVERED);
-    struct sr_race_key key = {.tid = tid, .window_start = window->start};
-    if (races.update(&key, &race) != 0)
-        count(STAT_RACE_TABLE_FULL);
-#ifdef USE_RINGBUF
-    if (race_events.ringbuf_output(&race, sizeof(race), 0) != 0)
-        count(STAT_RACE_STREAM_DROPS);
-#else
-    if (race_events.perf_submit(ctx, &race, sizeof(race)) != 0)
-        count(STAT_RACE_STREAM_DROPS);
-#endif
-}
-
-// --- probes -------------------------------------------------------------------------------------------
-// Each role gets sr_call_<role> (kprobe) and, where R_RETURN is defined, sr_ret_<role> (kretprobe). A call
-// event carries the role's key (and the entry where it is known: passed by value, or read from the folio);
-// a return event carries only the return value, like the ftrace backend's return probes.
-
-// The entry a call knows: the by-value argument, else the one the folio argument holds (0 when neither).
-#define CALL_ENTRY(ctx, R) call_entry_##R(ctx)
-#define CALL_FOLIO(ctx, R) call_folio_##R(ctx)
-#define DEFINE_ARG_READERS(R)                                                          \
-    static __always_inline u64 call_entry_##R(struct pt_regs *ctx)                    \
-    {                                                                                  \
-        if (R##_ENTRY_ARG_N >= 0)                                                      \
-            return arg_n(ctx, R##_ENTRY_ARG_N);                                        \
-        if (R##_FOLIO_ARG_N >= 0)                                                      \
-            return entry_of_folio(arg_n(ctx, R##_FOLIO_ARG_N));                        \
-        return 0;                                                                      \
-    }                                                                                  \
-    static __always_inline u64 call_folio_##R(struct pt_regs *ctx)                    \
-    {                                                                                  \
-        return R##_FOLIO_ARG_N >= 0 ? arg_n(ctx, R##_FOLIO_ARG_N) : 0;                 \
-    }
-
-// Argument n of a probed function, n known at compile time (the switch folds away).
 static __always_inline u64 arg_n(struct pt_regs *ctx, int n)
 {
     switch (n) {
@@ -406,341 +208,687 @@ static __always_inline u64 arg_n(struct pt_regs *ctx, int n)
     return 0;
 }
 
-static __always_inline u8 valid_bits(u64 entry, u64 folio)
+static __always_inline int is_folio(u64 v)
 {
-    return (entry ? VALID_ENTRY : 0) | (folio ? VALID_FOLIO : 0);
+    return v && v < (u64)-4095;
 }
 
-#ifdef HAVE_FAULT
-int sr_call_fault(struct pt_regs *ctx)
+// --- the event stream ------------------------------------------------------------------------------------------
+
+static __always_inline void emit(struct pt_regs *ctx, u64 ts, u8 role, u8 phase, u64 entry, u64 folio,
+                                 u64 retval, u32 nr, u8 valid)
 {
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_FAULT * 2 + PHASE_CALL);
-    u32 tid = current_tid();
-    struct sr_window window = {.start = now};
-    if (windows.update(&tid, &window) != 0)
+#if EMIT_EVENTS
+    int zero = 0;
+    struct sr_batch *b = stage.lookup(&zero);
+    if (!b)
+        return;
+    u32 n = b->n;
+    if (n >= EVENT_BATCH)
+        n = 0;
+    struct sr_event *ev = &b->ev[n & (EVENT_BATCH - 1)];
+    u64 id = bpf_get_current_pid_tgid();
+    ev->ts = ts;
+    ev->entry = entry;
+    ev->folio = folio;
+    ev->retval = retval;
+    ev->pid = id >> 32;
+    ev->tid = (u32)id;
+    ev->nr = nr;
+    // The first record of a batch carries what this CPU lost since its last written batch.
+    ev->lost_before = n == 0 ? b->lost : 0;
+    ev->cpu = bpf_get_smp_processor_id();
+    ev->role = role;
+    ev->phase = phase;
+    ev->valid = valid;
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    if (n + 1 < EVENT_BATCH) {
+        b->n = n + 1;
+        return;
+    }
+    b->n = 0;
+#ifdef USE_RINGBUF
+    int err = events.ringbuf_output(&b->ev, sizeof(b->ev), 0);
+#else
+    int err = events.perf_submit(ctx, &b->ev, sizeof(b->ev));
+#endif
+    if (err == 0) {
+        b->lost = 0;
+        return;
+    }
+    // The whole batch is lost: the next batch's first record carries the count (a placed loss interval).
+    b->lost += EVENT_BATCH;
+    int idx = STAT_EVENT_DROPS;
+    u64 *value = stats.lookup(&idx);
+    if (value)
+        *value += EVENT_BATCH;
+#endif
+}
+
+static __always_inline void stash(u32 role, u64 ts, u64 entry, u64 folio, u64 nr)
+{
+    struct sr_pending_key key = {.tid = current_tid(), .role = role};
+    struct sr_pending value = {.ts = ts, .entry = entry, .folio = folio, .nr = nr};
+    if (pending.update(&key, &value) != 0)
         count(STAT_STATE_MAP_FULL);
-    emit(ctx, now, ROLE_FAULT, PHASE_CALL, 0, 0, 0, 0);
-    return 0;
 }
 
-int sr_ret_fault(struct pt_regs *ctx)
+static __always_inline int unstash(u32 role, struct sr_pending *out)
 {
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_FAULT * 2 + PHASE_RETURN);
-    u32 tid = current_tid();
-    emit(ctx, now, ROLE_FAULT, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    struct sr_window *window = windows.lookup(&tid);
-    if (!window) {
+    struct sr_pending_key key = {.tid = current_tid(), .role = role};
+    struct sr_pending *value = pending.lookup(&key);
+    if (!value) {
         count(STAT_RETURNS_WITHOUT_CALL);
         return 0;
     }
-    count(STAT_WINDOWS);
-    if (window->has_entry) {
-        count(STAT_WINDOWS_WITH_ENTRY);
-        u64 release = 0, rebind = 0;
-        if (window->race_reported) {
-            // The stale-install was reported when it happened; the window's end is known only now.
-            struct sr_race_key key = {.tid = tid, .window_start = window->start};
-            struct sr_race *race = races.lookup(&key);
-            if (race)
-                race->window_end = now;
-        } else if (!window->installed && find_race(window, &release, &rebind)) {
-            report_race(ctx, window, tid, now, release, rebind, 0);
+    *out = *value;
+    pending.delete(&key);
+    return 1;
+}
+
+// --- what a call knows -----------------------------------------------------------------------------------------
+
+struct sr_args {
+    u64 entry;
+    u64 folio;
+    u64 nr;        // 0: the function has no nr
+    u8 valid;
+};
+
+static __always_inline u64 folio_nr(u64 folio)
+{
+    u64 flags = read_u64(folio + FOLIO_FLAGS_OFF);
+    if (!(flags & (1ULL << PG_HEAD)))
+        return 1;
+    u8 order = 0;
+    bpf_probe_read_kernel(&order, 1, (void *)(folio + FOLIO_ORDER_OFF));
+    return 1ULL << (order & 31);
+}
+
+static __always_inline void read_args(struct pt_regs *ctx, int esrc, int earg, int farg, int parg, int nsrc,
+                                      int narg, int cl_si, int cl_ci, int cl_off, struct sr_args *a)
+{
+    a->entry = 0;
+    a->folio = farg >= 0 ? arg_n(ctx, farg) : 0;
+    a->nr = 0;
+    a->valid = a->folio ? VALID_FOLIO : 0;
+    if (esrc == SRC_ARG) {
+        a->entry = arg_n(ctx, earg);
+    } else if (esrc == SRC_FOLIO || esrc == SRC_SUBPAGE) {
+        a->entry = read_u64(a->folio + FOLIO_SWAP_OFF);
+    } else if (esrc == SRC_CLUSTER) {
+        u64 si = arg_n(ctx, cl_si);
+        s8 type = 0;
+        bpf_probe_read_kernel(&type, 1, (void *)(si + SI_TYPE_OFF));
+        u64 cinfo = read_u64(si + SI_CINFO_OFF);
+        u64 ci = arg_n(ctx, cl_ci);
+        u64 off = (u32)arg_n(ctx, cl_off);
+        a->entry = ((u64)(u8)type << SWP_TYPE_SHIFT) | ((ci - cinfo) / CLUSTER_SIZE * CLUSTER_SLOTS + off);
+    }
+    if (nsrc == NRSRC_ARG) {
+        a->nr = (u32)arg_n(ctx, narg);
+    } else if (nsrc == NRSRC_FOLIO) {
+        a->nr = a->folio ? folio_nr(a->folio) : 0;
+    } else if (nsrc == NRSRC_SUBPAGE) {
+        u64 page = arg_n(ctx, parg);
+        if (page && page >= a->folio) {
+            a->entry += (page - a->folio) / PAGE_SIZE_B;
+            a->nr = 1;
+        } else {
+            a->nr = a->folio ? folio_nr(a->folio) : 0;
         }
     }
-    windows.delete(&tid);
-    return 0;
+    if (a->entry)
+        a->valid |= VALID_ENTRY;
+    if (a->nr)
+        a->valid |= VALID_NR;
 }
+
+#define READ_ARGS(ctx, R, a) \
+    read_args(ctx, R##_ENTRY_SRC, R##_ENTRY_ARG, R##_FOLIO_ARG, R##_PAGE_ARG, R##_NR_SRC, R##_NR_ARG, \
+              R##_CL_SI, R##_CL_CI, R##_CL_OFF, a)
+
+// --- the detector: slots ---------------------------------------------------------------------------------------
+
+static __always_inline struct sr_slot *slot_of(u64 entry, int create)
+{
+    struct sr_slot *s = slots.lookup(&entry);
+    if (s || !create)
+        return s;
+    int k = 0;
+    struct sr_slot *zero = zero_slot.lookup(&k);
+    if (!zero)
+        return 0;
+    if (slots.insert(&entry, zero) == 0)
+        count(STAT_SLOT_STATES_CREATED);
+    s = slots.lookup(&entry);
+    if (!s)
+        count(STAT_STATE_MAP_FULL);
+    return s;
+}
+
+static __always_inline void slot_alloc_one(u64 entry, u64 now, u32 tid)
+{
+    struct sr_slot *s = slot_of(entry, 1);
+    if (!s)
+        return;
+    __sync_fetch_and_add(&s->alloc_seq, 1);
+    u64 seq = s->alloc_seq;
+    struct sr_mark *m = &s->allocs[seq & (ALLOC_RING - 1)];
+    m->seq = seq;
+    m->ts = now;
+    m->tid = tid;
+    if (s->freed)
+        count(STAT_REUSES);
+    s->freed = 0;
+    s->residencies = 0;
+    s->prepared = 0;
+    count(STAT_SLOT_ALLOCS);
+}
+
+static __always_inline void slot_free_one(u64 entry, u64 now, u32 tid, u64 since)
+{
+    struct sr_slot *s = slot_of(entry, 1);
+    if (!s)
+        return;
+    if (since) {
+        // free_cache true: a slot free seen inside this very call was the free; this one only confirms it.
+        struct sr_mark *last = &s->frees[s->free_seq & (ALLOC_RING - 1)];
+        if (s->free_seq && last->ts >= since)
+            return;
+    }
+    __sync_fetch_and_add(&s->free_seq, 1);
+    u64 seq = s->free_seq;
+    struct sr_mark *m = &s->frees[seq & (ALLOC_RING - 1)];
+    m->seq = seq;
+    m->ts = now;
+    m->tid = tid;
+    s->freed = 1;
+    s->prepared = 0;
+    s->bound_folio = 0;
+    count(STAT_RELEASES);
+}
+
+static __always_inline void bind_one(u64 entry, u64 folio, u64 now, int from_add)
+{
+    struct sr_slot *s = slot_of(entry, 1);
+    if (!s)
+        return;
+    if (s->bound_folio == folio && !from_add)
+        return;  // a lookup of the folio already bound: the same residency
+    count(STAT_BINDINGS);
+    if (from_add) {
+        if (s->residencies)
+            count(STAT_REREADS);
+        s->residencies++;
+    }
+    s->bound_folio = folio;
+    s->bind_ts = now;
+}
+
+static __always_inline void unbind_one(u64 entry, u64 folio)
+{
+    struct sr_slot *s = slot_of(entry, 0);
+    if (!s) {
+        count(STAT_SLOT_STATE_MISSES);
+        return;
+    }
+    if (!folio || s->bound_folio == folio) {
+        s->bound_folio = 0;
+        s->prepared = 0;
+        count(STAT_UNBINDINGS);
+    }
+}
+
+#define FOR_RANGE(i, nr) \
+    if ((nr) > MAX_NR) count(STAT_NR_TRUNCATED); \
+    for (int i = 0; i < MAX_NR; i++) if (i < (int)((nr) ? (nr) : 1))
+
+// --- the detector: windows -------------------------------------------------------------------------------------
+
+static __always_inline struct sr_window *top_window(struct sr_thread *t)
+{
+    if (!t || t->depth == 0)
+        return 0;
+    return &t->w[(t->depth - 1) & (WSTACK - 1)];
+}
+
+static __always_inline struct sr_window *current_window(void)
+{
+    u32 tid = current_tid();
+    return top_window(threads.lookup(&tid));
+}
+
+static __always_inline int covers(u64 first, u64 nr, u64 entry)
+{
+    return entry >= first && entry < first + (nr ? nr : 1);
+}
+
+static __always_inline void obtain(struct sr_window *w, u32 kind, u64 folio, u64 now)
+{
+    struct sr_slot *s = slot_of(w->entry, 0);
+    if (!s) {
+        w->uncertain = 1;  // no history of this entry: new to the capture, or forgotten by the LRU
+        count(STAT_SLOT_STATE_MISSES);
+        s = slot_of(w->entry, 1);
+    }
+    w->obtain_kind = kind + 1;
+    w->obtain_ts = now;
+    w->folio = folio;
+    w->alloc_seq = s ? s->alloc_seq : 0;
+    w->free_seq = s ? s->free_seq : 0;
+    count(STAT_OBTAINED);
+}
+
+// The first free after T obtained its page and the first allocation after it; 0 when there is no race.
+static __always_inline int find_race(struct sr_window *w, struct sr_mark *release, struct sr_mark *realloc)
+{
+    struct sr_slot *s = slots.lookup(&w->entry);
+    if (!s || s->free_seq <= w->free_seq || s->alloc_seq <= w->alloc_seq)
+        return 0;
+    u64 f = w->free_seq + 1, a = w->alloc_seq + 1;
+    *release = s->frees[f & (ALLOC_RING - 1)];
+    *realloc = s->allocs[a & (ALLOC_RING - 1)];
+    if (release->seq != f || realloc->seq != a)
+        w->uncertain = 1;  // more frees/allocations than the rings keep since T obtained its page
+    if (realloc->ts < release->ts) {
+        // the slot was free when T obtained its page: the first allocation after the free is the next one
+        if (s->alloc_seq <= a)
+            return 0;
+        *realloc = s->allocs[(a + 1) & (ALLOC_RING - 1)];
+    }
+    return 1;
+}
+
+static __always_inline void report_race(struct pt_regs *ctx, struct sr_window *w, u32 tid, u64 end,
+                                        struct sr_mark *release, struct sr_mark *realloc, u32 klass)
+{
+    struct sr_race race = {};
+    race.entry = w->entry;
+    race.window_start = w->start;
+    race.window_end = end;
+    race.obtain = w->obtain_ts;
+    race.release = release->ts;
+    race.realloc = realloc->ts;
+    race.install = w->install_ts;
+    race.folio = w->folio;
+    race.installed_folio = w->installed_folio;
+    race.ksm_copy = w->ksm_ts;
+    race.tid = tid;
+    race.pid = bpf_get_current_pid_tgid() >> 32;
+    race.release_tid = release->tid;
+    race.realloc_tid = realloc->tid;
+    race.klass = klass;
+    race.obtain_kind = w->obtain_kind ? w->obtain_kind - 1 : 0;
+    race.uncertain = w->uncertain;
+    if (klass == RACE_STALE_INSTALL)
+        count(STAT_RACES_STALE_INSTALL);
+    else if (klass == RACE_BENIGN)
+        count(STAT_RACES_BENIGN);
+    else
+        count(STAT_RACES_RECOVERED);
+    struct sr_race_key key = {.tid = tid, .window_start = w->start};
+    if (races.update(&key, &race) != 0)
+        count(STAT_RACE_TABLE_FULL);
+#ifdef USE_RINGBUF
+    if (race_events.ringbuf_output(&race, sizeof(race), 0) != 0)
+        count(STAT_RACE_STREAM_DROPS);
+#else
+    if (race_events.perf_submit(ctx, &race, sizeof(race)) != 0)
+        count(STAT_RACE_STREAM_DROPS);
+#endif
+}
+
+// --- per-role detector steps (called from the probes below) ------------------------------------------------------
+
+static __always_inline void on_fault_call(u64 now)
+{
+    u32 tid = current_tid();
+    struct sr_thread *t = threads.lookup(&tid);
+    if (!t) {
+        int k = 0;
+        struct sr_thread *zero = zero_thread.lookup(&k);
+        if (zero)
+            threads.insert(&tid, zero);
+        t = threads.lookup(&tid);
+        if (!t) {
+            count(STAT_STATE_MAP_FULL);
+            return;
+        }
+    }
+    if (t->depth >= WSTACK) {
+        // a full stack: its oldest windows lost their returns. Drop the bottom one.
+        count(STAT_WINDOW_STACK_OVERFLOWS);
+#pragma unroll
+        for (int i = 0; i < WSTACK - 1; i++)
+            t->w[i] = t->w[i + 1];
+        t->depth = WSTACK - 1;
+    }
+    struct sr_window *w = &t->w[t->depth & (WSTACK - 1)];
+    __builtin_memset(w, 0, sizeof(*w));
+    w->start = now;
+    t->depth++;
+}
+
+static __always_inline void on_fault_return(struct pt_regs *ctx, u64 now)
+{
+    u32 tid = current_tid();
+    struct sr_thread *t = threads.lookup(&tid);
+    struct sr_window *w = top_window(t);
+    if (!w) {
+        count(STAT_RETURNS_WITHOUT_CALL);
+        return;
+    }
+    count(STAT_WINDOWS);
+    if (w->has_entry)
+        count(STAT_WINDOWS_WITH_ENTRY);
+    if (w->uncertain)
+        count(STAT_WINDOWS_UNCERTAIN);
+    if (w->race_reported) {
+        // reported at the install; the window's end is known only now
+        struct sr_race_key key = {.tid = tid, .window_start = w->start};
+        struct sr_race *race = races.lookup(&key);
+        if (race)
+            race->window_end = now;
+    } else if (w->obtain_kind && !w->installed) {
+        struct sr_mark release = {}, realloc = {};
+        if (find_race(w, &release, &realloc))
+            report_race(ctx, w, tid, now, &release, &realloc, RACE_RECOVERED);
+    }
+    // do_swap_page does not nest in one thread (it touches no user memory), so the windows below this one lost
+    // their returns (or began before the return probe was attached): like the offline model, which makes no
+    // window of a call without a return, drop them, so they cannot take this thread's later events.
+    if (t->depth > 1) {
+        int idx = STAT_WINDOWS_WITHOUT_RETURN;
+        u64 *value = stats.lookup(&idx);
+        if (value)
+            *value += t->depth - 1;
+    }
+    t->depth = 0;
+}
+
+static __always_inline void on_lookup_call(u64 entry, u64 now)
+{
+    struct sr_window *w = current_window();
+    if (w && !w->has_entry) {
+        w->entry = entry;  // the window's entry: its thread's first lookup in it
+        w->has_entry = 1;
+    }
+}
+
+static __always_inline void on_lookup_return(u64 entry, u64 folio, u64 now)
+{
+    if (!is_folio(folio))
+        folio = 0;
+    if (folio) {
+        count(STAT_LOOKUP_HITS);
+        bind_one(entry, folio, now, 0);
+    }
+    struct sr_window *w = current_window();
+    if (w && w->has_entry && w->entry == entry && !w->obtain_kind && !w->missed) {
+        if (folio)
+            obtain(w, OBTAIN_LOOKUP, folio, now);
+        else
+            w->missed = 1;
+    }
+}
+
+static __always_inline void on_cache_add(u64 entry, u64 folio, u64 nr, u64 now)
+{
+    FOR_RANGE(i, nr)
+        bind_one(entry + i, folio, now, 1);
+    struct sr_window *w = current_window();
+    if (w && w->has_entry && w->missed && !w->obtain_kind && covers(entry, nr, w->entry))
+        obtain(w, OBTAIN_CACHE_ADD, folio, now);
+}
+
+static __always_inline void on_swap_read(u64 entry, u64 folio, u64 nr, u64 now)
+{
+    struct sr_window *w = current_window();
+    if (w && w->has_entry && w->missed && !w->obtain_kind && covers(entry, nr, w->entry))
+        obtain(w, OBTAIN_READ, folio, now);
+}
+
+static __always_inline void on_ksm_copy_return(u64 in, u64 out, u64 now)
+{
+    struct sr_window *w = current_window();
+    if (!w || !w->obtain_kind || w->installed || w->ksm_ts || !is_folio(out) || out == in)
+        return;
+    w->ksm_ts = now;
+    w->ksm_folio = out;
+    struct sr_slot *s = slots.lookup(&w->entry);
+    // bound to E in its newest generation at the copy (compared with the reallocation at the install)
+    w->ksm_bound = s && s->bound_folio == w->folio ? s->bind_ts + 1 : 0;
+}
+
+static __always_inline void on_swap_put(struct pt_regs *ctx, u64 entry, u64 folio, u64 nr, u64 now)
+{
+    u32 tid = current_tid();
+    struct sr_thread *t = threads.lookup(&tid);
+    struct sr_window *w = top_window(t);
+    if (!w || !w->has_entry || !w->obtain_kind || w->installed || !covers(entry, nr, w->entry))
+        return;
+    w->installed = 1;
+    w->install_ts = now;
+    w->installed_folio = w->ksm_ts ? w->ksm_folio : (folio ? folio : w->folio);
+    count(STAT_INSTALLS);
+    if (w->failed_prepare)
+        count(STAT_INSTALLS_AFTER_FAILED_PREPARE);
+    struct sr_mark release = {}, realloc = {};
+    if (!find_race(w, &release, &realloc))
+        return;
+    u32 klass = RACE_STALE_INSTALL;
+    if (w->obtain_kind - 1 == OBTAIN_READ) {
+        klass = RACE_STALE_INSTALL;  // a private read made before the reallocation
+    } else if (w->ksm_ts && w->ksm_ts < realloc.ts) {
+        klass = RACE_STALE_INSTALL;  // a KSM copy made before the reallocation
+    } else if (w->ksm_ts) {
+        klass = w->ksm_bound && w->ksm_bound - 1 >= realloc.ts ? RACE_BENIGN : RACE_STALE_INSTALL;
+    } else {
+        struct sr_slot *s = slots.lookup(&w->entry);
+        klass = s && s->bound_folio == w->folio && s->bind_ts >= realloc.ts ? RACE_BENIGN : RACE_STALE_INSTALL;
+    }
+    w->race_reported = 1;
+    report_race(ctx, w, tid, 0, &release, &realloc, klass);
+}
+
+static __always_inline void on_prepare_return(u64 entry, u64 ret)
+{
+    struct sr_window *w = current_window();
+    if ((u32)ret == (u32)-17) {  // -EEXIST: the thread must back out
+        count(STAT_PREPARE_BACKOFFS);
+        if (w && w->has_entry && w->entry == entry)
+            w->failed_prepare = 1;
+        return;
+    }
+    if ((u32)ret != 0)
+        return;
+    struct sr_slot *s = slot_of(entry, 1);
+    if (!s)
+        return;
+    if (s->prepared)
+        count(STAT_PREPARE_CONFLICTS);  // two takes of SWAP_HAS_CACHE: the 2024 guard let both through
+    s->prepared = 1;
+}
+
+// --- probes ------------------------------------------------------------------------------------------------------
+// sr_call_<role> (kprobe) for every role; sr_ret_<role> (kretprobe) where R_RETURN. The detector step of each is
+// one of the on_* functions above; the event record carries what the call knows (entry, folio, nr) or the return
+// value, like the ftrace backend's probes.
+
+#define HIT(R_ID, PHASE) count(STAT_HITS + (R_ID) * 2 + (PHASE))
+
+#define DEFINE_CALL_PROBE(name, R, R_ID, STEP)                                                    \
+    int sr_call_##name(struct pt_regs *ctx)                                                      \
+    {                                                                                            \
+        u64 now = bpf_ktime_get_ns();                                                            \
+        if (R##_THREAD && filtered_out())                                                        \
+            return 0;                                                                            \
+        HIT(R_ID, PHASE_CALL);                                                                   \
+        struct sr_args a = {};                                                                   \
+        READ_ARGS(ctx, R, &a);                                                                   \
+        STEP;                                                                                    \
+        emit(ctx, now, R_ID, PHASE_CALL, a.entry, a.folio, 0, (u32)a.nr, a.valid);               \
+        return 0;                                                                                \
+    }
+
+// The near-identical return probes: the return value (low byte for a bool), the call's stashed values, one step.
+#define DEFINE_RET_PROBE(name, R, R_ID, PAIRED, STEP)                                             \
+    int sr_ret_##name(struct pt_regs *ctx)                                                       \
+    {                                                                                            \
+        u64 now = bpf_ktime_get_ns();                                                            \
+        if (R##_THREAD && filtered_out())                                                        \
+            return 0;                                                                            \
+        HIT(R_ID, PHASE_RETURN);                                                                 \
+        u64 ret = PT_REGS_RC(ctx);                                                               \
+        if (R##_RET_BOOL)                                                                        \
+            ret &= 0xff;                                                                         \
+        struct sr_pending call = {};                                                             \
+        int paired = (PAIRED) ? unstash(R_ID, &call) : 0;                                        \
+        u64 entry = 0;                                                                           \
+        u32 nr = 0;                                                                              \
+        (void)paired;                                                                            \
+        STEP;                                                                                    \
+        emit(ctx, now, R_ID, PHASE_RETURN, entry, 0, ret, nr,                                    \
+             VALID_RETVAL | (entry ? VALID_ENTRY : 0) | (nr ? VALID_NR : 0));                    \
+        return 0;                                                                                \
+    }
+
+#define STASH(R_ID) stash(R_ID, now, a.entry, a.folio, a.nr)
+
+#ifdef HAVE_FAULT
+DEFINE_CALL_PROBE(fault, FAULT, ROLE_FAULT, on_fault_call(now))
+DEFINE_RET_PROBE(fault, FAULT, ROLE_FAULT, 0, on_fault_return(ctx, now))
 #endif
 
 #ifdef HAVE_LOOKUP
-int sr_call_lookup(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_LOOKUP * 2 + PHASE_CALL);
-    u64 entry = arg_n(ctx, LOOKUP_KEY_ARG);
-    u32 tid = current_tid();
-    struct sr_window *window = windows.lookup(&tid);
-    if (window && !window->has_entry) {
-        // The window's entry is the entry of the thread's first lookup inside it.
-        struct sr_entry_state *state = entry_state(entry);
-        window->entry = entry;
-        window->lookup_ts = now;
-        window->release_seq_at_lookup = state ? state->release_seq : 0;
-        window->has_entry = 1;
-    }
-    stash(ROLE_LOOKUP, entry, 0, VALID_ENTRY);
-    emit(ctx, now, ROLE_LOOKUP, PHASE_CALL, entry, 0, 0, VALID_ENTRY);
-    return 0;
-}
-
-int sr_ret_lookup(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_LOOKUP * 2 + PHASE_RETURN);
-    u64 folio = PT_REGS_RC(ctx);
-    struct sr_pending call = {};
-    // NULL is a miss; an ERR_PTR is not a folio either.
-    if (unstash(ROLE_LOOKUP, &call) && folio && folio < (u64)-4095) {
-        count(STAT_LOOKUP_HITS);
-        bind_entry(call.entry, folio, now);
-    }
-    emit(ctx, now, ROLE_LOOKUP, PHASE_RETURN, 0, 0, folio, VALID_RETVAL);
-    return 0;
-}
+DEFINE_CALL_PROBE(lookup, LOOKUP, ROLE_LOOKUP, { on_lookup_call(a.entry, now); STASH(ROLE_LOOKUP); })
+DEFINE_RET_PROBE(lookup, LOOKUP, ROLE_LOOKUP, 1, { if (paired) on_lookup_return(call.entry, ret, now); })
 #endif
 
 #ifdef HAVE_KSM_COPY
-DEFINE_ARG_READERS(KSM_COPY)
-int sr_call_ksm_copy(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_KSM_COPY * 2 + PHASE_CALL);
-    u64 folio = arg_n(ctx, KSM_COPY_KEY_ARG);
-    u64 entry = CALL_ENTRY(ctx, KSM_COPY);
-    emit(ctx, now, ROLE_KSM_COPY, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
-    return 0;
-}
-
-int sr_ret_ksm_copy(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_KSM_COPY * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_KSM_COPY, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
+DEFINE_CALL_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, STASH(ROLE_KSM_COPY))
+DEFINE_RET_PROBE(ksm_copy, KSM_COPY, ROLE_KSM_COPY, 1, { if (paired) on_ksm_copy_return(call.folio, ret, now); })
 #endif
-
-// A release of a folio is attributed to the entry the event carries (passed by the kernel, or held by the
-// folio), else to the folio's binding.
-static __always_inline u64 released_entry(u64 folio, u64 known_entry)
-{
-    return known_entry ? known_entry : bound_entry(folio);
-}
 
 #ifdef HAVE_FREE_CACHE
-DEFINE_ARG_READERS(FREE_CACHE)
-int sr_call_free_cache(struct pt_regs *ctx)
+static __always_inline void on_free_cache_return(struct sr_pending *call, u64 ret, u64 now)
 {
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_FREE_CACHE * 2 + PHASE_CALL);
-    u64 folio = arg_n(ctx, FREE_CACHE_KEY_ARG);
-    // The entry the folio holds goes into the event (read at the call: a successful free clears it); the
-    // release is attributed through the folio's binding, as the offline analysis does.
-    u64 entry = CALL_ENTRY(ctx, FREE_CACHE);
-    stash(ROLE_FREE_CACHE, bound_entry(folio), folio, VALID_FOLIO);
-    emit(ctx, now, ROLE_FREE_CACHE, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
-    return 0;
-}
-
-int sr_ret_free_cache(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_FREE_CACHE * 2 + PHASE_RETURN);
-    u64 ret = PT_REGS_RC(ctx);
-#ifdef FREE_CACHE_RET_BOOL
-    ret &= 0xff;  // a C bool return defines only %al
-#endif
-    struct sr_pending call = {};
-    if (unstash(ROLE_FREE_CACHE, &call) && ret) {
-        if (call.entry)
-            release_entry(call.entry, now);
-        else
-            count(STAT_RELEASES_UNATTRIBUTED);
+    if (!ret)
+        return;
+    if (!call->entry) {
+        count(STAT_RELEASES_UNATTRIBUTED);
+        return;
     }
-    emit(ctx, now, ROLE_FREE_CACHE, PHASE_RETURN, 0, 0, ret, VALID_RETVAL);
-    return 0;
+    // true: the folio left the swap cache and its slots' last reference went with it
+    u32 tid = current_tid();
+    FOR_RANGE(i, call->nr) {
+        unbind_one(call->entry + i, call->folio);
+        slot_free_one(call->entry + i, now, tid, call->ts);
+    }
 }
+DEFINE_CALL_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, STASH(ROLE_FREE_CACHE))
+DEFINE_RET_PROBE(free_cache, FREE_CACHE, ROLE_FREE_CACHE, 1, { if (paired) on_free_cache_return(&call, ret, now); })
 #endif
 
 #ifdef HAVE_SLOT_ALLOC
-DEFINE_ARG_READERS(SLOT_ALLOC)
-int sr_call_slot_alloc(struct pt_regs *ctx)
+static __always_inline void slot_alloc_range(u64 entry, u64 nr, u64 now)
 {
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_SLOT_ALLOC * 2 + PHASE_CALL);
-    u64 folio = arg_n(ctx, SLOT_ALLOC_KEY_ARG);
-    u64 entry = CALL_ENTRY(ctx, SLOT_ALLOC);
-    emit(ctx, now, ROLE_SLOT_ALLOC, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
-    return 0;
+    u32 tid = current_tid();
+    FOR_RANGE(i, nr)
+        slot_alloc_one(entry + i, now, tid);
 }
-
+#if SLOT_ALLOC_ENTRY_SRC == SRC_RETURN
+// 6.1 folio_alloc_swap returns the entry: the allocation is seen at the return (0: failure)
+DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, STASH(ROLE_SLOT_ALLOC))
+DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 1, {
+    if (paired && ret) {
+        entry = ret;
+        nr = call.nr;
+        slot_alloc_range(ret, call.nr, now);
+    }
+})
+#else
+DEFINE_CALL_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, { if (a.entry) slot_alloc_range(a.entry, a.nr, now); })
 #ifdef SLOT_ALLOC_RETURN
-int sr_ret_slot_alloc(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_SLOT_ALLOC * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_SLOT_ALLOC, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
+DEFINE_RET_PROBE(slot_alloc, SLOT_ALLOC, ROLE_SLOT_ALLOC, 0, {})
+#endif
 #endif
 #endif
 
 #ifdef HAVE_SLOT_FREE
-DEFINE_ARG_READERS(SLOT_FREE)
-int sr_call_slot_free(struct pt_regs *ctx)
+static __always_inline void slot_free_range(u64 entry, u64 nr, u64 now)
 {
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_SLOT_FREE * 2 + PHASE_CALL);
-    u64 entry = arg_n(ctx, SLOT_FREE_KEY_ARG);
-    u64 folio = CALL_FOLIO(ctx, SLOT_FREE);
-    release_entry(entry, now);
-    emit(ctx, now, ROLE_SLOT_FREE, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_ENTRY);
-    return 0;
+    u32 tid = current_tid();
+    FOR_RANGE(i, nr)
+        slot_free_one(entry + i, now, tid, 0);
 }
-
-#ifdef SLOT_FREE_RETURN
-int sr_ret_slot_free(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_SLOT_FREE * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_SLOT_FREE, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
-#endif
+DEFINE_CALL_PROBE(slot_free, SLOT_FREE, ROLE_SLOT_FREE, { if (a.entry) slot_free_range(a.entry, a.nr, now); })
 #endif
 
 #ifdef HAVE_SWAP_PUT
-DEFINE_ARG_READERS(SWAP_PUT)
-int sr_call_swap_put(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_SWAP_PUT * 2 + PHASE_CALL);
-    // Where only a folio is passed (folio_put_swap) the entry is the one the folio holds.
-    u64 entry = CALL_ENTRY(ctx, SWAP_PUT);
-    u64 folio = CALL_FOLIO(ctx, SWAP_PUT);
-    // The faulting thread dropping its count on its window's entry after a reuse: the ABA completed.
-    u32 tid = current_tid();
-    struct sr_window *window = windows.lookup(&tid);
-    if (window && window->has_entry && !window->race_reported && !window->installed && entry == window->entry) {
-        u64 release = 0, rebind = 0;
-        struct sr_entry_state *state = entry_states.lookup(&entry);
-        if (state && state->release_seq == window->release_seq_at_lookup) {
-            // Installed on the live entry: what happens to it afterwards (do_swap_page's own
-            // folio_free_swap under vm_swap_full(), then a reuse) is not a race (the offline rule too).
-            window->installed = 1;
-        } else if (find_race(window, &release, &rebind)) {
-            window->race_reported = 1;
-            report_race(ctx, window, tid, 0, release, rebind, 1);
-        }
-    }
-    emit(ctx, now, ROLE_SWAP_PUT, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio));
-    return 0;
-}
+DEFINE_CALL_PROBE(swap_put, SWAP_PUT, ROLE_SWAP_PUT, on_swap_put(ctx, a.entry, a.folio, a.nr, now))
+#endif
 
-#ifdef SWAP_PUT_RETURN
-int sr_ret_swap_put(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_SWAP_PUT * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_SWAP_PUT, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
+#ifdef HAVE_ZAP_PUT
+DEFINE_CALL_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, {})
+#ifdef ZAP_PUT_RETURN
+DEFINE_RET_PROBE(zap_put, ZAP_PUT, ROLE_ZAP_PUT, 0, {})
+#endif
+#endif
+
+#ifdef HAVE_SWAP_DUP
+DEFINE_CALL_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, {})
+#ifdef SWAP_DUP_RETURN
+DEFINE_RET_PROBE(swap_dup, SWAP_DUP, ROLE_SWAP_DUP, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_CACHE_ADD
-DEFINE_ARG_READERS(CACHE_ADD)
-int sr_call_cache_add(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_CACHE_ADD * 2 + PHASE_CALL);
-    u64 folio = arg_n(ctx, CACHE_ADD_KEY_ARG);
-    u64 entry = 0;
-    if (CACHE_ADD_ENTRY_ARG_N >= 0) {
-        // The kernel names the entry: the folio is bound to it from here on.
-        entry = arg_n(ctx, CACHE_ADD_ENTRY_ARG_N);
-        bind_entry(entry, folio, now);
-    }
+DEFINE_CALL_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, { if (a.entry) on_cache_add(a.entry, a.folio, a.nr, now); })
 #ifdef CACHE_ADD_RETURN
-    stash(ROLE_CACHE_ADD, entry, folio, VALID_FOLIO);
-#endif
-    emit(ctx, now, ROLE_CACHE_ADD, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
-    return 0;
-}
-
-#ifdef CACHE_ADD_RETURN
-int sr_ret_cache_add(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_CACHE_ADD * 2 + PHASE_RETURN);
-    u64 ret = PT_REGS_RC(ctx);
-    struct sr_pending call = {};
-    // No entry argument: the folio holds its entry once the add succeeded (int 0).
-    if (unstash(ROLE_CACHE_ADD, &call) && !call.entry && (u32)ret == 0)
-        bind_entry(entry_of_folio(call.folio), call.folio, now);
-    emit(ctx, now, ROLE_CACHE_ADD, PHASE_RETURN, 0, 0, ret, VALID_RETVAL);
-    return 0;
-}
+DEFINE_RET_PROBE(cache_add, CACHE_ADD, ROLE_CACHE_ADD, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_CACHE_DELETE
-DEFINE_ARG_READERS(CACHE_DELETE)
-int sr_call_cache_delete(struct pt_regs *ctx)
+static __always_inline void cache_delete_range(u64 entry, u64 folio, u64 nr)
 {
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_CACHE_DELETE * 2 + PHASE_CALL);
-    u64 folio = arg_n(ctx, CACHE_DELETE_KEY_ARG);
-    u64 entry = CALL_ENTRY(ctx, CACHE_DELETE);
-    u64 released = released_entry(folio, entry);
-    if (released)
-        release_entry(released, now);
-    else
-        count(STAT_RELEASES_UNATTRIBUTED);
-    emit(ctx, now, ROLE_CACHE_DELETE, PHASE_CALL, entry, folio, 0, valid_bits(entry, folio) | VALID_FOLIO);
-    return 0;
+    FOR_RANGE(i, nr)
+        unbind_one(entry + i, folio);
 }
+DEFINE_CALL_PROBE(cache_delete, CACHE_DELETE, ROLE_CACHE_DELETE, {
+    if (a.entry) cache_delete_range(a.entry, a.folio, a.nr);
+})
+#endif
 
-#ifdef CACHE_DELETE_RETURN
-int sr_ret_cache_delete(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    count(STAT_HITS + ROLE_CACHE_DELETE * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_CACHE_DELETE, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
+#ifdef HAVE_SWAP_READ
+DEFINE_CALL_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, { if (a.entry) on_swap_read(a.entry, a.folio, a.nr, now); })
+#ifdef SWAP_READ_RETURN
+DEFINE_RET_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, 0, {})
+#endif
+#endif
+
+#ifdef HAVE_SWAP_WRITE
+// Recorded for the offline model's skip-swapcache rule (a late private read is live only after the new
+// generation's data was written); the detector does not use it (see the model docstring's detector notes).
+DEFINE_CALL_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, {})
+#ifdef SWAP_WRITE_RETURN
+DEFINE_RET_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, 0, {})
 #endif
 #endif
 
 #ifdef HAVE_PREPARE
-int sr_call_prepare(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_PREPARE * 2 + PHASE_CALL);
-    u64 entry = arg_n(ctx, PREPARE_KEY_ARG);
-    emit(ctx, now, ROLE_PREPARE, PHASE_CALL, entry, 0, 0, VALID_ENTRY);
-    return 0;
-}
-
-#ifdef PREPARE_RETURN
-int sr_ret_prepare(struct pt_regs *ctx)
-{
-    u64 now = bpf_ktime_get_ns();
-    if (filtered_out())
-        return 0;
-    count(STAT_HITS + ROLE_PREPARE * 2 + PHASE_RETURN);
-    emit(ctx, now, ROLE_PREPARE, PHASE_RETURN, 0, 0, PT_REGS_RC(ctx), VALID_RETVAL);
-    return 0;
-}
+DEFINE_CALL_PROBE(prepare, PREPARE, ROLE_PREPARE, STASH(ROLE_PREPARE))
+DEFINE_RET_PROBE(prepare, PREPARE, ROLE_PREPARE, 1, { if (paired) on_prepare_return(call.entry, ret); })
 #endif
+
+#ifdef HAVE_PREPARE_CLEAR
+static __always_inline void on_prepare_clear(u64 entry)
+{
+    struct sr_slot *s = slot_of(entry, 0);
+    if (s)
+        s->prepared = 0;
+}
+DEFINE_CALL_PROBE(prepare_clear, PREPARE_CLEAR, ROLE_PREPARE_CLEAR, { if (a.entry) on_prepare_clear(a.entry); })
 #endif

@@ -41,7 +41,7 @@ def interval_counts(counters: dict, losses: Dict[str, int]) -> Dict[str, int]:
         "lookups": hits.get("lookup", {}).get("call", 0),
         "releases": counters["releases"],
         "reuses": counters["reuses"],
-        "races": counters["races_recovered"] + counters["races_stale_install"],
+        "races": counters["races_recovered"] + counters.get("races_benign", 0) + counters["races_stale_install"],
         "stale": counters["races_stale_install"],
         "lost": int(sum(losses.values())),
     }
@@ -65,11 +65,11 @@ def format_race(race: dict) -> str:
     where = f"type {entry >> SWP_TYPE_SHIFT} offset {entry & SWP_OFFSET_MASK:#x}"
     start = race["window_start_ns"]
     rel = (race["release_ns"] - start) / 1e3
-    rebind = (race["rebind_ns"] - start) / 1e3
+    realloc = (race["realloc_ns"] - start) / 1e3
     end = race.get("window_end_ns")
     closed = f", window {(end - start) / 1e3:.1f} us" if end else ""
-    return (f"RACE {kind}: entry {entry:#x} ({where}) tid {race['tid']} pid {race['pid']}: released "
-            f"+{rel:.1f} us, bound again +{rebind:.1f} us after the fault began{closed}")
+    return (f"RACE {kind}: entry {entry:#x} ({where}) tid {race['tid']} pid {race['pid']}: slot freed "
+            f"+{rel:.1f} us, allocated again +{realloc:.1f} us after the fault began{closed}")
 
 
 @dataclass

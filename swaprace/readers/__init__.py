@@ -20,15 +20,15 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Deque, Iterator, List, Optional, Union
+from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from swaprace.readers.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes
-from swaprace.readers.perf_script import looks_like_perf, parse_perf_lines
+from swaprace.readers.ftrace_text import FtraceChunk, merge_chunk_meta, parse_ftrace_bytes, place_lost
+from swaprace.readers.perf_script import looks_like_perf, parse_perf
 from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
@@ -77,8 +77,10 @@ def read_any(path: PathLike, fmt: Optional[str] = None) -> Capture:
             capture = read_perf(source.file, name=name)
     if fmt in ("ftrace", "perf", "jsonl") and len(capture.events) == 0:
         raise SwapraceError(
-            f"{name}: no swap-path events found ({capture.skipped_lines} lines skipped; expected kprobe events "
-            f"on do_swap_page, swap_cache_get_folio, ... -- see `swaprace analyze --help`)")
+            f"{name}: no swap-path events found ({capture.skipped_lines} lines skipped"
+            + "".join(f", {n} events of {fn}" for fn, n in sorted(capture.unknown_functions.items()))
+            + "; expected kprobe events "
+            "on do_swap_page, swap_cache_get_folio, ... -- see `swaprace analyze --help`)")
     return capture
 
 
@@ -293,7 +295,14 @@ def _read_ftrace(fh: BinaryIO, symbols: dict | None, workers: int | None, label:
     meta = merge_chunk_meta(chunks)
     skipped = sum(c.skipped for c in chunks)
     meta.extra.setdefault("comment_lines", sum(c.comment_lines for c in chunks))
-    return Capture(events=events, meta=meta, source_format="ftrace", skipped_lines=skipped)
+    if not meta.lost_intervals:
+        meta.lost_intervals = place_lost(events, [m for c in chunks for m in c.lost_marks])
+    unknown: Dict[str, int] = {}
+    for c in chunks:
+        for name, n in c.unknown_functions.items():
+            unknown[name] = unknown.get(name, 0) + n
+    return Capture(events=events, meta=meta, source_format="ftrace", skipped_lines=skipped,
+                   unknown_functions=unknown)
 
 
 def _concat_events(frames: List[pd.DataFrame]) -> pd.DataFrame:
@@ -310,11 +319,16 @@ def read_perf(path: PathLike | BinaryIO, name: str | None = None) -> Capture:
     label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
     with _binary(path) as raw, _text(raw) as text:
         try:
-            events, skipped = parse_perf_lines(text)
+            parsed = parse_perf(text)
         except SwapraceError as exc:
             raise SwapraceError(f"{label}: {exc}") from None
     meta = CaptureMeta(backend="perf-script")
-    return Capture(events=events, meta=meta, source_format="perf", skipped_lines=skipped)
+    if parsed.lost_marks:
+        meta.lost = {"perf_lost": sum(m[1] for m in parsed.lost_marks)}
+        meta.lost_known = True
+        meta.lost_intervals = place_lost(parsed.events, parsed.lost_marks)
+    return Capture(events=parsed.events, meta=meta, source_format="perf", skipped_lines=parsed.skipped,
+                   unknown_functions=parsed.unknown_functions)
 
 
 # --- JSON Lines -------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from swaprace.errors import SwapraceError
 from swaprace.kernel.symbols import role_of_symbol
 from swaprace.readers.validate import meta_from_json
 from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
+from swaprace.kernel.catalog import returns_entry
+from swaprace.kernel.layout import entry_from_cluster, nr_from_folio, subpage_entry
 
 _NL, _CR, _SP, _HASH = 10, 13, 32, 35
 _COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR, _DOT, _DASH = (ord(c) for c in ":()<+=[].-")
@@ -62,6 +64,9 @@ class FtraceChunk:
     comment_lines: int = 0  # of which comments ('#' lines)
     lost_reports: Dict[int, int] = field(default_factory=dict)  # CPU -> events ftrace said it lost
     lost_report_lines: int = 0  # "CPU:N [LOST M EVENTS]" lines (understood: not counted as skipped)
+    #: (cpu, count, anchor ts, anchor is after the marker) per loss marker (see :func:`place_lost`)
+    lost_marks: List[tuple] = field(default_factory=list)
+    unknown_functions: Dict[str, int] = field(default_factory=dict)  # event lines of functions no role knows
     entries_in_buffer: Optional[int] = None  # from the `trace` header
     entries_written: Optional[int] = None
     meta: Optional[CaptureMeta] = None  # a `# swaprace: {...}` line, if any
@@ -152,19 +157,16 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     sym_end = np.where(is_ret, rpar, np.where(has_plus, plus, rpar))
     ok &= ok_rp & (sym_end > sym_start)
 
-    # First fetch argument: "<name>=<value>" after the location; and a later "entry=<value>".
-    eq1, has_eq1 = _first_after(pos[_EQ], rpar, le)
-    value, value_ok = _subset_numbers(buf, eq1 + 1, has_eq1)
-    eq2, has_eq2 = _first_after(pos[_EQ], eq1 + 1, le)
-    named_entry = has_eq1 & has_eq2 & _is_word_before(buf, eq2, b"entry")
-    entry2, entry2_ok = _subset_numbers(buf, eq2 + 1, named_entry)
-
     sel = np.flatnonzero(ok)
     funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
     func_names = _decoded(funcs.dictionary)
     func_roles = [role_of_symbol(name, symbols) for name in func_names]
     func_codes = funcs.indices.to_numpy(zero_copy_only=False)
     role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
+    if len(func_names) and not role_known.all():
+        counts = np.bincount(func_codes[~role_known], minlength=len(func_names))
+        chunk.unknown_functions = {func_names[i]: int(c) for i, c in enumerate(counts) if c}
+    _anchor_lost_marks(chunk, ls[sel], ts[sel].astype(np.int64))
     sel = sel[role_known]
     func_codes = func_codes[role_known]
     bad = ts_bad[sel]
@@ -173,7 +175,7 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
         first_bad = sel[bad][0]
         chunk.bad_timestamp_line = data[ls[first_bad]:le[first_bad]].decode("utf-8", "backslashreplace")[:120]
         sel, func_codes = sel[~bad], func_codes[~bad]
-    chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines
+    chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines - sum(chunk.unknown_functions.values())
     if len(sel) == 0:
         return chunk
 
@@ -183,24 +185,154 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     role_code_of_func = np.array([role_names.index(r) if r else -1 for r in func_roles], np.int16)
     key_of_func = np.array([{"entry": 1, "folio": 2}.get(KEY_COLUMN.get(r or "") or "", 0) for r in func_roles],
                            np.int8)
+    by_value = np.array([returns_entry(name) for name in func_names], bool)
     is_ret_s = is_ret[sel]
     call = ~is_ret_s
     key = key_of_func[func_codes]
-    val, vok = value[sel], value_ok[sel]
-    e2, e2ok = entry2[sel], entry2_ok[sel]
-    entry_ok = (call & (key == 1) & vok) | (call & (key == 2) & e2ok)
+    args = _named_args(buf, pos[_EQ], rpar[sel], le[sel])
+    first, first_ok, first_name = args.pop(_FIRST)
+    legacy_key = call & first_ok & (first_name < 0)  # an unnamed first argument ("arg1=") is the key
+
+    def named(name):
+        return args[name]
+
+    entry, entry_ok = named("entry")
+    entry = np.where(entry_ok, entry, first)
+    entry_ok = entry_ok | (legacy_key & (key == 1))
+    folio, folio_ok = named("folio")
+    folio = np.where(folio_ok, folio, first)
+    folio_ok = folio_ok | (legacy_key & (key == 2))
+    nr, nr_ok = named("nr")
+    head, head_ok = named("fhead")
+    order, _ = named("forder")
+    folio_nr = nr_from_folio(head, order)
+    nr = np.where(nr_ok, nr, folio_nr)
+    nr_ok = nr_ok | head_ok
+    page, page_ok = named("page")
+    psz, psz_ok = named("psz")
+    sub = page_ok & psz_ok & entry_ok & folio_ok & (page != 0)
+    if sub.any():  # folio_put_swap(folio, page): the page's own entry, one page
+        entry = np.where(sub, subpage_entry(entry, folio, page, np.maximum(psz, 1)), entry)
+        nr = np.where(sub, np.uint64(1), nr)
+        nr_ok = nr_ok | sub
+    ci, ci_ok = named("ci")
+    cinfo, cinfo_ok = named("cinfo")
+    csize, csize_ok = named("ci_size")
+    cl = ci_ok & cinfo_ok & csize_ok & (csize > 0)
+    if cl.any():  # __swap_cluster_free_entries(si, ci, ci_start, nr): rebuild the entry from the cluster
+        si_type, _ = named("si_type")
+        ci_off, _ = named("ci_off")
+        slots, slots_ok = named("ci_slots")
+        rebuilt = entry_from_cluster(si_type & np.uint64(0xFF), ci, cinfo, ci_off, np.maximum(csize, 1),
+                                     np.where(slots_ok, slots, np.uint64(512)))
+        entry = np.where(cl, rebuilt, entry)
+        entry_ok = entry_ok | cl
+    ret_entry = is_ret_s & by_value[func_codes]
+    if ret_entry.any():  # 6.1 folio_alloc_swap returns the entry: the call's folio size goes with it
+        nr, nr_ok = _nr_to_returns(tid[sel], func_codes, call, ret_entry, nr, nr_ok)
     tid_s = tid[sel]
     chunk.events = event_frame(
         ts=ts[sel].astype(np.int64), cpu=cpu[sel], pid=np.where(tgid_known[sel], tgid[sel], tid_s), tid=tid_s,
         comm=(comms.indices.to_numpy(zero_copy_only=False), _decoded(comms.dictionary)),
         func=(func_codes, func_names), role=(role_code_of_func[func_codes], role_names),
         phase=(is_ret_s.astype(np.int8), ["call", "return"]),
-        entry=(np.where(call & (key == 1), val, e2), entry_ok), folio=(val, call & (key == 2) & vok),
-        retval=(val, is_ret_s & vok))
+        entry=(entry, call & entry_ok), folio=(folio, call & folio_ok),
+        retval=(first, is_ret_s & first_ok), nr=(nr, nr_ok & (call | ret_entry)))
     return chunk
 
 
-def event_frame(ts, cpu, pid, tid, comm, func, role, phase, entry, folio, retval) -> pd.DataFrame:
+#: Fetch-argument names the reader understands (swaprace's own probes write them; see
+#: swaprace.probes.ftrace_backend.call_fetch_args). Any other name is kept only as the first (key) argument.
+ARG_NAMES = ("entry", "folio", "ret", "nr", "page", "psz", "fhead", "forder", "si_type", "cinfo", "ci", "ci_off",
+             "ci_size", "ci_slots")
+MAX_ARGS = 12
+_FIRST = "__first__"
+
+
+def _named_args(buf: np.ndarray, eqs: np.ndarray, after: np.ndarray, limit: np.ndarray) -> dict:
+    """Every ``name=value`` after each line's location: {name: (values, found)} for :data:`ARG_NAMES`, and
+    ``_FIRST``: (value, found, name code or -1) of the first argument (the key or return value)."""
+    n = len(after)
+    out = {name: (np.zeros(n, np.uint64), np.zeros(n, bool)) for name in ARG_NAMES}
+    first = (np.zeros(n, np.uint64), np.zeros(n, bool), np.full(n, -1, np.int16))
+    out[_FIRST] = first
+    if n == 0 or len(eqs) == 0:
+        return out
+    lo = np.searchsorted(eqs, after, side="right")
+    count = np.maximum(np.searchsorted(eqs, limit, side="left") - lo, 0)
+    width = max(len(name) for name in ARG_NAMES) + 1
+    patterns = [(code, np.frombuffer(b" " + name.encode(), np.uint8)) for code, name in enumerate(ARG_NAMES)]
+    for k in range(min(MAX_ARGS, int(count.max(initial=0)))):
+        has = count > k
+        eq = eqs[np.minimum(lo + k, len(eqs) - 1)]
+        value, ok = _subset_numbers(buf, eq + 1, has)
+        window = _window(buf, eq - width, width)
+        code = np.full(n, -1, np.int16)
+        for c, pat in patterns:
+            match = has & np.all(window[:, width - len(pat):] == pat[None, :], axis=1)
+            code[match] = c
+        if k == 0:
+            first[0][:], first[1][:], first[2][:] = value, ok & has, code
+        for c, name in enumerate(ARG_NAMES):
+            values, found = out[name]
+            take = (code == c) & ok & ~found
+            values[take] = value[take]
+            found |= take
+    return out
+
+
+def _nr_to_returns(tid, func_codes, call, ret_rows, nr, nr_ok):
+    """Give each return in ``ret_rows`` the ``nr`` of the same thread's latest call of the same function."""
+    n = len(tid)
+    order = np.lexsort((np.arange(n), tid))
+    prev = np.empty(n, np.int64)
+    prev[order[1:]] = order[:-1]
+    prev[order[0]] = -1
+    p = np.maximum(prev, 0)
+    match = ret_rows & (prev >= 0) & (tid[p] == tid) & (func_codes[p] == func_codes) & call[p] & nr_ok[p]
+    return np.where(match, nr[p], nr), nr_ok | match
+
+
+def _anchor_lost_marks(chunk: "FtraceChunk", line_starts: np.ndarray, ts: np.ndarray) -> None:
+    """Give each ``CPU:N [LOST M EVENTS]`` marker the time of the event line right after it (or before it)."""
+    if not chunk.lost_marks:
+        return
+    marks = []
+    for cpu_no, count, at in chunk.lost_marks:
+        i = int(np.searchsorted(line_starts, at))
+        if i < len(ts):
+            marks.append((cpu_no, count, int(ts[i]), True))
+        elif len(ts):
+            marks.append((cpu_no, count, int(ts[-1]), False))
+        else:
+            marks.append((cpu_no, count, None, False))
+    chunk.lost_marks = marks
+
+
+def place_lost(events: pd.DataFrame, marks) -> List[List[int]]:
+    """``[start_ns, end_ns, count]`` per loss marker: the last event of the CPU before the loss and the next one
+    after it (the capture's first/last event where the CPU has none on that side)."""
+    if not marks or not len(events):
+        return []
+    ts = events["ts_ns"].to_numpy()
+    cpus = events["cpu"].to_numpy()
+    out = []
+    for cpu_no, count, anchor, after in marks:
+        mine = np.sort(ts[cpus == cpu_no])
+        if anchor is None:
+            out.append([int(ts.min()), int(ts.max()), int(count)])
+            continue
+        if after:
+            i = int(np.searchsorted(mine, anchor, side="left"))
+        else:
+            i = int(np.searchsorted(mine, anchor, side="right"))
+        end = int(mine[i]) if i < len(mine) else int(ts.max())
+        start = int(mine[i - 1]) if i > 0 else int(ts.min())
+        out.append([start, end, int(count)])
+    return out
+
+
+def event_frame(ts, cpu, pid, tid, comm, func, role, phase, entry, folio, retval, nr=None) -> pd.DataFrame:
     """A normalized event table built straight from columns, without :func:`events.normalize`'s string round
     trip (which costs more than the whole parse on millions of rows). Categorical columns come as (codes,
     names); nullable ones as (values, valid). The result has exactly the model's dtypes (tested against
@@ -225,6 +357,12 @@ def event_frame(ts, cpu, pid, tid, comm, func, role, phase, entry, folio, retval
         "tid": take(tid).astype(np.int32), "comm": cat(comm), "func": cat(func), "role": cat(role),
         "phase": cat(phase), "entry": entry_arr, "folio": u64(folio), "retval": u64(retval),
     })
+    if nr is not None:
+        values, valid = nr
+        valid = take(valid)
+        frame["nr"] = pd.arrays.IntegerArray(np.where(valid, take(values), 0).astype(np.uint32), ~valid)
+    else:
+        frame["nr"] = pd.array([pd.NA] * len(frame), dtype="UInt32")
     frame["swap_type"], frame["swap_offset"] = _split_entries(frame["entry"])
     return frame
 
@@ -256,6 +394,7 @@ def _parse_side_lines(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np
             cpu_no, lost = int(m.group(1)), int(m.group(2))
             chunk.lost_reports[cpu_no] = chunk.lost_reports.get(cpu_no, 0) + lost
             chunk.lost_report_lines += 1
+            chunk.lost_marks.append((cpu_no, lost, int(starts[i])))
 
 
 # --- vectorized field helpers ---------------------------------------------------------------------------------

@@ -222,6 +222,7 @@ class _Recorder:
         duration = (end - start) / 1e9
         windows = result.windows[(result.windows["start_ns"] >= start) & (result.windows["end_ns"] <= end)]
         gens = result.generations
+        # a reuse: a generation (slot life) that began by an allocation after an earlier free of the same slot
         alloc = gens["alloc_ns"]
         reuses = int(((gens["generation"] > 0) & alloc.notna() & (alloc >= start) & (alloc <= end)).sum())
         trace = trace_window_stats(windows, duration) | {

@@ -6,8 +6,9 @@ Run inside the test box (root, the checkout at /mnt/swaprace):
     python3 tests/guest/live_bcc_check.py /mnt/out [--only record,both,sigterm]
 
 One check, "record" (bcc compiles for minutes under TCG, so everything shares one compile): the ftrace
-backend is attached in this process, `swaprace record --backend bcc` records the swap workload (KSM on) in a
-child process and is stopped with SIGTERM after a few seconds of tracing. result.json then holds
+backend is attached in this process, `swaprace record --backend bcc` records the swap workload (KSM on, write
+faults, a 24 MiB swap file so freed slots are allocated again) in a child process and is stopped with
+SIGTERM after a few seconds of tracing. result.json then holds
   - the capture's per-role counts, the BPF program's own hit counters, the losses by source;
   - `analyze` of the capture next to the in-kernel detector's counters and races;
   - both backends' per-role counts over the time both were attached;
@@ -94,9 +95,11 @@ def check_record(out: Path) -> dict:
     result: dict = {"probes_before": probes_on(symbols), "bcc_kprobe_events_before": bcc_kprobe_events()}
     capture_path = out / "record.parquet"
     # The workload swaps before and after: bcc's compile takes minutes under TCG, the traced part is short.
+    # --write: write faults let do_swap_page free the slot, and the small swap file (SWAPFILE_MB) makes the
+    # allocator hand freed slots out again soon: slot reallocations (reuses) for the detector to follow.
     workload = subprocess.Popen(WORKLOAD + ["--threads", "2", "--mem", "24", "--limit", "16", "--seconds", "1800",
-                                            "--ksm", "--json"], stdout=subprocess.PIPE, text=True)
-    ftrace = FtraceBackend()
+                                            "--ksm", "--write", "--json"], stdout=subprocess.PIPE, text=True)
+    ftrace = FtraceBackend(raw_trace=str(out / "ftrace.trace"))  # also the ftrace fixture of this kernel
     frames = []
     t0 = time.monotonic()
     proc = None
@@ -143,12 +146,24 @@ def check_record(out: Path) -> dict:
             workload.communicate()
     frames.append(ftrace.drain())
     result.update(status=proc.returncode, stderr=stderr[-3000:], seconds=round(time.monotonic() - t0, 1))
+    # The ftrace side's raw text with its metadata (kprobe_profile's hits at the end): tests/fixtures/real.
+    from swaprace.capture import write_raw_trace
+    from swaprace.events import CaptureMeta
+
+    ftrace_plan = make_plan()
+    fmeta = CaptureMeta(backend="ftrace", kernel_release=os.uname().release, symbols=ftrace_plan.symbols,
+                        lost={k: int(v) for k, v in ftrace.losses().items()}, lost_known=True)
+    fmeta.extra["kernel_hits"] = ftrace.hits()
+    fmeta.extra["layout"] = ftrace_plan.layout.to_dict()
+    write_raw_trace(out / "ftrace.trace", ftrace.raw_lines(), fmeta)
     result["probes_after"] = probes_on(symbols)
     result["bcc_kprobe_events_after"] = bcc_kprobe_events()
     try:
         result["summary"] = json.loads(stdout)
     except ValueError:
         result["stdout"] = stdout[-2000:]
+    if not capture_path.exists():
+        return result  # the recorder failed: its stderr is in the result
     capture = read_capture(capture_path)
     meta = capture.meta
     events = capture.events
@@ -159,9 +174,12 @@ def check_record(out: Path) -> dict:
         release=meta.kernel_release, capture_bytes=capture_path.stat().st_size,
     )
     analysis = analyze(capture)
-    result["analysis"] = {k: analysis.summary[k] for k in
-                          ("events", "windows", "windows_with_entry", "lookup_hits", "reuses", "races",
-                           "ksm_copies", "entries")}
+    result["analysis"] = {k: analysis.summary.get(k) for k in
+                          ("events", "windows", "windows_with_entry", "windows_with_page", "lookup_hits",
+                           "reuses", "races", "race_classes", "uncertain_races", "ksm_copies", "entries",
+                           "residency", "prepare", "history_gaps", "unknown_functions", "lost_unplaced")}
+    result["lost_intervals"] = meta.lost_intervals[:50]
+    result["layout"] = meta.extra.get("layout")
     # The two backends over the time both were attached (same clock: CLOCK_MONOTONIC in both).
     ftrace_events = pd.concat(frames, ignore_index=True)
     if len(events) and len(ftrace_events):
@@ -183,6 +201,20 @@ def check_record(out: Path) -> dict:
 
 
 CHECKS = {"record": check_record}
+SWAPFILE = Path("/var/tmp/swaprace-live-bcc.swap")
+SWAPFILE_MB = 24  # 6,144 slots, a third to a half in use: freed slots are allocated again within seconds
+
+
+def swap_file_on() -> None:
+    sh(["dd", "if=/dev/zero", f"of={SWAPFILE}", "bs=1M", f"count={SWAPFILE_MB}"], check=True)
+    SWAPFILE.chmod(0o600)
+    sh(["mkswap", str(SWAPFILE)], check=True)
+    sh(["swapon", "-p", "32767", str(SWAPFILE)], check=True)
+
+
+def swap_file_off() -> None:
+    sh(["swapoff", str(SWAPFILE)])
+    SWAPFILE.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -192,7 +224,7 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sh(["swaprace-testbox", "swap-on"], check=True)
+    swap_file_on()
     result: dict = {"release": os.uname().release}
     for name in args.only.split(","):
         t0 = time.monotonic()
@@ -205,7 +237,7 @@ def main() -> int:
         result[name]["check_seconds"] = round(time.monotonic() - t0, 1)
         (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
         print(f"live_bcc_check: {name} done in {result[name]['check_seconds']} s", flush=True)
-    sh(["swaprace-testbox", "swap-off"])
+    swap_file_off()
     return 0
 
 

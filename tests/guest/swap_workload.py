@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="run passes until this much time elapsed")
     ap.add_argument("--ksm", action="store_true", help="make a quarter of the pages identical and mergeable")
     ap.add_argument("--pageout", action="store_true", help="MADV_PAGEOUT the area before each pass")
+    ap.add_argument("--write", action="store_true",
+                    help="write each page's value back (a write fault: do_swap_page may free the swap slot, so "
+                         "the next swap-out allocates one again: slot reallocations)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -148,8 +151,11 @@ def main(argv=None) -> int:
                     if i % 64 == 0 and stop.is_set():
                         return  # SIGTERM/SIGINT: stop within a few pages, so the set-up is undone in time
                     addr = base + i * PAGE
-                    got = ctypes.string_at(addr, 8)  # the read faults the page in; ctypes drops the GIL
                     want = b"\x5a" * 8 if i < ksm_pages else i.to_bytes(8, "little")
+                    if args.write and i >= ksm_pages:
+                        # compare-and-write in one access: the write faults the page in (FAULT_FLAG_WRITE)
+                        ctypes.memmove(addr + 8, want, 8)
+                    got = ctypes.string_at(addr, 8)  # the read faults the page in; ctypes drops the GIL
                     if got != want:
                         errors.append({"page": i, "want": want.hex(), "got": got.hex(), "thread": tid})
                         stop.set()
