@@ -654,7 +654,17 @@ def _slot_allocs(ev: _Events, alloc_pairs: Tuple[np.ndarray, np.ndarray]) -> Tup
     by_value = np.array([returns_entry(f) for f in ev.func_names] + [False], bool)[ev.func_codes[rets]]
     entry = np.where(e_ok, entry, retval)
     ok = (e_ok | (by_value & r_ok)) & (entry != 0) & (entry < ERR_PTR_MIN)
-    r_rows, r_entries = _expand(rets[ok], entry[ok], ev.nr(rets[ok]))
+    # A return probe cannot read the folio's size: nr comes from the paired call when the return has none.
+    nr_raw, nr_ok = ev.u64("nr", rets)
+    nr = np.where(nr_ok, nr_raw, 0).astype(np.int64)
+    calls, paired_rets = (a.astype(np.int64) for a in alloc_pairs)
+    pos = np.searchsorted(paired_rets, rets)
+    pos_c = np.minimum(pos, max(len(paired_rets) - 1, 0))
+    if len(paired_rets):
+        has_call = (pos < len(paired_rets)) & (paired_rets[pos_c] == rets) & ~nr_ok
+        nr[has_call] = ev.nr(calls[pos_c[has_call]])
+    nr = np.maximum(nr, 1)
+    r_rows, r_entries = _expand(rets[ok], entry[ok], nr[ok])
     return np.concatenate([call_rows, r_rows]), np.concatenate([call_entries, r_entries])
 
 
@@ -704,7 +714,8 @@ class _Residency:
 
     def bound_at(self, entry: int, folio: int, row: int, since_row: int) -> bool:
         """Is ``folio`` bound to ``entry`` at ``row`` by a binding made at or after ``since_row``?"""
-        lo, hi = np.searchsorted(self.iv["entry"], [entry, entry + 1]) if entry < 2**64 - 1 else (0, 0)
+        # uint64 bounds: a Python int list would make numpy compare through float64 and lose the low bits
+        lo, hi = np.searchsorted(self.iv["entry"], np.array([entry, min(entry + 1, 2**64 - 1)], np.uint64))
         for k in range(lo, hi):
             o, c = int(self.iv["open_row"][k]), int(self.iv["close_row"][k])
             if o < 0 or o < since_row or o > row or (0 <= c <= row):
@@ -870,14 +881,20 @@ def _obtain_and_install(ev: _Events, w: _Windows, lookup_pairs, ksm_pairs) -> No
     ret_folio, ret_ok = ev.u64("retval", np.maximum(l_ret, 0))
     hit = paired & _is_folio(ret_folio, ret_ok)
     w.obtain[cand[hit]], w.obtain_kind[cand[hit]], w.folio[cand[hit]] = l_ret[hit], 0, ret_folio[hit]
-    # A miss: T's own cache_add of E, or T's read of E (the skip-swapcache path), whichever comes first.
+    # A miss: T's own cache_add of E, T's read of E (the skip-swapcache path), or a later lookup of E by T that
+    # hits (7.x swapin_sync looks the entry up again before it allocates), whichever comes first.
     miss = cand[paired & ~hit]
     after = np.where(paired, l_ret, 0)[paired & ~hit]
+    l_entry, l_entry_ok = ev.u64("entry", l_calls)
+    l_folio, l_folio_ok = ev.u64("retval", l_rets)
+    relookup = l_entry_ok & _is_folio(l_folio, l_folio_ok)
+    sources = [(0, l_rets[relookup], l_entry[relookup], l_folio[relookup])]
     for kind, role in ((1, "cache_add"), (2, "swap_read")):
         rows = ev.rows(role, "call").astype(np.int64)
         entries, ok = ev.u64("entry", rows)
         folios, _ = ev.u64("folio", rows)
-        rows, entries, folios = _expand(rows[ok], entries[ok], ev.nr(rows[ok]), folios[ok])
+        sources.append((kind, *_expand(rows[ok], entries[ok], ev.nr(rows[ok]), folios[ok])))
+    for kind, rows, entries, folios in sources:
         found = _Keyed(rows, ev.tid[rows], entries, span).first(w.tid[miss], w.entry[miss], after, w.ret[miss])
         got = found >= 0
         if not got.any():

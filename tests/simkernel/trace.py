@@ -39,9 +39,9 @@ PROBED: dict[str, dict[str, str]] = {
     },
     "7.x": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
-        "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "slot_free": "__swap_cluster_free_entries",
+        "free_cache": "folio_free_swap", "slot_alloc": "__swap_cache_add_folio", "slot_free": "__swap_cluster_free_entries",
         "swap_put": "folio_put_swap", "zap_put": "swap_put_entries_direct", "swap_dup": "folio_dup_swap",
-        "cache_add": "__swap_cache_add_folio", "cache_delete": "__swap_cache_del_folio",
+        "cache_add": "__swap_cache_do_add_folio", "cache_delete": "__swap_cache_del_folio",
         "swap_read": "swap_read_folio",
     },
 }

@@ -35,7 +35,8 @@ trap 'rm -rf "$scratch"' EXIT
 for f in $files; do
     if [ ! -f "$build/pristine/$f" ]; then
         mkdir -p "$(dirname "$build/pristine/$f")"
-        tar -xf "$tarball" -O --wildcards "*/$f" > "$build/pristine/$f.tmp"
+        # Exactly <top>/$f: a bare "*/$f" also matches arch/*/$f (arch/m68k/mm/memory.c), and -O concatenates.
+        tar -xf "$tarball" -O --wildcards --no-wildcards-match-slash "*/$f" > "$build/pristine/$f.tmp"
         mv "$build/pristine/$f.tmp" "$build/pristine/$f"
     fi
     mkdir -p "$(dirname "$scratch/$f")"
