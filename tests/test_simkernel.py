@@ -393,8 +393,11 @@ def test_7x_two_devices_invented_stale_install() -> None:
     check(_two_runs_7x_zram(), guards=True, omit=OMIT_7X)
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property test (7.x, no guard, block device): T101's second stale "
-                   "install of E (a later fault window) is missed; not yet reduced further")
+@pytest.mark.xfail(strict=True, reason="found by the property test (7.x, no guard, block device): T101's first window "
+                   "installs stale data (swaprace finds it); kswapd then writes that page out to E again, and T101's "
+                   "second fault reads it back: the oracle counts that install stale too (its data is not the latest "
+                   "written), but it is the first corruption propagating through an ordinary swap-out and swap-in, "
+                   "not a second race -- the oracle's truth, not the model, is what differs here")
 def test_7x_second_window_stale_install_missed() -> None:
     sc = Scenario(KernelConfig("7.x", 4, cache_guard=False), {1: [0]}, swapped=[(1, 0)],
                   threads=[ThreadSpec(101, 1, [("access", 0, 1)]), ThreadSpec(102, 1, [("access", 0, 1)]),
