@@ -44,7 +44,7 @@ def sh(cmd, **kw) -> subprocess.CompletedProcess:
 
 def leftovers() -> dict:
     """What swaprace might leave behind in tracefs: kprobe events, instances, and events in kprobe_profile."""
-    events = [l for l in (TRACEFS / "kprobe_events").read_text().splitlines() if "swaprace_" in l]
+    events = [line for line in (TRACEFS / "kprobe_events").read_text().splitlines() if "swaprace_" in line]
     instances = [p.name for p in (TRACEFS / "instances").iterdir() if p.name.startswith("swaprace_")]
     return {"kprobe_events": events, "instances": instances}
 

@@ -179,7 +179,6 @@ def main(argv=None) -> int:
                 t.join(0.2)
         after = vmstat()
         elapsed = time.monotonic() - t0
-        del base
         area.close()
     finally:
         restorer.run()
