@@ -22,18 +22,11 @@ from pathlib import Path
 from typing import Dict, List
 
 from swaprace.errors import SwapraceError
+from swaprace.stress.machine import _write  # one sysfs writer with one error line
 
 SYS_BLOCK = Path("/sys/block")
 ZRAM_CONTROL = Path("/sys/class/zram-control")
 KINDS = ("zram-module", "zram-device")
-
-
-def _write(path: Path, value: str) -> None:
-    try:
-        with open(path, "w") as fh:
-            fh.write(value)
-    except OSError as exc:
-        raise SwapraceError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
 
 def _run(argv: List[str], what: str) -> subprocess.CompletedProcess:
