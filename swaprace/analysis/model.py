@@ -76,6 +76,17 @@ re-read of E is not that: the slot and its data stay.
 
 Per-event work is column-wise: numpy ``searchsorted`` over composite sort keys. A Python loop runs only over
 races, which are rare.
+
+**The in-kernel detector** (``swaprace/probes/swaprace.bpf.c``) follows these rules event by event, with these
+deviations; each is counted where it can happen, and the file's header says why:
+* An event covering more than 64 entries updates only the first 64 (``nr_truncated``; a larger bound made the
+  6.1 verifier refuse the program).
+* It needs a probed allocator: no first-cache-add fallback.
+* It does not count evictions.
+* It keeps four free/allocation steps per entry; a window that saw more is marked uncertain.
+* A returning fault drops the stale windows below it on the thread's stack (lost returns, counted).
+* What the LRU maps forgot is reported as a lower bound.
+* It does not use ``swap_write``: a skip-path read after a reallocation is classed stale.
 """
 
 from __future__ import annotations
