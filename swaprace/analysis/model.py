@@ -571,6 +571,7 @@ class _Alternation:
     begins: np.ndarray  # event begins an interval (maybe implicit: a close first)
     ends: np.ndarray  # event ends the interval
     interval: np.ndarray  # global interval id of each event
+    order: np.ndarray  # the sort that took the input to (entry, row) order: to carry other per-event arrays
 
     @classmethod
     def build(cls, entry, row, is_open, kind) -> "_Alternation":
@@ -585,7 +586,7 @@ class _Alternation:
         begins = first | (is_open & ~prev_open)
         ends = ~is_open & (first | prev_open)
         interval = np.cumsum(begins) - 1
-        return cls(entry, code, row, is_open, kind, first, prev_open, begins, ends, interval)
+        return cls(entry, code, row, is_open, kind, first, prev_open, begins, ends, interval, order)
 
     def intervals(self) -> Dict[str, np.ndarray]:
         """Per interval: entry, index within the entry, open row (-1: before the capture), close row (-1: open),
@@ -759,9 +760,8 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     is_open = np.concatenate([np.ones(len(binds.row), bool), np.zeros(len(unbinds.row), bool)])
     kind = np.concatenate([binds.kind, unbinds.kind])
     folio = np.concatenate([binds.folio, np.zeros(len(unbinds.row), np.uint64)])
-    order = np.lexsort((rows, entries))
     alt = _Alternation.build(entries, rows, is_open, kind)
-    folio = folio[order]
+    folio = folio[alt.order]
     iv = alt.intervals()
     n = len(iv["entry"])
     # Eviction: a residency end after which the slot stays: the next event on E (slot or cache) is not a free
