@@ -96,6 +96,11 @@ def atomic_write_text(path: os.PathLike[str] | str, text: str, inputs: tuple | l
         fh.write(text)
 
 
+def atomic_write_bytes(path: os.PathLike[str] | str, data: bytes, inputs: tuple | list = ()) -> None:
+    with atomic_write(path, "wb", inputs=inputs) as fh:
+        fh.write(data)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

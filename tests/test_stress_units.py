@@ -274,9 +274,11 @@ def test_cgroup_v2_limit_is_memory_high_with_a_far_hard_limit(tmp_path):
     """v2: memory.high (reclaim and throttle, never an OOM kill) at the planned limit, memory.max far above."""
     plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=2, cgroup_path=str(tmp_path),
                         limit_bytes=24 * MiB)
+    (tmp_path / "memory.current").write_text(str(64 * MiB + 20 * MiB))  # the region + two interpreters
     box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
-    box.apply_limit(192 * MiB)
-    assert (tmp_path / "memory.high").read_text() == str(24 * MiB)
+    box.apply_limit(192 * MiB, 64 * MiB)
+    assert box.interpreter_bytes == 20 * MiB  # the interpreters' own charge comes on top of the planned limit
+    assert (tmp_path / "memory.high").read_text() == str(44 * MiB)
     assert (tmp_path / "memory.max").read_text() == str(192 * MiB)
     assert getattr(box, "keeper", None) is None
     box.stop_keeper()
@@ -287,8 +289,9 @@ def test_cgroup_v1_limit_is_kept_by_the_keeper_not_oom_control(tmp_path):
                         limit_bytes=24 * MiB)
     (tmp_path / "memory.usage_in_bytes").write_text(str(10 * MiB))
     box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
-    box.apply_limit(192 * MiB)
+    box.apply_limit(192 * MiB, 64 * MiB)
     try:
+        assert box.interpreter_bytes == 0 and box.keeper.target == 24 * MiB  # charge below the region: none
         assert (tmp_path / "memory.limit_in_bytes").read_text() == str(192 * MiB)
         assert box.keeper is not None and not (tmp_path / "memory.oom_control").exists()
     finally:

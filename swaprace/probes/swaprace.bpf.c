@@ -625,7 +625,9 @@ static __always_inline void on_lookup_return(u64 entry, u64 folio, u64 now)
         bind_one(entry, folio, now, 0);
     }
     struct sr_window *w = current_window();
-    if (w && w->has_entry && w->entry == entry && !w->obtain_kind && !w->missed) {
+    // After a miss, a later lookup of E by T that hits is where T got its page: 7.x swapin_sync() looks E up
+    // again before it allocates (the offline model's rule; found by the simulated kernel).
+    if (w && w->has_entry && w->entry == entry && !w->obtain_kind) {
         if (folio)
             obtain(w, OBTAIN_LOOKUP, folio, now);
         else

@@ -105,8 +105,8 @@ class Plan:
                          "priority 32767")
         lines = [
             swap_line,
-            f"create memory cgroup {self.cgroup_path} (v{self.cgroup_version}) limited to "
-            f"{self.limit_bytes // MiB} MiB and run the workload in it",
+            f"create memory cgroup {self.cgroup_path} (v{self.cgroup_version}) kept at "
+            f"{self.limit_bytes // MiB} MiB plus the workers' interpreters and run the workload in it",
         ]
         for knob, value in self.ksm.items():
             old = _read(KSM_DIR / knob)
@@ -200,7 +200,7 @@ class Machine:
     def __exit__(self, *exc) -> None:
         restore(self.log)
 
-    def apply_limit(self, hard_bytes: int) -> None:
+    def apply_limit(self, hard_bytes: int, working_set: int) -> None:
         """Bring the group down to the planned limit once the workload has filled its memory (the write
         itself reclaims; filling under the limit instead races swap writeback), then keep it there without
         ever giving the kernel a reason to OOM-kill or freeze a worker.
@@ -212,22 +212,34 @@ class Machine:
         until something uncharges (nothing does: the old deadlock), and faults taken inside the kernel fail
         meanwhile (SIGSEGV). So the planned limit is a *high* mark -- v2 ``memory.high`` (reclaim and
         throttling, never an OOM), v1 :class:`LimitKeeper` -- and the hard limit is ``hard_bytes``, far above.
+
+        The planned limit is for the workload's region; the workers' interpreters (~10 MiB each, charged to
+        the same group) come on top: measured now, with every region page resident, as the group's charge
+        beyond ``working_set``. Without that, two interpreters under a 6 MiB mark are throttled in
+        mem_cgroup_handle_over_high on every return to user space and a 60 s run does not end in time.
         """
+        try:
+            charge = _read(self.cgroup / ("memory.current" if self.plan.cgroup_version == 2 else
+                                          "memory.usage_in_bytes"))
+        except OSError:
+            charge = ""
+        self.interpreter_bytes = max(0, int(charge) - working_set) if charge.isdigit() else 0
+        high = self.plan.limit_bytes + self.interpreter_bytes
         if self.plan.cgroup_version == 2:
             _write(self.cgroup / "memory.max", str(hard_bytes))
-            _write(self.cgroup / "memory.high", str(self.plan.limit_bytes))  # reclaims down to it now
+            _write(self.cgroup / "memory.high", str(high))  # reclaims down to it now
             return
         name = self.cgroup / "memory.limit_in_bytes"
         for attempt in range(50):
             try:
-                _write(name, str(self.plan.limit_bytes))
+                _write(name, str(high))
                 break
             except SwapraceError:
                 if attempt == 49:  # v1 answers EBUSY while it cannot reclaim enough yet
                     raise
                 time.sleep(0.2)
         _write(name, str(hard_bytes))
-        self.keeper = LimitKeeper(self.cgroup, self.plan.limit_bytes, hard_bytes)
+        self.keeper = LimitKeeper(self.cgroup, high, hard_bytes)
         self.keeper.start()
 
     def stop_keeper(self) -> None:

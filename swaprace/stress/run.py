@@ -7,6 +7,7 @@ oracle's own test (through /proc/PID/mem, behind the oracle's back).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -24,7 +25,13 @@ import numpy as np
 from swaprace.errors import SwapraceError
 from swaprace.osutil import signals_raise
 from swaprace.stress import machine, native, oracle, scenarios
-from swaprace.stress.worker import WINDOW_DTYPE
+
+# native.Window as the worker writes it (windows-<n>.bin)
+WINDOW_DTYPE = np.dtype([
+    ("start_ns", "<u8"), ("end_ns", "<u8"), ("page_index", "<u8"), ("tid", "<i4"),
+    ("cpu_start", "<i2"), ("cpu_end", "<i2"), ("phase", "<u4"), ("pad", "<u4"),
+])
+assert WINDOW_DTYPE.itemsize == ctypes.sizeof(native.Window)
 
 MiB = machine.MiB
 
@@ -268,7 +275,7 @@ class _Run:
             before_go()
         before = oracle.read_vmstat()
         ksm_before = _ksm_counters()
-        self.box.apply_limit(self.sizes.hard_limit)
+        self.box.apply_limit(self.sizes.hard_limit, self.sizes.working_set)
         (self.out / "go").touch()
         started = time.monotonic()
         try:
@@ -284,6 +291,7 @@ class _Run:
                             self._cgroup_events(), rates)
         summary["duration_s"] = round(time.monotonic() - started, 2)
         summary["machine"]["hard_limit_mib"] = self.sizes.hard_limit // MiB
+        summary["machine"]["interpreters_mib"] = round(getattr(self.box, "interpreter_bytes", 0) / MiB, 1)
         keeper = getattr(self.box, "keeper", None)
         summary["machine"]["limit_keeper_passes"] = keeper.passes if keeper is not None else None
         # CLOCK_MONOTONIC, like the capture's timestamps: the trace figures are taken over the rounds only
@@ -379,7 +387,7 @@ class _Run:
                 raise SwapraceError(f"worker {index} (pid {proc.pid}) failed: {why}"
                                     + (f": {log[-1]}" if log else ""))
             result = json.loads(path.read_text())
-            windows = np.load(self.out / f"windows-{index}.npy")
+            windows = np.fromfile(self.out / f"windows-{index}.bin", dtype=WINDOW_DTYPE)
             result["windows"] = windows
             results.append(result)
         return results

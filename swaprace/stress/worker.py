@@ -3,7 +3,7 @@
 Started by :mod:`swaprace.stress.run`, several at once, as unrelated processes (different anon_vma roots,
 so that KSM pages shared between them are copied on swap-in). It joins the memory cgroup before it touches
 memory, fills its region, publishes where the region is (``status-<n>.json``), runs, and writes
-``result-<n>.json`` (counters and oracle mismatches) and ``windows-<n>.npy`` (slow first touches).
+``result-<n>.json`` (counters and oracle mismatches) and ``windows-<n>.bin`` (timed first touches, raw ``native.Window`` records).
 """
 
 from __future__ import annotations
@@ -16,16 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
-import numpy as np
-
-from swaprace.osutil import atomic_write_text
+from swaprace.osutil import atomic_write_bytes, atomic_write_text
 from swaprace.stress import native
-
-WINDOW_DTYPE = np.dtype([
-    ("start_ns", "<u8"), ("end_ns", "<u8"), ("page_index", "<u8"), ("tid", "<i4"),
-    ("cpu_start", "<i2"), ("cpu_end", "<i2"), ("phase", "<u4"), ("pad", "<u4"),
-])
-assert WINDOW_DTYPE.itemsize == ctypes.sizeof(native.Window)
 
 
 def write_json(path: Path, obj: Dict[str, Any]) -> None:
@@ -71,8 +63,9 @@ def main(spec_path: str) -> int:
     helper.run()
     (out / f"rounds-done-{index}").touch()  # the orchestrator reads /proc/vmstat when all rounds are over
     helper.sweep()
-    windows = np.concatenate([np.frombuffer(bytes(a), dtype=WINDOW_DTYPE) for a in helper.windows()])
-    np.save(out / f"windows-{index}.npy", windows)
+    # raw native.Window records (run.WINDOW_DTYPE reads them): no numpy here, whose import alone would add
+    # ~20 MiB to every worker's charge in a cgroup kept at a few MiB
+    atomic_write_bytes(out / f"windows-{index}.bin", b"".join(bytes(a) for a in helper.windows()))
     counters = {name: getattr(result, name) for name, _ in native.Result._fields_}
     mismatches = [{name: getattr(m, name) for name, _ in native.Mismatch._fields_} | {"proc_index": index}
                   for m in helper.mismatches()]
