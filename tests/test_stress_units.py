@@ -296,3 +296,32 @@ def test_cgroup_v1_limit_is_kept_by_the_keeper_not_oom_control(tmp_path):
         assert box.keeper is not None and not (tmp_path / "memory.oom_control").exists()
     finally:
         box.stop_keeper()
+
+
+def test_join_table_pairs_each_corruption_with_both_sides_and_says_why_not():
+    """One row per corruption with its offline and detector partner; every stale-install without a corruption
+    is listed with its reason; a corruption with no partner while nothing was lost is a detector defect."""
+    offline = _races([(5, 11, 1000, 2000, 1200, 1300, "stale-install", 1900),
+                      (6, 21, 5000, 6000, 5200, 5300, "stale-install", 5900),
+                      (9, 31, 7000, 8000, 7200, 7300, "stale-install", 7900)])
+    detector = [{"entry": 5, "tid": 11, "pid": 10, "window_start_ns": 1000, "window_end_ns": None,
+                 "install_ns": 1900, "class": "stale-install", "uncertain": False}]
+    mismatches = [_mismatch(10, 11, 2100) | {"got_gen": 4, "expected_gen": 5}, _mismatch(40, 41, 9000)]
+    joined = join.join(offline, WINDOWS, mismatches, 0, detector_races=detector, workload_pids={10, 20, 40})
+    first, second = joined["table"]
+    assert first["offline"]["entry"] == 5 and first["detector"]["entry"] == 5 and first["why_unpartnered"] is None
+    assert first["detector"]["end"] == 1900  # reported at its install: the window's end is not known yet
+    assert second["offline"] is None and second["detector"] is None
+    assert "no race flagged by offline and detector" in second["why_unpartnered"]
+    assert "a detector defect" in second["why_unpartnered"]
+    why = {(u["source"], u["entry"]): u["why"] for u in joined["unpartnered"]}
+    assert set(why) == {("offline", 6), ("offline", 9)}
+    assert why[("offline", 6)].startswith("no oracle mismatch followed")
+    assert why[("offline", 9)].startswith("not a workload process")  # tid 31 has no window: pid unknown
+    assert joined["agreement"] | {} == {
+        "corruptions": 2, "with_offline_stale_install": 1, "with_detector_stale_install": 1,
+        "offline_stale_installs": 3, "offline_stale_installs_with_corruption": 1,
+        "detector_stale_installs": 1, "detector_stale_installs_with_corruption": 1, "detector_ran": True}
+    lines = run.join_table_lines(joined)
+    assert lines[0].startswith("join: 2 corruptions: 1 follow an offline stale-install, 1 a detector")
+    assert any("4<5" in line and "stale-install 0x5 tid 11 (thread+time)" in line for line in lines)

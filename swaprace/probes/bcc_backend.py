@@ -37,6 +37,7 @@ from swaprace.probes.backend import Backend, ProbePlan
 from swaprace.kernel.catalog import THREAD_ROLES, Candidate
 from swaprace.kernel.catalog import needs_return as catalog_needs_return
 from swaprace.kernel.layout import KernelLayout
+from swaprace.kernel.headers import ensure_kernel_headers
 from swaprace.probes.bpf_layout import (
     ENTRY_SRC_IDS,
     EVENT_BATCH,
@@ -337,6 +338,7 @@ class BccBackend(Backend):
         self._ringbuf = "-DUSE_RINGBUF=1" in flags
         self._plan = plan
         self._symbols = plan.symbols
+        ensure_kernel_headers()  # a kernel with CONFIG_IKHEADERS and no header package (the lab kernels)
         try:
             self._bpf = BPF(text=program_source(), cflags=flags)
         except Exception as exc:  # bcc raises bare Exception for compile/load failures

@@ -13,6 +13,7 @@ from swaprace.events import ROLES
 from swaprace.probes import tracefs
 from swaprace.probes.backend import AUTO_ORDER, backend_status
 from swaprace.kernel.catalog import load_symbols, resolve_roles
+from swaprace.kernel.headers import headers_source
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 KSM_FIELDS = ("run", "pages_to_scan", "sleep_millisecs", "pages_shared", "pages_sharing", "full_scans")
@@ -82,6 +83,7 @@ def diagnose(kallsyms: Optional[str] = None, traceable: Optional[str] = None) ->
         "btf": BTF_PATH.exists(),
         "bcc": _bcc_importable() is None,
         "bcc_reason": _bcc_importable(),
+        "kernel_headers": headers_source(),  # what bcc compiles against (swaprace/kernel/headers.py)
     }
     backends = backend_status() if live else {}
     chosen = next((name for name in AUTO_ORDER if name in backends and backends[name] is None), None)
@@ -159,7 +161,7 @@ def format_report(report: dict) -> str:
     if host:
         out.append(f"host: root {'yes' if host['root'] else 'no'}, tracefs {host['tracefs'] or 'not mounted'}"
                    f"{' (writable)' if host['tracefs_writable'] else ''}, BTF {'yes' if host['btf'] else 'no'}, "
-                   f"bcc {'yes' if host['bcc'] else 'no'}")
+                   f"bcc {'yes' if host['bcc'] else 'no'}, kernel headers {host.get('kernel_headers', '?')}")
     backends = report.get("backends")
     if backends:
         for name, why in backends["status"].items():

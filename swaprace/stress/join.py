@@ -11,7 +11,7 @@ of the same process before it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
 import numpy as np
 import pandas as pd
@@ -37,35 +37,113 @@ def trace_window_stats(windows: pd.DataFrame, duration_s: float) -> Dict[str, An
 
 
 def join(races: pd.DataFrame, windows: pd.DataFrame, mismatches: List[Dict[str, Any]],
-         lost_events: Any = 0) -> Dict[str, Any]:
-    """Match oracle mismatches to detector races; returns the matches and a verdict line."""
+         lost_events: Any = 0, detector_races: Optional[List[Dict[str, Any]]] = None,
+         workload_pids: Optional[Set[int]] = None) -> Dict[str, Any]:
+    """Match oracle mismatches to the races of the offline analysis and of the in-kernel detector.
+
+    Returns ``table`` (one row per corruption, with its partner race on each side or why there is none),
+    ``unpartnered`` (every stale-install with no corruption, and why), ``agreement`` (the counts) and the
+    offline ``matches`` and ``verdict`` line.
+    """
     pid_of_tid = dict(zip(windows["tid"].astype(int), windows["pid"].astype(int))) if len(windows) else {}
-    race_rows = []
-    for r in races.to_dict("records"):
-        race_rows.append({"tid": int(r["tid"]), "pid": pid_of_tid.get(int(r["tid"])),
-                          "start": int(r["window_start_ns"]), "end": int(r["window_end_ns"]),
-                          "entry": None if pd.isna(r["entry"]) else int(r["entry"]), "class": str(r["class"])})
-    matches = []
+    offline = [_race_row(r, pid_of_tid) for r in races.to_dict("records")]
+    detector = [_race_row(r, pid_of_tid) for r in (detector_races or [])]
+    table, matches = [], []
+    partnered: Dict[str, Set[int]] = {"offline": set(), "detector": set()}
     for m in mismatches:
-        match = _match(m, race_rows)
-        matches.append({"mismatch_ns": int(m["mono_ns"]), "pid": m["pid"], "tid": m["tid"],
-                        "addr": m["addr"], "page_index": m["page_index"], "phase": m.get("phase_name"),
-                        "race": match[0] if match else None, "matched_by": match[1] if match else None})
+        row = {"mismatch_ns": int(m["mono_ns"]), "pid": m["pid"], "tid": m["tid"], "addr": m["addr"],
+               "page_index": m["page_index"], "phase": m.get("phase_name"),
+               "got_gen": m.get("got_gen"), "expected_gen": m.get("expected_gen")}
+        for side, rows in (("offline", offline), ("detector", detector)):
+            found = _match(m, rows)
+            row[side] = {k: v for k, v in found[0].items() if k != "index"} | {"matched_by": found[1]} \
+                if found else None
+            if found:
+                partnered[side].add(found[0]["index"])
+        row["why_unpartnered"] = _why_no_race(row, lost_events, detector_races is not None)
+        table.append(row)
+        matches.append({k: row[k] for k in ("mismatch_ns", "pid", "tid", "addr", "page_index", "phase")}
+                       | {"race": row["offline"], "matched_by": (row["offline"] or {}).get("matched_by")})
+    unpartnered = [{k: v for k, v in r.items() if k != "index"} | {"source": side,
+                                                                   "why": _why_no_corruption(r, workload_pids)}
+                   for side, rows in (("offline", offline), ("detector", detector))
+                   for r in rows if r["class"] == "stale-install" and r["index"] not in partnered[side]]
     matched = [x for x in matches if x["race"] is not None]
-    stale = sum(1 for r in race_rows if r["class"] == "stale-install")
-    return {"races": len(race_rows), "stale_install_races": stale, "corruptions": len(mismatches),
-            "matched": len(matched), "matches": matches,
-            "verdict": _verdict(len(race_rows), stale, len(mismatches), len(matched), lost_events)}
+    stale = sum(1 for r in offline if r["class"] == "stale-install")
+    agreement = {
+        "corruptions": len(mismatches),
+        "with_offline_stale_install": sum(1 for r in table if (r["offline"] or {}).get("class") == "stale-install"),
+        "with_detector_stale_install": sum(1 for r in table
+                                           if (r["detector"] or {}).get("class") == "stale-install"),
+        "offline_stale_installs": stale,
+        "offline_stale_installs_with_corruption": stale - sum(1 for u in unpartnered if u["source"] == "offline"),
+        "detector_stale_installs": sum(1 for r in detector if r["class"] == "stale-install"),
+        "detector_stale_installs_with_corruption": sum(1 for r in detector if r["class"] == "stale-install")
+        - sum(1 for u in unpartnered if u["source"] == "detector"),
+        "detector_ran": detector_races is not None,
+    }
+    return {"races": len(offline), "stale_install_races": stale, "corruptions": len(mismatches),
+            "matched": len(matched), "matches": matches, "table": table, "unpartnered": unpartnered,
+            "agreement": agreement,
+            "verdict": _verdict(len(offline), stale, len(mismatches), len(matched), lost_events)}
+
+
+def _race_row(r: Dict[str, Any], pid_of_tid: Dict[int, int]) -> Dict[str, Any]:
+    tid = int(r["tid"])
+    pid = r.get("pid")
+    end = r.get("window_end_ns")
+    install = r.get("install_ns")
+    return {"tid": tid, "pid": int(pid) if pid is not None and not pd.isna(pid) else pid_of_tid.get(tid),
+            "start": int(r["window_start_ns"]),
+            # the detector reports a race at its install, before the window closed (no end yet)
+            "end": int(end) if end is not None and not pd.isna(end) else
+            int(install) if install is not None and not pd.isna(install) else int(r["window_start_ns"]),
+            "entry": None if pd.isna(r["entry"]) else int(r["entry"]), "class": str(r["class"]),
+            "uncertain": bool(r.get("uncertain", False)) if not pd.isna(r.get("uncertain", False)) else False,
+            "index": id(r)}
+
+
+def _why_no_race(row: Dict[str, Any], lost_events: Any, detector_ran: bool) -> Optional[str]:
+    missing = [side for side in ("offline", "detector") if row[side] is None and (side == "offline" or detector_ran)]
+    stale = [side for side in ("offline", "detector") if row[side] and row[side]["class"] != "stale-install"]
+    if not missing and not stale:
+        return None
+    why = []
+    if missing:
+        why.append(f"no race flagged by {' and '.join(missing)} on its thread or process")
+    if stale:
+        why.append(f"{' and '.join(stale)} classed its race otherwise")
+    if lost_events:
+        why.append(f"the capture lost {lost_events} events: the race may be among them")
+    elif lost_events is None:
+        why.append("the capture's losses are unknown")
+    else:
+        why.append("nothing was lost: a detector defect")
+    return "; ".join(why)
+
+
+def _why_no_corruption(race: Dict[str, Any], workload_pids: Optional[Set[int]]) -> str:
+    if workload_pids is not None and race["pid"] not in workload_pids:
+        return "not a workload process: the oracle checks only its own pages"
+    if race["uncertain"]:
+        return "uncertain: near a capture loss or a history gap of its entry"
+    # The oracle checks the page right after the fault: no mismatch means the installed copy held the data
+    # last written -- nothing wrote the page between the read and the install (the writer's next write had
+    # not happened yet when the page went out again under the same slot).
+    return "no oracle mismatch followed: the stale copy held the page's latest data (no write in between)"
 
 
 def _match(m: Dict[str, Any], races: List[Dict[str, Any]]):
+    """The race a corruption follows: on its own thread (the faulting thread checks the page right after its
+    fault), else the latest of its process before it (found later by another thread or the final sweep); a
+    stale-install first."""
     t = int(m["mono_ns"])
-    same_thread = [r for r in races if r["tid"] == m["tid"] and r["start"] <= t <= r["end"] + SAME_THREAD_SLACK_NS]
-    if same_thread:
-        return max(same_thread, key=lambda r: r["end"]), "thread+time"
-    same_process = [r for r in races if r["pid"] == m["pid"] and r["start"] <= t]
-    if same_process:
-        return max(same_process, key=lambda r: r["end"]), "process+time"
+    for how, near in (("thread+time", lambda r: r["tid"] == m["tid"] and r["start"] <= t <= r["end"]
+                       + SAME_THREAD_SLACK_NS),
+                      ("process+time", lambda r: r["pid"] == m["pid"] and r["start"] <= t)):
+        found = [r for r in races if near(r)]
+        if found:
+            return max(found, key=lambda r: (r["class"] == "stale-install", r["end"])), how
     return None
 
 

@@ -224,7 +224,13 @@ class _Recorder:
 
         capture = self.capture
         result = analyze(capture)
-        verdict = join(result.races, result.windows, summary["mismatches"], capture.meta.lost_events)
+        detector = capture.meta.detector
+        # the workload: the workers and the readers they fork (same command name, pids unknown beforehand)
+        pids = set(summary.get("worker_pids", []))
+        comms = set(result.windows.loc[result.windows["pid"].isin(pids), "comm"].astype(str))
+        pids |= set(result.windows.loc[result.windows["comm"].astype(str).isin(comms), "pid"].astype(int))
+        verdict = join(result.races, result.windows, summary["mismatches"], capture.meta.lost_events,
+                       detector_races=detector.get("races") if detector else None, workload_pids=pids)
         start, end = summary["rounds_interval_ns"]
         duration = (end - start) / 1e9
         windows = result.windows[(result.windows["start_ns"] >= start) & (result.windows["end_ns"] <= end)]
@@ -239,7 +245,9 @@ class _Recorder:
             "reuses_per_minute": round(reuses / duration * 60, 1) if duration else None,
             "race_classes": result.summary.get("race_classes"), "ksm_copies": result.summary.get("ksm_copies"),
         }
-        return {"trace": trace, "join": verdict, "ok": summary["ok"] and verdict["stale_install_races"] == 0}
+        stale_detector = verdict["agreement"]["detector_stale_installs"]
+        return {"trace": trace, "join": verdict,
+                "ok": summary["ok"] and verdict["stale_install_races"] == 0 and stale_detector == 0}
 
 
 def _stop_workers(workers: List[subprocess.Popen]) -> None:
@@ -290,6 +298,7 @@ class _Run:
                             self._ksm_summary(ksm_before), self.swap_samples, self.injections, rounds_s,
                             self._cgroup_events(), rates)
         summary["duration_s"] = round(time.monotonic() - started, 2)
+        summary["worker_pids"] = [int(r["pid"]) for r in results]
         summary["machine"]["hard_limit_mib"] = self.sizes.hard_limit // MiB
         summary["machine"]["interpreters_mib"] = round(getattr(self.box, "interpreter_bytes", 0) / MiB, 1)
         keeper = getattr(self.box, "keeper", None)
@@ -524,11 +533,40 @@ def format_summary(summary: Dict[str, Any]) -> List[str]:
                      f"overlapping another on a different CPU, {trace['same_entry_overlapping_pairs']} same-entry "
                      f"pairs; {trace['reuses']} entry reuses ({trace['reuses_per_minute']}/min), "
                      f"races {trace['race_classes']}")
-        for m in summary["join"]["matches"][:20]:
-            race = m["race"]
-            lines.append(f"  corruption pid {m['pid']} page {m['page_index']}: " +
-                         (f"after {race['class']} race on entry {race['entry']:#x} (tid {race['tid']}, "
-                          f"matched by {m['matched_by']})" if race else "no flagged race"))
+        lines.extend(join_table_lines(summary["join"]))
+    return lines
+
+
+def join_table_lines(joined: Dict[str, Any], limit: int = 20) -> List[str]:
+    """The corruption <-> stale-install table: one line per corruption, then every stale-install without one."""
+    agree = joined["agreement"]
+    det = agree["detector_ran"]
+    lines = [f"join: {agree['corruptions']} corruptions: {agree['with_offline_stale_install']} follow an offline "
+             f"stale-install" + (f", {agree['with_detector_stale_install']} a detector stale-install" if det else
+                                 " (no in-kernel detector ran)"),
+             f"      offline stale-installs {agree['offline_stale_installs_with_corruption']} of "
+             f"{agree['offline_stale_installs']} with a corruption" +
+             (f"; detector {agree['detector_stale_installs_with_corruption']} of "
+              f"{agree['detector_stale_installs']}" if det else "")]
+    header = f"  {'corruption ns':>16} {'pid':>6} {'tid':>6} {'page':>5} {'gen':>9}  offline / detector race"
+    lines.append(header)
+
+    def side(race):
+        if not race:
+            return "-"
+        return f"{race['class']} {race['entry']:#x} tid {race['tid']} ({race['matched_by']})" if race["entry"] \
+            is not None else f"{race['class']} tid {race['tid']}"
+    for row in joined["table"][:limit]:
+        gen = f"{row['got_gen']}<{row['expected_gen']}" if row.get("got_gen") is not None else "?"
+        lines.append(f"  {row['mismatch_ns']:>16} {row['pid']:>6} {row['tid']:>6} {row['page_index']:>5} {gen:>9}  "
+                     f"{side(row['offline'])} / {side(row['detector']) if det else 'n/a'}"
+                     + (f"  [{row['why_unpartnered']}]" if row["why_unpartnered"] else ""))
+    if len(joined["table"]) > limit:
+        lines.append(f"  ... {len(joined['table']) - limit} more (see --json)")
+    for u in joined["unpartnered"][:limit]:
+        entry = f"{u['entry']:#x}" if u["entry"] is not None else "?"
+        lines.append(f"  {u['source']} stale-install without corruption: entry {entry} pid {u['pid']} tid "
+                     f"{u['tid']} at {u['start']}: {u['why']}")
     return lines
 
 

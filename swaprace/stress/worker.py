@@ -8,7 +8,6 @@ memory, fills its region, publishes where the region is (``status-<n>.json``), r
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import sys

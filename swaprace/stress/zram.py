@@ -45,7 +45,8 @@ def _device_free(name: str) -> bool:
 
 
 def describe(size: int) -> str:
-    return f"set up /dev/zram0 (or a hot-added zram device) of {size >> 20} MiB and swapon it at priority 32767"
+    shown = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+    return f"set up /dev/zram0 (or a hot-added zram device) of {shown} and swapon it at priority 32767"
 
 
 def set_up(log, size: int) -> str:
