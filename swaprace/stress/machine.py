@@ -242,6 +242,16 @@ class Machine:
         self.keeper = LimitKeeper(self.cgroup, high, hard_bytes)
         self.keeper.start()
 
+    def lift_limit(self) -> None:
+        """End the high mark (v2 ``memory.high`` back to max, v1 keeper stopped); the hard limit stays. For the
+        final sweep: it re-reads every page to check it, which under the mark was throttled in
+        mem_cgroup_handle_over_high on every page -- about as long as the rounds themselves, and past the
+        run's deadline on a loaded machine."""
+        if self.plan.cgroup_version == 2:
+            _write(self.cgroup / "memory.high", "max")
+        else:
+            self.stop_keeper()
+
     def stop_keeper(self) -> None:
         keeper = getattr(self, "keeper", None)
         if keeper is not None:

@@ -347,6 +347,9 @@ class _Run:
             if self.rounds_done_at is None and all(
                     (self.out / f"rounds-done-{i}").exists() for i in range(len(workers))):
                 self.rounds_done_at, self.vmstat_rounds_done = now, oracle.read_vmstat()
+                self.box.lift_limit()  # the final sweep checks pages: no more pressure needed
+                if self.opts.widen_us and scenarios.widener_available():
+                    scenarios.stop_widener()  # nor 20 ms sleeps on each of its faults
             if now > hard_deadline:
                 raise SwapraceError("workers did not finish in time (stuck in the kernel?): stopped them")
             self._sample()

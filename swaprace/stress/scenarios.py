@@ -125,6 +125,15 @@ def set_widener(log, widen_us: int, tgid: int) -> Dict[str, Any]:
     return {"available": True, "widen_us": widen_us, "tgid": tgid, "hits_before": read_int(WIDEN_HITS)}
 
 
+def stop_widener() -> None:
+    """Widen no more windows (for the final sweep, which only checks pages; the state log restores the
+    sysctl's old value at exit as before)."""
+    try:
+        WIDEN_US.write_text("0")
+    except OSError as exc:
+        raise SwapraceError(f"cannot write 0 to {WIDEN_US}: {exc.strerror}") from None
+
+
 def widener_summary(state: Dict[str, Any], minutes: float) -> Dict[str, Any]:
     out = dict(state)
     before = out.pop("hits_before", None)
