@@ -25,7 +25,7 @@ import ctypes
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -161,7 +161,7 @@ def render_program(flags: Sequence[str]) -> str:
     return "// swaprace: bcc cflags\n" + "\n".join(defines) + "\n\n" + program_source()
 
 
-def decode_records(raw: bytes) -> np.ndarray:
+def decode_records(raw: Union[bytes, bytearray]) -> np.ndarray:
     """Concatenated ``struct sr_event`` records (whole batches or single records) as a structured array."""
     usable = len(raw) - len(raw) % EVENT_DTYPE.itemsize
     return np.frombuffer(raw[:usable], dtype=EVENT_DTYPE)
@@ -207,7 +207,7 @@ def decode_events(raw, symbols: Dict[str, str]) -> pd.DataFrame:
 
 def lost_marks(rec: np.ndarray) -> List[tuple]:
     """(cpu, count, ts, True) for every record that says its CPU lost records before it."""
-    hit = np.flatnonzero(rec["lost_before"]) if len(rec) else []
+    hit = np.flatnonzero(rec["lost_before"]) if len(rec) else np.empty(0, np.int64)
     return [(int(rec["cpu"][i]), int(rec["lost_before"][i]), int(rec["ts"][i]), True) for i in hit]
 
 

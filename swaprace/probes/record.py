@@ -245,4 +245,4 @@ def _teardown(backend: Backend, child: Optional[subprocess.Popen], frames: List[
                 pass
     finally:
         for sig, handler in old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
