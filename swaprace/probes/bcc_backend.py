@@ -135,12 +135,11 @@ def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
     do_swap_page kretprobe) while the return probes were being attached under load. Unresolved: suspected
     code patching racing with TCG's translated code; to be re-checked on real hardware or KVM.
     """
-    out: List[Tuple[str, str, str]] = []
-    for role, res in plan.probed.items():
-        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
-    for role, res in plan.probed.items():
-        if needs_return(role, res.candidate):  # type: ignore[arg-type]
-            out.append(("kretprobe", res.symbol, f"sr_ret_{role}"))  # type: ignore[arg-type]
+    # a probed role is resolved: it has both its symbol and its candidate
+    resolved = [(role, res.symbol, res.candidate) for role, res in plan.probed.items()
+                if res.symbol is not None and res.candidate is not None]
+    out: List[Tuple[str, str, str]] = [("kprobe", symbol, f"sr_call_{role}") for role, symbol, _ in resolved]
+    out += [("kretprobe", symbol, f"sr_ret_{role}") for role, symbol, cand in resolved if needs_return(role, cand)]
     return out
 
 

@@ -20,7 +20,7 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union
+from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -243,7 +243,7 @@ def _text(raw: BinaryIO) -> Iterator[io.TextIOWrapper]:
 def _binary(source: PathLike | BinaryIO) -> Iterator[BinaryIO]:
     """A path opened for reading (closed after), or a file object used as it is."""
     if hasattr(source, "read"):
-        yield source  # type: ignore[misc]
+        yield cast(BinaryIO, source)  # a file object: anything with read()
         return
     with open_input(source) as inp:
         yield inp.file
