@@ -67,7 +67,12 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
     """Read a native Parquet capture (a path or a seekable binary file); any damage becomes one
     :class:`SwapraceError`."""
     source = path
-    path = Path(name or (getattr(path, "name", "<input>") if hasattr(path, "read") else path))  # type: ignore[arg-type]
+    if name:
+        path = Path(name)
+    elif hasattr(path, "read"):
+        path = Path(getattr(path, "name", "<input>"))
+    else:
+        path = Path(path)
     try:
         table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:

@@ -7,12 +7,15 @@ become one ``swaprace: error: ...`` line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
 from swaprace import __version__
 from swaprace.errors import SwapraceError
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 
 class SwapraceGroup(click.Group):
@@ -209,6 +212,7 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
     """
     from swaprace.events import ROLES
     from swaprace.probes.backend import backend_class, get_backend, make_plan, AUTO_ORDER
+    from swaprace.probes.ftrace_backend import FtraceBackend
     from swaprace.capture import write_raw_trace
     from swaprace.probes.record import record as run_record, tty_progress
 
@@ -236,7 +240,7 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
             return
         raise last or SwapraceError("no backend available")
     backend = get_backend(backend_name)
-    if raw_trace and backend.name == "ftrace":
+    if raw_trace and isinstance(backend, FtraceBackend):
         backend.raw_trace = raw_trace
     if dry_run:
         summary = {"backend": backend.name, "symbols": plan.symbols,
@@ -261,7 +265,7 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
         click.echo("recording until Ctrl-C (or SIGTERM)...", err=True)
     capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
                          progress=tty_progress())
-    if raw_trace and backend.name == "ftrace":
+    if raw_trace and isinstance(backend, FtraceBackend):
         write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
     summary = _record_summary(output, capture)
     if as_json:
@@ -433,6 +437,8 @@ def vm_run(
         swaprace vm run -- sh -c 'swaprace-testbox swap-on && swaprace-testbox info'
         swaprace vm run --out /tmp/caps -- swaprace record -o /mnt/out/run.parquet -- sleep 5
     """
+    from pathlib import Path
+
     from swaprace.vm import run_in_guest
 
     env = {}
@@ -443,7 +449,7 @@ def vm_run(
         env[name] = value
     result = run_in_guest(
         list(command), kernel, timeout=timeout, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, env=env,
-        progress=_vm_note, out_dir=out_dir,
+        progress=_vm_note, out_dir=Path(out_dir) if out_dir is not None else None,
     )
     _vm_note(f"exit status {result.returncode} (boot {result.boot_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     ctx.exit(result.returncode)
@@ -529,7 +535,7 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         given = {name for name in ("threads", "processes", "mem", "limit", "swap", "ksm", "swap_device")
                  if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
         renamed = {"mem": "mem_bytes", "limit": "limit_bytes", "swap": "swap_bytes"}
-        scenarios.apply_preset(opts, scenario, {renamed.get(name, name) for name in given})
+        scenarios.apply_preset(opts, scenario, dict.fromkeys(renamed.get(name, name) for name in given))
     tty = sys.stderr.isatty()
     summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None,
                                     announce=lambda msg: click.echo(msg, err=True))
@@ -555,7 +561,8 @@ class _TtyProgress:
     """A click progress bar on stderr when it is a terminal; a no-op otherwise."""
 
     def __init__(self, label: str):
-        self.label, self.bar = label, None
+        self.label = label
+        self.bar: Optional[ProgressBar[Optional[str]]] = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
         if not sys.stderr.isatty():
@@ -781,7 +788,8 @@ class _FleetProgress:
     """Progress of the map on stderr: a bar on a terminal, else one line per finished capture."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.bar = quiet, None
+        self.quiet = quiet
+        self.bar: Optional[ProgressBar[Optional[str]]] = None
 
     def __call__(self, done: int, total: int, record: dict) -> None:
         from pathlib import Path

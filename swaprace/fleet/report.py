@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PathCollection
 
 from swaprace import __version__
 from swaprace.analysis.report import style
@@ -54,7 +55,7 @@ def build_fleet_report(fleet_dir: str | os.PathLike, out_dir: str | os.PathLike 
          "stale installs; an orange one, races of other classes. The spread shows whether a kernel's rate is "
          "one run's or all of them.")),
     ]
-    index = {"html": str(out / "fleet.html"), "figures": [], "kernels": query.to_records(rates),
+    index: dict[str, Any] = {"html": str(out / "fleet.html"), "figures": [], "kernels": query.to_records(rates),
              "captures": len(per_capture), "stale_installs": int(per_capture["races_stale_install"].sum())}
     parts = []
     for name, fig, title, caption in figures:
@@ -134,7 +135,9 @@ def draw_spread(per_capture: pd.DataFrame):
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     handles, names = ax.get_legend_handles_labels()
-    shown = {n: h for n, h in zip(names, handles) if len(h.get_offsets())}  # only the marks that are drawn
+    # only the marks that are drawn
+    shown = {n: h for n, h in zip(names, handles)
+             if isinstance(h, PathCollection) and len(np.asarray(h.get_offsets()))}
     ax.legend(shown.values(), shown.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
 

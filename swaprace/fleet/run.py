@@ -106,8 +106,8 @@ def derive_task(capture: str, out_dir: str, known: dict | None = None, force: bo
     except SwapraceError as exc:
         record.update(status="failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 -- a task reports every failure, it never takes the fleet down
-        last = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
-        where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last[0] else ""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}{where}")
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record

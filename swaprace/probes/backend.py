@@ -15,7 +15,7 @@ import abc
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import pandas as pd
 
@@ -44,7 +44,7 @@ class ProbePlan:
     stream_events: bool = True  # bcc: emit the event stream (False: in-kernel detection only)
     detect: bool = True  # bcc: run the in-kernel race detector
     kernel_release: Optional[str] = None
-    extra: Dict[str, object] = field(default_factory=dict)  # backend-specific options
+    extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific options
     #: Struct offsets the probes read memory with (BTF of the running kernel, else verified defaults).
     layout: KernelLayout = field(default_factory=KernelLayout)
 
@@ -56,7 +56,7 @@ class ProbePlan:
     @property
     def symbols(self) -> Dict[str, str]:
         """role -> kernel symbol actually probed (CaptureMeta.symbols)."""
-        return {role: res.symbol for role, res in self.probed.items()}  # type: ignore[misc]
+        return {role: res.symbol for role, res in self.resolutions.items() if res.symbol is not None}
 
     def require(self, roles: Sequence[str] = ("fault", "lookup")) -> None:
         """Refuse a plan that misses a role the analysis cannot do without."""

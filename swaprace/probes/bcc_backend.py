@@ -25,7 +25,7 @@ import ctypes
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -136,12 +136,11 @@ def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
     do_swap_page kretprobe) while the return probes were being attached under load. Unresolved: suspected
     code patching racing with TCG's translated code; to be re-checked on real hardware or KVM.
     """
-    out: List[Tuple[str, str, str]] = []
-    for role, res in plan.probed.items():
-        out.append(("kprobe", res.symbol, f"sr_call_{role}"))  # type: ignore[arg-type]
-    for role, res in plan.probed.items():
-        if needs_return(role, res.candidate):  # type: ignore[arg-type]
-            out.append(("kretprobe", res.symbol, f"sr_ret_{role}"))  # type: ignore[arg-type]
+    # a probed role is resolved: it has both its symbol and its candidate
+    resolved = [(role, res.symbol, res.candidate) for role, res in plan.probed.items()
+                if res.symbol is not None and res.candidate is not None]
+    out: List[Tuple[str, str, str]] = [("kprobe", symbol, f"sr_call_{role}") for role, symbol, _ in resolved]
+    out += [("kretprobe", symbol, f"sr_ret_{role}") for role, symbol, cand in resolved if needs_return(role, cand)]
     return out
 
 
@@ -162,7 +161,7 @@ def render_program(flags: Sequence[str]) -> str:
     return "// swaprace: bcc cflags\n" + "\n".join(defines) + "\n\n" + program_source()
 
 
-def decode_records(raw: bytes) -> np.ndarray:
+def decode_records(raw: Union[bytes, bytearray]) -> np.ndarray:
     """Concatenated ``struct sr_event`` records (whole batches or single records) as a structured array."""
     usable = len(raw) - len(raw) % EVENT_DTYPE.itemsize
     return np.frombuffer(raw[:usable], dtype=EVENT_DTYPE)
@@ -208,7 +207,7 @@ def decode_events(raw, symbols: Dict[str, str]) -> pd.DataFrame:
 
 def lost_marks(rec: np.ndarray) -> List[tuple]:
     """(cpu, count, ts, True) for every record that says its CPU lost records before it."""
-    hit = np.flatnonzero(rec["lost_before"]) if len(rec) else []
+    hit = np.flatnonzero(rec["lost_before"]) if len(rec) else np.empty(0, np.int64)
     return [(int(rec["cpu"][i]), int(rec["lost_before"][i]), int(rec["ts"][i]), True) for i in hit]
 
 

@@ -141,6 +141,7 @@ def check_compiled(bpf) -> None:
         if ctypes.sizeof(leaf) != dtype.itemsize:
             raise SwapraceError(f"struct {what}: the compiler made it {ctypes.sizeof(leaf)} bytes, the loader "
                                 f"expects {dtype.itemsize}")
+        assert dtype.names is not None and dtype.fields is not None  # structured dtypes
         for name in dtype.names:
             if name == "pad":
                 continue

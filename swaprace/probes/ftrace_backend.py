@@ -40,7 +40,9 @@ ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
 MAX_DRAIN_BYTES = 4 << 20
 
 
-def _reg(index: int) -> str:
+def _reg(index: Optional[int]) -> str:
+    if index is None:  # a catalog entry whose source names no argument for this value
+        raise SwapraceError("probe argument missing from the catalog entry")
     if index >= len(ARG_REGS):
         raise SwapraceError(f"argument {index} is not passed in a register on x86-64")
     return ARG_REGS[index]
@@ -231,7 +233,7 @@ class FtraceBackend(Backend):
         from swaprace.readers.ftrace_text import parse_ftrace_bytes
 
         # The recorder knows what it probed: compiler clones (foo.isra.0) map to their role too.
-        overrides = {res.symbol: role for role, res in self._plan.probed.items()} if self._plan else None
+        overrides = {symbol: role for role, symbol in self._plan.symbols.items()} if self._plan else None
         chunk = parse_ftrace_bytes(data, overrides)
         self._skipped += int(chunk.skipped)
         self._lost_marks += chunk.lost_marks
@@ -300,12 +302,15 @@ class FtraceBackend(Backend):
 
     def losses(self) -> Dict[str, int]:
         out = dict(self._stats())
+        if self._plan is None:
+            return out
+        symbols = self._plan.symbols
         for role, (call, ret) in self._role_events().items():
             prof = self._profile()
             for name, phase in ((call, "call"), (ret, "return")):
                 if name in prof and prof[name].missed:
                     kind = "kretprobe_missed" if phase == "return" else "kprobe_missed"
-                    out[f"{kind}:{self._plan.probed[role].symbol}"] = prof[name].missed
+                    out[f"{kind}:{symbols[role]}"] = prof[name].missed
         return out
 
     def lost_intervals(self, events: pd.DataFrame) -> List[List[int]]:
@@ -318,8 +323,11 @@ class FtraceBackend(Backend):
         """``<symbol>:<call|return>`` -> hits as kprobe_profile counts them (the kernel's own count)."""
         out: Dict[str, int] = {}
         prof = self._profile()
+        if self._plan is None:
+            return out
+        symbols = self._plan.symbols
         for role, (call, ret) in self._role_events().items():
-            symbol = self._plan.probed[role].symbol
+            symbol = symbols[role]
             for name, phase in ((call, "call"), (ret, "return")):
                 if name in prof:
                     out[f"{symbol}:{phase}"] = prof[name].hits

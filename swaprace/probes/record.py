@@ -16,7 +16,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import pandas as pd
 
@@ -60,12 +61,16 @@ def tty_progress(stream=None) -> Optional[ProgressFn]:
     return show
 
 
+#: What signal.signal() accepts and returns (typeshed's private signal._HANDLER).
+_SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
+
+
 class _StopFlag:
     """Turns the stop signals into a flag the loop polls; restores the previous handlers on exit."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
-        self._old: Dict[int, object] = {}
+        self._old: Dict[int, _SignalHandler] = {}
 
     def __enter__(self) -> "_StopFlag":
         for sig in STOP_SIGNALS:
@@ -82,7 +87,7 @@ class _StopFlag:
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
+            signal.signal(sig, old)
 
 
 def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: Optional[float] = None,
@@ -105,6 +110,7 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     prog = Progress()
     failure: Optional[BaseException] = None
     child: Optional[subprocess.Popen] = None
+    child_finished = False  # the command ended on its own (not stopped by us)
     started = False
     with _StopFlag() as flag:
         try:
@@ -124,7 +130,7 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
                 if duration is not None and prog.elapsed_s >= duration:
                     break
                 if child is not None and child.poll() is not None:
-                    child.swaprace_finished = True  # type: ignore[attr-defined]
+                    child_finished = True
                     break
                 if stop is not None and stop():
                     break
@@ -155,7 +161,7 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     if child is not None:
         meta.extra["command_status"] = child.returncode
         # Did the command end on its own (its status means something), or did we stop it?
-        meta.extra["command_finished"] = bool(getattr(child, "swaprace_finished", False))
+        meta.extra["command_finished"] = child_finished
     if failure is not None:
         meta.extra["backend_failure"] = f"{type(failure).__name__}: {failure}"
     if plan.pid is not None:
@@ -245,4 +251,4 @@ def _teardown(backend: Backend, child: Optional[subprocess.Popen], frames: List[
                 pass
     finally:
         for sig, handler in old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)

@@ -20,7 +20,7 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union
+from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class _Input:
         if self._seekable:
             self._fh.seek(0)
         else:
-            self.file = io.BufferedReader(_Replay(head, self._fh), buffer_size=1 << 20)  # type: ignore[arg-type]
+            self.file = io.BufferedReader(_Replay(head, self._fh), buffer_size=1 << 20)
         self._head = head
         return head
 
@@ -232,7 +232,7 @@ def _blocks(fh: BinaryIO) -> Iterator[bytes]:
 @contextlib.contextmanager
 def _text(raw: BinaryIO) -> Iterator[io.TextIOWrapper]:
     """Text lines of a binary file; bytes that are not UTF-8 are kept, escaped. The file stays open."""
-    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", newline=None)  # type: ignore[arg-type]
+    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", newline=None)
     try:
         yield fh
     finally:
@@ -243,9 +243,9 @@ def _text(raw: BinaryIO) -> Iterator[io.TextIOWrapper]:
 def _binary(source: PathLike | BinaryIO) -> Iterator[BinaryIO]:
     """A path opened for reading (closed after), or a file object used as it is."""
     if hasattr(source, "read"):
-        yield source  # type: ignore[misc]
+        yield cast(BinaryIO, source)  # a file object: anything with read()
         return
-    with open_input(source) as inp:  # type: ignore[arg-type]
+    with open_input(source) as inp:
         yield inp.file
 
 
@@ -256,7 +256,13 @@ def read_ftrace(path: PathLike | BinaryIO, symbols: dict | None = None, workers:
     Blocks are parsed on ``workers`` threads (default: one per CPU; numpy releases the GIL), with at most two
     blocks per worker in flight so memory stays bounded on multi-gigabyte dumps.
     """
-    label = name or (getattr(path, "name", "<input>") if hasattr(path, "read") else str(path))
+    label: str
+    if name:
+        label = name
+    elif hasattr(path, "read"):
+        label = getattr(path, "name", "<input>")
+    else:
+        label = str(path)
     with _binary(path) as fh:
         return _read_ftrace(fh, symbols, workers, label)
 

@@ -253,7 +253,8 @@ def _named_args(buf: np.ndarray, eqs: np.ndarray, after: np.ndarray, limit: np.n
     """Every ``name=value`` after each line's location: {name: (values, found)} for :data:`ARG_NAMES`, and
     ``_FIRST``: (value, found, name code or -1) of the first argument (the key or return value)."""
     n = len(after)
-    out = {name: (np.zeros(n, np.uint64), np.zeros(n, bool)) for name in ARG_NAMES}
+    out: Dict[str, Tuple[np.ndarray, ...]] = {name: (np.zeros(n, np.uint64), np.zeros(n, bool))
+                                            for name in ARG_NAMES}
     first = (np.zeros(n, np.uint64), np.zeros(n, bool), np.full(n, -1, np.int16))
     out[_FIRST] = first
     if n == 0 or len(eqs) == 0:
@@ -297,7 +298,7 @@ def _anchor_lost_marks(chunk: "FtraceChunk", line_starts: np.ndarray, ts: np.nda
     """Give each ``CPU:N [LOST M EVENTS]`` marker the time of the event line right after it (or before it)."""
     if not chunk.lost_marks:
         return
-    marks = []
+    marks: List[tuple] = []
     for cpu_no, count, at in chunk.lost_marks:
         i = int(np.searchsorted(line_starts, at))
         if i < len(ts):

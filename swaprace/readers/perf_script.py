@@ -155,4 +155,4 @@ def parse_perf_lines(lines: Iterable[str], symbols: Optional[Mapping[str, str]] 
 def looks_like_perf(line: str) -> bool:
     """True when ``line`` parses as a perf script kprobe line (used by format detection)."""
     m = _LINE_RE.match(line)
-    return bool(m) and ":" in m.group("event") and not re.search(r"\+0x[0-9a-f]+/0x", m.group("loc"))
+    return m is not None and ":" in m.group("event") and not re.search(r"\+0x[0-9a-f]+/0x", m.group("loc"))

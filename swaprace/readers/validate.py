@@ -71,14 +71,13 @@ def _check_int_column(values: pd.Series, column: str, low: int, high: int, nulla
     if ptypes.is_integer_dtype(dtype):
         lo, hi = int(present.min()), int(present.max())
     else:  # object: Python values, e.g. from JSON
-        lo = hi = None
+        ints: list[int] = []
         for v in present:
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
                 kind = "a boolean" if isinstance(v, (bool, np.bool_)) else type(v).__name__
                 raise SwapraceError(f"{source}: bad {column} value {_short(v)}: {kind}, not an integer")
-            v = int(v)
-            lo = v if lo is None or v < lo else lo
-            hi = v if hi is None or v > hi else hi
+            ints.append(int(v))
+        lo, hi = min(ints), max(ints)  # present is not empty
     if lo < low or hi > high:
         bad = lo if lo < low else hi
         raise SwapraceError(f"{source}: bad {column} value {_short(bad)}: does not fit (allowed {low}..{high})")

@@ -199,12 +199,13 @@ def _cached_image(kernel: str, kernel_dir: Path, key: str) -> Optional[BuiltImag
     state = _read_json(kernel_dir / "image.json")
     if state.get("key") != key:
         return None
+    disk, vmlinuz, initrd = kernel_dir / f"disk-{key}.img", kernel_dir / f"vmlinuz-{key}", kernel_dir / f"initrd-{key}"
     image = BuiltImage(
         kernel=kernel,
         key=key,
-        disk=kernel_dir / f"disk-{key}.img",
-        vmlinuz=kernel_dir / f"vmlinuz-{key}",
-        initrd=kernel_dir / f"initrd-{key}",
+        disk=disk,
+        vmlinuz=vmlinuz,
+        initrd=initrd,
         suite=str(state.get("suite", "")),
         release=str(state.get("release", "")),
         disk_bytes=0,
@@ -212,7 +213,7 @@ def _cached_image(kernel: str, kernel_dir: Path, key: str) -> Optional[BuiltImag
         build_seconds=None,
         rootfs_seconds=None,
     )
-    if not all(p.is_file() for p in (image.disk, image.vmlinuz, image.initrd)):
+    if not all(p.is_file() for p in (disk, vmlinuz, initrd)):
         return None
     image.disk_bytes = _allocated_bytes(image.disk)
     image.disk_size = image.disk.stat().st_size

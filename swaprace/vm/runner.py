@@ -229,7 +229,7 @@ def _keep_console(kernel: str, rundir: Path) -> Path:
     return kept
 
 
-def _console_tail(console: bytes, lines: int = 5) -> str:
+def _console_tail(console: bytes | bytearray, lines: int = 5) -> str:
     text = console.decode(errors="replace").replace("\r", "")
     tail = " | ".join(line for line in text.strip().splitlines()[-lines:])
     return tail or "(nothing yet: the kernel boots with 'quiet')"

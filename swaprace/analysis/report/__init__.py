@@ -13,6 +13,7 @@ Nothing here imports bcc; everything works on a capture read offline.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,9 +202,9 @@ def build_report(analysis, out_dir, source_name: Optional[str] = None,
         ("reuse distances", lambda: _overview_reuse(report)),
     ]
     for i, race in enumerate(drawn.to_dict("records"), 1):
-        steps.append((f"race {i}/{len(drawn)}", lambda i=i, race=race: _race_figure(report, index, i, race)))
+        steps.append((f"race {i}/{len(drawn)}", functools.partial(_race_figure, report, index, i, race)))
     for i, entry in enumerate(busy, 1):
-        steps.append((f"busiest entry {i}/{len(busy)}", lambda i=i, e=entry: _busiest_figure(report, index, i, e)))
+        steps.append((f"busiest entry {i}/{len(busy)}", functools.partial(_busiest_figure, report, index, i, entry)))
     for done, (what, step) in enumerate(steps):
         if progress:
             progress(done, len(steps), what)
@@ -287,6 +288,7 @@ def _overview_reuse(report: Report) -> None:
 
 def _race_figure(report: Report, index: timeline.EventIndex, n: int, race: Dict[str, Any]) -> None:
     tl = timeline.entry_timeline(report.analysis, int(race["entry"]), focus=race, index=index)
+    assert tl.focus is not None  # the race it was given (with the comm filled in)
     name = f"race-{n:03d}.png"
     uncertain = " (uncertain)" if bool(race.get("uncertain", False)) else ""
     _add(report, timeline.draw_entry_timeline(tl), "race", name,

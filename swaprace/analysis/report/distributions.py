@@ -10,7 +10,7 @@ slot is drawn as a separate, dashed series for comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,7 @@ def reuse_distances(generations: pd.DataFrame, residency: Optional[pd.DataFrame]
 
 # --- drawing -------------------------------------------------------------------------------------------
 
-_SERIES_STYLE = {
+_SERIES_STYLE: Dict[str, Dict[str, Any]] = {
     "raced": dict(color="#b2182b", linestyle="--", linewidth=2.2),
     "free_cache": dict(color="#d62728"),
     "slot_free": dict(color="#8c510a"),

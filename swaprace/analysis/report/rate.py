@@ -81,7 +81,7 @@ def event_rates(events: pd.DataFrame, meta: CaptureMeta) -> RateSeries:
     ts = events["ts_ns"].to_numpy(dtype="int64")
     marks = _lost_marks(meta)
     if len(ts) == 0:
-        return RateSeries(0, 1, {}, {}, marks, loss_summary(meta), meta.lost_events, ["no events"])
+        return RateSeries(0, 1, {}, {}, marks, loss_summary(meta), meta.lost_events, notes=["no events"])
     start, end = int(ts.min()), int(ts.max())
     role_codes = events["role"].astype("category")
     categories = list(role_codes.cat.categories)

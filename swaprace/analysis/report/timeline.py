@@ -22,9 +22,12 @@ Lost-event intervals in view are shaded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -199,12 +202,12 @@ def entry_timeline(analysis, entry: int, focus: dict | None = None, since_ns: in
         times = [index.ts[on_entry], wins_all.get("start_ns"), wins_all.get("end_ns")]
         for frame, cols in ((gens_all, ("alloc_ns", "free_ns")), (res_all, ("bind_ns", "unbind_ns"))):
             times += [frame[c].dropna() for c in cols if len(frame) and c in frame.columns]
-        times = [np.asarray(t, dtype="int64") for t in times if t is not None and len(t)]
-        if not times:
+        arrays = [np.asarray(t, dtype="int64") for t in times if t is not None and len(t)]
+        if not arrays:
             raise SwapraceError(f"swap entry {entry:#x} does not appear in this capture")
-        times = np.concatenate(times)
-        t0 = int(since_ns) if since_ns is not None else int(times.min())
-        t1 = int(until_ns) if until_ns is not None else int(times.max())
+        all_times = np.concatenate(arrays)
+        t0 = int(since_ns) if since_ns is not None else int(all_times.min())
+        t1 = int(until_ns) if until_ns is not None else int(all_times.max())
         if t1 <= t0:
             t1 = t0 + 1
         pad = max(int((t1 - t0) * 0.02), 1)
@@ -348,7 +351,7 @@ def _rows(index: EventIndex, windows: pd.DataFrame, marks: pd.DataFrame, races: 
 
 # --- drawing -------------------------------------------------------------------------------------------
 
-_MARK_STYLE = {
+_MARK_STYLE: dict[str, dict[str, Any]] = {
     "alloc": {"marker": "o", "color": "#8c510a", "s": 54, "label": "slot allocated (generation begins)"},
     "free": {"marker": "X", "color": "#cb181d", "s": 80, "label": "slot freed (generation ends)"},
     "eviction": {"marker": "s", "color": "#01665e", "s": 50, "label": "evicted: cache delete, slot kept"},
@@ -411,10 +414,10 @@ def draw_entry_timeline(tl: EntryTimeline, size_px=style.TIMELINE_PX) -> Figure:
 
 @dataclass
 class _View:
-    ax: object
+    ax: Axes
     tl: EntryTimeline
-    to_x: object
-    clip: object
+    to_x: Callable[[Any], np.ndarray]
+    clip: Callable[[Any], np.ndarray]
     pixel: float
     x_start: float
     x_end: float
@@ -628,9 +631,9 @@ def _title(tl: EntryTimeline) -> str:
     n_races = len(tl.races)
     classes = tl.races["class"].astype(str).value_counts().to_dict() if n_races else {}
     race_text = ", ".join(f"{n} {c}" for c, n in sorted(classes.items()) if n) or "no race"
-    uncertain = int(tl.races["uncertain"].sum()) if n_races and "uncertain" in tl.races else 0
-    if uncertain:
-        race_text += f" ({uncertain} uncertain)"
+    n_uncertain = int(tl.races["uncertain"].sum()) if n_races and "uncertain" in tl.races else 0
+    if n_uncertain:
+        race_text += f" ({n_uncertain} uncertain)"
     gens, res, wins = len(tl.generations), len(tl.residency), len(tl.windows)
     evictions = int(tl.residency["eviction"].sum()) if res else 0
     rereads = int(tl.residency["reread"].sum()) if res else 0
@@ -644,7 +647,7 @@ def _title(tl: EntryTimeline) -> str:
 
 
 def _legend(fig: Figure, tl: EntryTimeline) -> None:
-    handles = [Patch(facecolor=style.GENERATION_COLORS[0], edgecolor=style.GENERATION_EDGE,
+    handles: list[Artist] = [Patch(facecolor=style.GENERATION_COLORS[0], edgecolor=style.GENERATION_EDGE,
                      label="slot generation (alloc → free)"),
                Patch(facecolor=style.RESIDENCY_COLORS[0], edgecolor=style.RESIDENCY_EDGE,
                      label="folio in the swap cache (bind → unbind)")]
