@@ -27,7 +27,7 @@ def trace_window_stats(windows: pd.DataFrame, duration_s: float) -> Dict[str, An
         return {"windows": 0, "per_second": 0.0, "overlapping_windows": 0, "overlapping_pairs": 0,
                 "same_entry_overlapping_pairs": 0}
     entry = windows["entry"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
-    stats = overlaps(windows["start_ns"].to_numpy(np.int64), windows["end_ns"].to_numpy(np.int64),
+    stats: Dict[str, Any] = overlaps(windows["start_ns"].to_numpy(np.int64), windows["end_ns"].to_numpy(np.int64),
                      windows["cpu"].to_numpy(np.int64), windows["tid"].to_numpy(np.int64),
                      np.where(entry < 0, -np.arange(1, len(entry) + 1), entry))
     stats["same_entry_overlapping_pairs"] = stats.pop("same_page_overlapping_pairs")
@@ -38,7 +38,7 @@ def trace_window_stats(windows: pd.DataFrame, duration_s: float) -> Dict[str, An
 
 def join(races: pd.DataFrame, windows: pd.DataFrame, mismatches: List[Dict[str, Any]],
          lost_events: Any = 0, detector_races: Optional[List[Dict[str, Any]]] = None,
-         workload_pids: Optional[Set[int]] = None) -> Dict[str, Any]:
+         workload_pids: Optional[Set[int]] = None, touches: Optional[pd.DataFrame] = None) -> Dict[str, Any]:
     """Match oracle mismatches to the races of the offline analysis and of the in-kernel detector.
 
     Returns ``table`` (one row per corruption, with its partner race on each side or why there is none),
@@ -48,6 +48,9 @@ def join(races: pd.DataFrame, windows: pd.DataFrame, mismatches: List[Dict[str, 
     pid_of_tid = dict(zip(windows["tid"].astype(int), windows["pid"].astype(int))) if len(windows) else {}
     offline = [_race_row(r, pid_of_tid) for r in races.to_dict("records")]
     detector = [_race_row(r, pid_of_tid) for r in (detector_races or [])]
+    if touches is not None:
+        for rows in (offline, detector):
+            _place_on_pages(rows, touches)
     table, matches = [], []
     partnered: Dict[str, Set[int]] = {"offline": set(), "detector": set()}
     for m in mismatches:
@@ -88,6 +91,21 @@ def join(races: pd.DataFrame, windows: pd.DataFrame, mismatches: List[Dict[str, 
             "verdict": _verdict(len(offline), stale, len(mismatches), len(matched), lost_events)}
 
 
+def _place_on_pages(rows: List[Dict[str, Any]], touches: pd.DataFrame) -> None:
+    """The workload page each race's fault was on: the oracle's timed first touch (``touches``: tid,
+    start_ns, end_ns, page_index) of the same thread that contains the fault window's start -- the fault
+    happens inside the touch, on the same CLOCK_MONOTONIC."""
+    by_tid = {int(tid): grp.sort_values("start_ns") for tid, grp in touches.groupby("tid")}
+    for r in rows:
+        grp = by_tid.get(r["tid"])
+        if grp is None:
+            continue
+        starts = grp["start_ns"].to_numpy(np.int64)
+        i = int(np.searchsorted(starts, r["start"], side="right")) - 1
+        if i >= 0 and int(grp["end_ns"].iloc[i]) >= r["start"]:
+            r["page_index"] = int(grp["page_index"].iloc[i])
+
+
 def _race_row(r: Dict[str, Any], pid_of_tid: Dict[int, int]) -> Dict[str, Any]:
     tid = int(r["tid"])
     pid = r.get("pid")
@@ -100,7 +118,8 @@ def _race_row(r: Dict[str, Any], pid_of_tid: Dict[int, int]) -> Dict[str, Any]:
             int(install) if install is not None and not pd.isna(install) else int(r["window_start_ns"]),
             "entry": None if pd.isna(r["entry"]) else int(r["entry"]), "class": str(r["class"]),
             "uncertain": bool(r.get("uncertain", False)) if not pd.isna(r.get("uncertain", False)) else False,
-            "index": id(r)}
+            "install": int(install) if install is not None and not pd.isna(install) else None,
+            "page_index": None, "index": id(r)}
 
 
 def _why_no_race(row: Dict[str, Any], lost_events: Any, detector_ran: bool) -> Optional[str]:
@@ -134,10 +153,17 @@ def _why_no_corruption(race: Dict[str, Any], workload_pids: Optional[Set[int]]) 
 
 
 def _match(m: Dict[str, Any], races: List[Dict[str, Any]]):
-    """The race a corruption follows: on its own thread (the faulting thread checks the page right after its
-    fault), else the latest of its process before it (found later by another thread or the final sweep); a
-    stale-install first."""
+    """The race a corruption follows, a stale-install first: the latest on the same page installed before it
+    (when the races are placed on pages); else on its own thread (the faulting thread checks the page right
+    after its fault); else the latest of its process before it (found later by another thread or the sweep)."""
     t = int(m["mono_ns"])
+    # The page is exact (the race's fault placed on the oracle's touch of that page): the latest race on it
+    # before the mismatch. Any thread can find a lost write: whichever takes the page's lock next.
+    on_page = [r for r in races if r["pid"] == m["pid"] and r["page_index"] == m["page_index"]
+               and (r["install"] if r["install"] is not None else r["start"]) <= t]
+    if on_page:
+        stale = [r for r in on_page if r["class"] == "stale-install"]
+        return max(stale or on_page, key=lambda r: r["end"]), "page+time"
     for how, near in (("thread+time", lambda r: r["tid"] == m["tid"] and r["start"] <= t <= r["end"]
                        + SAME_THREAD_SLACK_NS),
                       ("process+time", lambda r: r["pid"] == m["pid"] and r["start"] <= t)):

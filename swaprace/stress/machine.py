@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from swaprace.errors import SwapraceError
 from swaprace.osutil import atomic_write_text, pid_alive
@@ -73,9 +73,9 @@ def sbin(tool: str) -> str:
     return found
 
 
-def active_swaps() -> List[Dict[str, int]]:
+def active_swaps() -> List[Dict[str, Any]]:
     """/proc/swaps as dicts: filename, size and used in KiB."""
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for line in Path("/proc/swaps").read_text().splitlines()[1:]:
         parts = line.split()
         if len(parts) >= 4:
@@ -158,7 +158,7 @@ class StateLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write()
 
-    def add(self, **change: str) -> None:
+    def add(self, **change: object) -> None:
         self.changes.append({k: str(v) for k, v in change.items()})
         self._write()
 

@@ -162,8 +162,11 @@ class Helper:
     """The loaded helper. One region per process: the C side keeps its state in globals."""
 
     def __init__(self, path: Optional[Path] = None):
-        self.path = path or build()
-        why = untrusted(Path(self.path))
+        built = path or build()
+        if built is None:
+            raise SwapraceError("no C compiler here to build the stress helper")
+        self.path: Path = built
+        why = untrusted(self.path)
         if why is not None:
             raise SwapraceError(f"not loading the stress helper: {why}")
         lib = ctypes.CDLL(str(self.path))

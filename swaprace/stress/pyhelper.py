@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 import zlib
+from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 from swaprace.stress import native
@@ -44,6 +45,16 @@ class _Lib:
 
     def sr_stop_requested(self) -> int:
         return int(self._helper.stop.is_set())
+
+
+@dataclass
+class _RunState:
+    """What the threads of one run share (written by the barrier's action while every thread waits)."""
+    batch: List[Tuple[int, int]] = field(default_factory=list)
+    done: bool = False
+    rounds: int = 0
+    reads: int = 0
+    writes: int = 0
 
 
 class PyHelper:
@@ -145,16 +156,16 @@ class PyHelper:
         rng = random.Random(cfg.seed * 7919 + cfg.proc_index)
         res.start_mono_ns, res.start_real_ns = time.monotonic_ns(), time.time_ns()
         deadline = res.start_mono_ns + cfg.duration_ns
-        state = {"batch": [], "done": False, "rounds": 0, "reads": 0, "writes": 0}
+        state = _RunState()
 
         def between_rounds() -> None:  # the barrier's action: every thread has arrived, none touches pages
-            state["rounds"] += 1
+            state.rounds += 1
             if self.stop.is_set() or time.monotonic_ns() >= deadline:
-                state["done"] = True
+                state.done = True
                 return
-            state["batch"] = self._pick(rng)
+            state.batch = self._pick(rng)
             if cfg.pageout:
-                for index, _ in state["batch"]:
+                for index, _ in state.batch:
                     if index < self.shared_start:
                         if _libc.madvise(self.base + index * self.page, self.page, MADV_PAGEOUT) == 0:
                             res.pageouts += 1
@@ -168,9 +179,9 @@ class PyHelper:
             reads = writes = 0
             while True:
                 barrier.wait()
-                if state["done"]:
+                if state.done:
                     break
-                for index, writer in state["batch"]:
+                for index, writer in state.batch:
                     if writer == 0:
                         self._check(thread, index, 0)
                         reads += 1
@@ -178,16 +189,16 @@ class PyHelper:
                         self._write(index)
                         writes += 1
             with self._lock:
-                state["reads"] += reads
-                state["writes"] += writes
+                state.reads += reads
+                state.writes += writes
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(cfg.threads)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        res.rounds = state["rounds"] - 1
-        res.pages_read, res.pages_written = state["reads"], state["writes"]
+        res.rounds = state.rounds - 1
+        res.pages_read, res.pages_written = state.reads, state.writes
         res.windows = sum(len(w) for w in self._windows)
         res.end_mono_ns = time.monotonic_ns()
         return res

@@ -18,11 +18,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from swaprace.errors import SwapraceError
+
+if TYPE_CHECKING:
+    from swaprace.events import Capture
 from swaprace.osutil import signals_raise
 from swaprace.stress import machine, native, oracle, scenarios
 
@@ -157,8 +160,11 @@ def run_stress(opts: StressOptions, progress: Optional[Callable[[str], None]] = 
                 _stop_workers(workers)
                 if recorder:
                     recorder.finish()
+        touches = summary.pop("_touches", None)
         if recorder:
-            summary.update(recorder.judge(summary))
+            summary.update(recorder.judge(summary, touches))
+            # with the capture, what the join used: the oracle's timed first touches (tid, start, end, page)
+            summary["oracle_touches"] = {k: v.tolist() for k, v in touches.items()}
         return summary
 
 
@@ -188,7 +194,7 @@ class _Recorder:
         self.plan.require()
         self.stop = threading.Event()
         self.attached = threading.Event()
-        self.capture = None
+        self.capture: Optional[Capture] = None
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._trace, name="swaprace-record", daemon=True)
 
@@ -218,11 +224,15 @@ class _Recorder:
         if self.error is not None:
             raise SwapraceError(f"tracer failed: {self.error}")
 
-    def judge(self, summary: Dict[str, Any]) -> Dict[str, Any]:
+    def judge(self, summary: Dict[str, Any], touches: Dict[str, Any]) -> Dict[str, Any]:
         from swaprace.analysis import analyze
+        import pandas as pd
+
         from swaprace.stress.join import join, trace_window_stats
 
         capture = self.capture
+        if capture is None:
+            raise SwapraceError("the tracer wrote no capture")
         result = analyze(capture)
         detector = capture.meta.detector
         # the workload: the workers and the readers they fork (same command name, pids unknown beforehand)
@@ -230,7 +240,8 @@ class _Recorder:
         comms = set(result.windows.loc[result.windows["pid"].isin(pids), "comm"].astype(str))
         pids |= set(result.windows.loc[result.windows["comm"].astype(str).isin(comms), "pid"].astype(int))
         verdict = join(result.races, result.windows, summary["mismatches"], capture.meta.lost_events,
-                       detector_races=detector.get("races") if detector else None, workload_pids=pids)
+                       detector_races=detector.get("races") if detector else None, workload_pids=pids,
+                       touches=pd.DataFrame(touches))
         start, end = summary["rounds_interval_ns"]
         duration = (end - start) / 1e9
         windows = result.windows[(result.windows["start_ns"] >= start) & (result.windows["end_ns"] <= end)]
@@ -465,6 +476,10 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
     minutes = elapsed / 60
     full = [s for s in swap_samples if s > 0.5]
     summary = {
+        # the oracle's timed first touches, for the join (taken out before the summary is printed)
+        "_touches": {"tid": windows["tid"].astype(np.int64), "start_ns": windows["start_ns"].astype(np.int64),
+                     "end_ns": windows["end_ns"].astype(np.int64),
+                     "page_index": windows["page_index"].astype(np.int64)},
         "ok": not mismatches,
         "corruptions": counters.get("mismatches", 0),
         "mismatches": oracle.sort_mismatches(mismatches),

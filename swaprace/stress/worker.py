@@ -17,6 +17,7 @@ from typing import Any, Dict
 
 from swaprace.osutil import atomic_write_bytes, atomic_write_text
 from swaprace.stress import native
+from swaprace.stress.pyhelper import PyHelper
 
 
 def write_json(path: Path, obj: Dict[str, Any]) -> None:
@@ -31,7 +32,7 @@ def join_cgroup(procs_file: str) -> None:
 
 def make_config(spec: Dict[str, Any]) -> native.Config:
     config = native.Config()
-    for name, _ in native.Config._fields_:
+    for name, *_ in native.Config._fields_:
         if name in spec:
             setattr(config, name, int(spec[name]))
     return config
@@ -41,11 +42,10 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     out = Path(spec["out_dir"])
     index = int(spec["proc_index"])
+    helper: native.Helper | PyHelper
     if spec["helper"]:
         helper = native.Helper(Path(spec["helper"]))
     else:  # no C compiler on this machine
-        from swaprace.stress.pyhelper import PyHelper
-
         helper = PyHelper()
     helper.install_stop_signals()  # SIGINT/SIGTERM: finish the round, sweep, report
     join_cgroup(spec.get("cgroup_procs", ""))
@@ -65,8 +65,8 @@ def main(spec_path: str) -> int:
     # raw native.Window records (run.WINDOW_DTYPE reads them): no numpy here, whose import alone would add
     # ~20 MiB to every worker's charge in a cgroup kept at a few MiB
     atomic_write_bytes(out / f"windows-{index}.bin", b"".join(bytes(a) for a in helper.windows()))
-    counters = {name: getattr(result, name) for name, _ in native.Result._fields_}
-    mismatches = [{name: getattr(m, name) for name, _ in native.Mismatch._fields_} | {"proc_index": index}
+    counters = {name: getattr(result, name) for name, *_ in native.Result._fields_}
+    mismatches = [{name: getattr(m, name) for name, *_ in native.Mismatch._fields_} | {"proc_index": index}
                   for m in helper.mismatches()]
     write_json(out / f"result-{index}.json", {"pid": os.getpid(), "counters": counters,
                                                "mismatches": mismatches})
