@@ -32,6 +32,7 @@ pytest.importorskip("duckdb")
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = sorted((ROOT / "tests/fixtures/real").glob("*.parquet")) + sorted((ROOT / "tests/fixtures/real").glob("*.trace"))
+N_CAPTURES = len(REAL) + 1 + 3  # the real ones, the ABA trace and three synthetic
 ABA = ROOT / "tests/fixtures/aba-bookworm.trace"
 
 
@@ -105,7 +106,8 @@ def _fleet_numbers(out: Path) -> dict:
 def test_fleet_gives_the_same_numbers_as_analyze_on_each_capture(captures, fleet):
     out, report = fleet
     paths = sorted(p for p in captures.rglob("*") if p.suffix in (".parquet", ".trace"))
-    assert report["captures"] == len(paths) == 8 and report["derived"] == 8 and report["failed"] == 0
+    assert report["captures"] == len(paths) == N_CAPTURES and report["derived"] == N_CAPTURES
+    assert report["failed"] == 0
     numbers = _fleet_numbers(out)
     assert set(numbers) == {p.name for p in paths}
     raced = 0
@@ -204,7 +206,7 @@ def test_dask_local_cluster_gives_the_same_tables(captures, fleet, tmp_path):
                                            cluster.scheduler_address, "--json"])
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
-        assert report["engine"] == "dask" and report["derived"] == 8 and report["failed"] == 0
+        assert report["engine"] == "dask" and report["derived"] == N_CAPTURES and report["failed"] == 0
         with distributed.Client(cluster) as client:  # the library call, and the up-to-date check on Dask
             again = run_fleet([str(captures)], tmp_path / "dask", client=client)
         assert {r["status"] for r in again.records} == {"up-to-date"}
@@ -233,7 +235,7 @@ def test_summary_and_sql(fleet):
     assert any(line.startswith("6.1.0-50-amd64") and "swaprace-testbox" in line for line in lines)
     assert any(line.startswith("6.6.30-synth") for line in lines)
     js = json.loads(cli("fleet", "-o", str(out), "--summary", "--json").stdout)["summary"]
-    assert sum(r["captures"] for r in js) == 8
+    assert sum(r["captures"] for r in js) == N_CAPTURES
     row = next(r for r in js if r["kernel"] == "6.6.30-synth" and r["host"] == "ci-box-01")
     assert row["stale_install"] > 0 and row["lost_events"] == 3
     assert {"recovered", "benign", "stale_install", "uncertain", "lost_events", "loss_unknown"} <= set(row)

@@ -325,3 +325,20 @@ def test_join_table_pairs_each_corruption_with_both_sides_and_says_why_not():
     lines = run.join_table_lines(joined)
     assert lines[0].startswith("join: 2 corruptions: 1 follow an offline stale-install, 1 a detector")
     assert any("4<5" in line and "stale-install 0x5 tid 11 (thread+time)" in line for line in lines)
+
+
+def test_join_by_page_pairs_a_lost_write_found_by_another_thread():
+    """Seen on lab-2024: thread 12 installs the stale copy of page 3, thread 11 takes the page's lock first and
+    finds the lost write. By thread, 11's own (recovered) race was taken; by page, 12's stale-install is."""
+    races = pd.DataFrame({"entry": [5, 7], "tid": [11, 12], "window_start_ns": [1000, 1100],
+                          "window_end_ns": [2000, 1900], "install_ns": pd.array([None, 1800], dtype="Int64"),
+                          "class": ["recovered", "stale-install"]})
+    touches = pd.DataFrame({"tid": [11, 12, 11], "start_ns": [990, 1090, 5000], "end_ns": [2010, 1910, 5100],
+                            "page_index": [3, 3, 4]})
+    mismatch = [_mismatch(10, 11, 2100, page=3)]
+    by_thread = join.join(races, WINDOWS, mismatch, 0)["table"][0]["offline"]
+    assert by_thread["tid"] == 11 and by_thread["class"] == "recovered"
+    by_page = join.join(races, WINDOWS, mismatch, 0, touches=touches)
+    row = by_page["table"][0]["offline"]
+    assert (row["tid"], row["entry"], row["class"], row["matched_by"]) == (12, 7, "stale-install", "page+time")
+    assert by_page["unpartnered"] == [] and by_page["table"][0]["why_unpartnered"] is None

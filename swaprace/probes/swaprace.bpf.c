@@ -101,6 +101,8 @@ struct sr_window {
     u64 folio;            // the folio T obtained
     u64 alloc_seq;        // the entry's sequence numbers when T obtained its page
     u64 free_seq;
+    u64 miss_alloc_seq;   // the same at T's lookup miss: the skip-swapcache window opens there
+    u64 miss_free_seq;
     u64 ksm_ts;           // T's KSM copy (0: none)
     u64 ksm_folio;
     u64 ksm_bound;        // the obtained folio was bound to E, in the new generation, when T copied it
@@ -477,11 +479,20 @@ static __always_inline void obtain(struct sr_window *w, u32 kind, u64 folio, u64
     w->folio = folio;
     w->alloc_seq = s ? s->alloc_seq : 0;
     w->free_seq = s ? s->free_seq : 0;
+    if (kind == OBTAIN_READ) {
+        // The private read of the skip-swapcache path: T committed to E at its lookup miss and reads the slot
+        // whichever generation's data it then holds, so the window opens at the miss (the offline rule).
+        w->alloc_seq = w->miss_alloc_seq;
+        w->free_seq = w->miss_free_seq;
+    }
     count(STAT_OBTAINED);
 }
 
-// The first free after T obtained its page and the first allocation after it; 0 when there is no race.
-static __always_inline int find_race(struct sr_window *w, struct sr_mark *release, struct sr_mark *realloc)
+// The first free after T obtained its page and the first allocation after it, before `until` (the install or
+// the window's end); 0 when there is no race. Another CPU can free or allocate E while this probe runs: its
+// mark then bears a later time than `until`, and it is not in the window (the offline model orders by time).
+static __always_inline int find_race(struct sr_window *w, struct sr_mark *release, struct sr_mark *realloc,
+                                     u64 until)
 {
     struct sr_slot *s = slots.lookup(&w->entry);
     if (!s || s->free_seq <= w->free_seq || s->alloc_seq <= w->alloc_seq)
@@ -497,6 +508,8 @@ static __always_inline int find_race(struct sr_window *w, struct sr_mark *releas
             return 0;
         *realloc = s->allocs[(a + 1) & (ALLOC_RING - 1)];
     }
+    if (!w->uncertain && (release->ts > until || realloc->ts > until))
+        return 0;  // (when the rings overflowed the marks are later ones: the race stands, uncertain)
     return 1;
 }
 
@@ -592,7 +605,7 @@ static __always_inline void on_fault_return(struct pt_regs *ctx, u64 now)
             race->window_end = now;
     } else if (w->obtain_kind && !w->installed) {
         struct sr_mark release = {}, realloc = {};
-        if (find_race(w, &release, &realloc))
+        if (find_race(w, &release, &realloc, now))
             report_race(ctx, w, tid, now, &release, &realloc, RACE_RECOVERED);
     }
     // do_swap_page does not nest in one thread (it touches no user memory), so the windows below this one lost
@@ -628,10 +641,14 @@ static __always_inline void on_lookup_return(u64 entry, u64 folio, u64 now)
     // After a miss, a later lookup of E by T that hits is where T got its page: 7.x swapin_sync() looks E up
     // again before it allocates (the offline model's rule; found by the simulated kernel).
     if (w && w->has_entry && w->entry == entry && !w->obtain_kind) {
-        if (folio)
+        if (folio) {
             obtain(w, OBTAIN_LOOKUP, folio, now);
-        else
+        } else if (!w->missed) {
+            struct sr_slot *s = slots.lookup(&entry);  // no state yet: every later free/allocation is new
+            w->miss_alloc_seq = s ? s->alloc_seq : 0;
+            w->miss_free_seq = s ? s->free_seq : 0;
             w->missed = 1;
+        }
     }
 }
 
@@ -677,7 +694,7 @@ static __always_inline void on_swap_put(struct pt_regs *ctx, u64 entry, u64 foli
     if (w->failed_prepare)
         count(STAT_INSTALLS_AFTER_FAILED_PREPARE);
     struct sr_mark release = {}, realloc = {};
-    if (!find_race(w, &release, &realloc))
+    if (!find_race(w, &release, &realloc, now))
         return;
     u32 klass = RACE_STALE_INSTALL;
     if (w->obtain_kind - 1 == OBTAIN_READ) {
