@@ -182,7 +182,7 @@ class CaptureMeta:
     """What a capture knows about how it was made.
 
     ``lost`` maps a loss source (``perf_buffer``, ``ringbuf``, ``kretprobe_missed:<func>``,
-    ``ftrace_overrun``, ...) to a count. ``lost_known`` is False when the source cannot tell at all
+    ``kprobe_missed:<func>``, ``bpf_recursion_missed:<program>``, ``ftrace_overrun``, ...) to a count. ``lost_known`` is False when the source cannot tell at all
     (a text log pasted from elsewhere): then :attr:`lost_events` is None, never a made-up zero.
     ``detector`` holds the in-kernel detector's findings (counters and races) when the bcc backend ran it.
     """

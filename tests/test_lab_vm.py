@@ -65,6 +65,25 @@ def test_lab_kernel_loses_writes(scenario):
     _machine_restored(result)
 
 
+def test_lab_kernel_races_agree_with_the_oracle_run_for_run():
+    """`stress --record` on lab-2024: every lost write the oracle sees follows a stale-install on its page, in
+    the offline analysis and in the in-kernel detector alike; a stale-install without a lost write only where
+    the stale copy held the latest data; the two sides find the same stale-installs."""
+    _require_lab("lab-2024")
+    # 20 s (the last --duration wins): ~60 lost writes, and a capture the guest analyses in a minute
+    result, summary = _run("lab-2024", "skip-swapcache-2024", "--record", "/mnt/out/run.parquet", "--duration", "20")
+    assert result["rc"] == 1, result["stderr"][-2000:]
+    assert summary["trace"]["lost_events"] == 0 and summary["corruptions"] > 0
+    joined = summary["join"]
+    agree = joined["agreement"]
+    assert agree["with_offline_stale_install"] == agree["with_detector_stale_install"] == agree["corruptions"], \
+        [r for r in joined["table"] if r["why_unpartnered"]]
+    assert all(r["offline"]["matched_by"] == "page+time" for r in joined["table"])
+    assert all(u["why"].startswith("no oracle mismatch followed") for u in joined["unpartnered"]), joined["unpartnered"]
+    assert agree["offline_stale_installs"] == agree["detector_stale_installs"]
+    _machine_restored(result)
+
+
 @pytest.mark.parametrize("scenario", ["skip-swapcache-2024", "ksm-2010"])
 @pytest.mark.parametrize("kernel", ["bookworm", "trixie-backports"])
 def test_stock_kernel_stays_clean(kernel, scenario):

@@ -25,7 +25,7 @@ import ctypes
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -499,13 +499,36 @@ class BccBackend(Backend):
         suffix = f"_bcc_{os.getpid()}"
         misses: Dict[str, int] = {}
         for kind, symbol, _fn in attachments(self._plan) if self._plan else []:
-            if kind != "kretprobe":
-                continue
-            event = "r_" + symbol.replace("+", "_").replace(".", "_") + suffix
+            # a kprobe's misses: it fired while another kprobe ran on that CPU; a kretprobe's also: no free
+            # instance (maxactive) at the call
+            prefix = "r_" if kind == "kretprobe" else "p_"
+            event = prefix + symbol.replace("+", "_").replace(".", "_") + suffix
             entry = profile.get(event)
-            key = f"kretprobe_missed:{symbol}"
+            key = f"{kind}_missed:{symbol}"
             misses[key] = entry.missed if entry else previous.get(key, 0)
+        misses.update(self._recursion_misses(previous))
         return misses
+
+    def _recursion_misses(self, previous: Dict[str, int]) -> Dict[str, int]:
+        """Hits whose BPF program did not run because a BPF program was already running on that CPU (the
+        kernel's bpf_prog_active guard): ``recursion_misses`` of each program's fdinfo (Linux 5.12+; counted for
+        kprobe programs since Linux 6.7). A program no longer loaded keeps its last count."""
+        out: Dict[str, int] = {}
+        funcs: Dict[Any, Any] = getattr(self._bpf, "funcs", {}) if self._bpf is not None else {}
+        for name, func in list(funcs.items()):
+            key = f"bpf_recursion_missed:{name.decode() if isinstance(name, bytes) else name}"
+            try:
+                text = Path(f"/proc/self/fdinfo/{func.fd}").read_text()
+            except OSError:
+                out[key] = previous.get(key, 0)
+                continue
+            for line in text.splitlines():
+                if line.startswith("recursion_misses:"):
+                    out[key] = int(line.split(":", 1)[1])
+        for key, value in previous.items():  # programs already closed
+            if key.startswith("bpf_recursion_missed:"):
+                out.setdefault(key, value)
+        return out
 
     def losses(self) -> Dict[str, int]:
         counters = self.counters()

@@ -193,7 +193,10 @@ def build_report(analysis, out_dir, source_name: Optional[str] = None,
                     loss_text=rate.loss_summary(analysis.capture.meta))
     index = timeline.EventIndex(analysis.capture.events)
     races = analysis.races.sort_values(["window_start_ns", "tid"], kind="stable").reset_index(drop=True)
-    drawn = races.iloc[:max(max_timelines, 0)]
+    # when not all can be drawn, the stale-installs first (the lost writes), then benign, then recovered
+    severity = races["class"].astype(str).map({"stale-install": 0, "benign": 1}).fillna(2)
+    chosen = severity.sort_values(kind="stable").index[:max(max_timelines, 0)]
+    drawn = races.loc[sorted(chosen)]
     report.races_not_drawn = len(races) - len(drawn)
     busy = busiest_entries(analysis, busiest)
     steps: List[Tuple[str, Callable[[], None]]] = [
