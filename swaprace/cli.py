@@ -493,7 +493,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
               help="Corrupt N pages behind the oracle's back (tests the oracle).")
 @click.option("--swap-device", type=click.Choice(["file", "zram"]), default="file", show_default=True,
               help="Swap to a swap file, or to /dev/zram0 (SWP_SYNCHRONOUS_IO: the skip-swapcache path).")
-@click.option("--scenario", type=click.Choice(["skip-swapcache-2024", "ksm-2010"]), default=None,
+@click.option("--scenario", type=click.Choice(["skip-swapcache-2024", "swapcache-2010", "ksm-2010"]), default=None,
               help="A workload aimed at one known race (presets options; explicit options win).")
 @click.option("--widen-us", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
               help="Lab kernels only: sleep this long in do_swap_page's race window (vm.swaprace_widen_us).")

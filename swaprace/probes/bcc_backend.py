@@ -349,9 +349,15 @@ class BccBackend(Backend):
             for kind, symbol, fn in attachments(plan):
                 self._attach(kind, symbol, fn, plan.maxactive)
             self._open_outputs(plan)
+            self._arm(True)  # every probe attached: from now on the program records and detects
         except BaseException:
             self.stop()
             raise
+
+    def _arm(self, on: bool) -> None:
+        assert self._bpf is not None
+        table = self._bpf["armed"]
+        table[table.Key(0)] = table.Leaf(1 if on else 0)
 
     def _attach(self, kind: str, symbol: str, fn: str, maxactive: int) -> None:
         assert self._bpf is not None
@@ -571,8 +577,13 @@ class BccBackend(Backend):
                 misses = self._kretprobe_misses_now()  # kprobe_profile lists bcc's kretprobes until detached
             except Exception:
                 misses = dict(self._last_misses)
-            # Detach in the reverse order of attaching; then, with nothing firing any more, the counters and
-            # the buffers describe exactly the same probe hits.
+            # Disarm first (every probe stops at once: no call without its return probe), then detach in the
+            # reverse order of attaching; with nothing firing any more, the counters and the buffers describe
+            # exactly the same probe hits.
+            try:
+                self._arm(False)
+            except Exception:  # a half-started program: the map may not exist yet
+                pass
             for kind, symbol, fn in reversed(attachments(self._plan)) if self._plan else []:
                 try:
                     (bpf.detach_kprobe if kind == "kprobe" else bpf.detach_kretprobe)(symbol, fn)

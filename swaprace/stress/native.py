@@ -87,7 +87,7 @@ class Result(ctypes.Structure):
 
 PHASES = {0: "read", 1: "write", 2: "child-read", 3: "final-sweep", 4: "locked-check"}
 #: ``Config.scenario`` values (stress_helper.c enum sr_scenario).
-SCENARIO_ROUNDS, SCENARIO_SKIP_SWAPCACHE = 0, 1
+SCENARIO_ROUNDS, SCENARIO_SKIP_SWAPCACHE, SCENARIO_SWAPCACHE_FREED = 0, 1, 2
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,17 @@ content fully determined by (tag, generation) and every read is compared with th
     check sees an older generation than the last write. Counted once per lost write (phase ``locked-check``).
     On a kernel with the guard, B's ``swapcache_prepare()`` fails and it retries the fault: zero.
 
-``ksm-2010`` (the race fixed by 4969c1192d15 + 31c4a3d3a0f8, reverted in the ``lab-2010`` kernel)
+``swapcache-2010`` (the race fixed by 4969c1192d15 + 31c4a3d3a0f8, reverted in the ``lab-2010`` kernel)
+    The skip-swapcache-2024 workload on a disk swap file of 9 slots instead (not SWP_SYNCHRONOUS_IO: every
+    fault goes through the swap cache), and each writer, after its locked check, drops the page
+    (MADV_DONTNEED), writes the next generation into a fresh page and pushes it out (MADV_PAGEOUT). Thread A
+    reads entry E into the swap cache and sleeps in its fault; thread B finds that folio P there and sleeps
+    too; A installs P, and with swap more than half full do_swap_page frees P's swap cache: E's slot is free.
+    A's fresh page goes out and is given slot E again. Without the bail-out B wakes, locks P -- no longer in
+    the swap cache, or not for E -- passes ``pte_same()`` and installs P's old data: a lost write. With the
+    bail-out (``!folio_test_swapcache(folio) || page_private(page) != entry.val``) B retries the fault.
+
+``ksm-2010`` (the same race, through KSM copies)
     The general rounds tuned for KSM copies: two unrelated processes (different anon_vma roots) whose
     region is three quarters KSM groups (identical pages inside and across the processes, merged by a fast
     KSM scan), pushed out by the cgroup limit to a disk swap file kept more than half full, where the swap
@@ -69,6 +79,13 @@ SCENARIOS: Dict[str, Scenario] = {
         # reuse the race needs. Measured on lab-2024, 20 s, widener 20 ms: 9 slots 99 lost writes, 15 slots 58,
         # 31 slots 27, 1023 slots (4 MiB) 0; widener off, 15 slots: 1 in 60 s.
         limit_bytes=512 * MiB, swap_bytes=64 * 1024, kernel="lab-2024"),
+    "swapcache-2010": Scenario(
+        "swapcache-2010", helper_mode=2, swap_device="file",
+        options={"threads": 4, "processes": 1, "mem_bytes": 64 * 4096, "batch": 16, "ksm": False,
+                 "fork_every": 0, "shared_permille": 0, "pageout": True, "pager_us": 1000},
+        # a swap file of 9 slots for 64 pages: always more than half full (every fault frees its swap cache)
+        # and a page pushed out is often given the slot a fault just freed
+        limit_bytes=512 * MiB, swap_bytes=40 * 1024, kernel="lab-2010"),
     "ksm-2010": Scenario(
         "ksm-2010", helper_mode=0, swap_device="file",
         options={"threads": 4, "processes": 2, "mem_bytes": 8 * MiB, "batch": 64, "ksm": True,

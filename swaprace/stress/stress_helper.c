@@ -39,7 +39,7 @@ enum sr_phase { SR_READ = 0, SR_WRITE = 1, SR_CHILD_READ = 2, SR_FINAL_SWEEP = 3
 
 /* Scenarios (swaprace stress --scenario): workloads aimed at one known race, see swaprace/stress/scenarios.py.
  * SR_SCENARIO_ROUNDS is the general workload of the rounds above (ksm-2010 is a preset of it). */
-enum sr_scenario { SR_SCENARIO_ROUNDS = 0, SR_SCENARIO_SKIP_SWAPCACHE = 1 };
+enum sr_scenario { SR_SCENARIO_ROUNDS = 0, SR_SCENARIO_SKIP_SWAPCACHE = 1, SR_SCENARIO_SWAPCACHE_FREED = 2 };
 
 struct sr_config {
 	uint64_t npages;
@@ -472,7 +472,15 @@ static void *skip_thread_main(void *arg)
 			t->reads++;
 			S.gen[index]++;
 			make_page(t->expected, S.tag[index], S.gen[index]);
+			if (S.cfg.scenario == SR_SCENARIO_SWAPCACHE_FREED)
+				/* swapcache-2010: drop the page this fault installed (whose slot the fault freed: swap
+				 * more than half full) and write the next generation into a fresh page ... */
+				madvise(page, S.page, MADV_DONTNEED);
 			memcpy(page, t->expected, S.page);
+			if (S.cfg.scenario == SR_SCENARIO_SWAPCACHE_FREED)
+				/* ... and push it out at once: it may get the slot just freed, while a thread that found
+				 * the old page in the swap cache still sleeps in its fault (see scenarios.py) */
+				madvise(page, S.page, MADV_PAGEOUT);
 			t->writes++;
 			page_unlock(index);
 		}
@@ -604,7 +612,7 @@ int sr_run(void)
 	res->start_mono_ns = now_ns(CLOCK_MONOTONIC);
 	res->start_real_ns = now_ns(CLOCK_REALTIME);
 	S.deadline = res->start_mono_ns + S.cfg.duration_ns;
-	if (S.cfg.scenario == SR_SCENARIO_SKIP_SWAPCACHE) {
+	if (S.cfg.scenario == SR_SCENARIO_SKIP_SWAPCACHE || S.cfg.scenario == SR_SCENARIO_SWAPCACHE_FREED) {
 		int err = run_skip_swapcache();
 		res->end_mono_ns = now_ns(CLOCK_MONOTONIC);
 		for (uint32_t i = 0; i < S.cfg.threads; i++) {
