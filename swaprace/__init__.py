@@ -12,7 +12,7 @@ Imports are lazy: ``import swaprace`` costs nothing until one of these is used.
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic version), so do the CLI and captures
 __all__ = ["__version__", "analyze", "read", "record", "TABLES"]
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from swaprace.errors import SwapraceError
+from swaprace.errors import SwapraceError, first_line
 from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, normalize, to_arrow
 from swaprace.osutil import UnsafeOutput, atomic_write
 
@@ -76,7 +76,7 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
     try:
         table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
-        raise SwapraceError(f"{path}: not a readable Parquet capture ({_first_line(exc)})") from None
+        raise SwapraceError(f"{path}: not a readable Parquet capture ({first_line(exc)})") from None
     from swaprace.readers.validate import (
         check_arrow_types,
         check_events,
@@ -97,7 +97,7 @@ def read_capture(path: PathLike | IO[bytes], name: str | None = None) -> Capture
         check_events(frame, str(path))
         events = normalize(frame)
     except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:
-        raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({_first_line(exc)})") from None
+        raise SwapraceError(f"{path}: Parquet file is not a swaprace capture ({first_line(exc)})") from None
     unknown = {str(k): int(v) for k, v in (meta.extra.get("unknown_functions") or {}).items()}
     return Capture(events=events, meta=meta, source_format="parquet", unknown_functions=unknown)
 
@@ -107,8 +107,3 @@ _NULLABLE_INTS = {
     pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
     pa.uint64(): pd.UInt64Dtype(),
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -580,6 +580,7 @@ class _TtyProgress:
 
 _FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "ftrace", "perf"]),
                               help="Capture format (default: detected from the content).")
+_PNG_OPTION = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 
 
 @main.command("report")
@@ -650,10 +651,21 @@ def _plot_done(path, data: dict, as_json: bool) -> None:
         click.echo(f"wrote {path} ({width}x{height})")
 
 
+def _plot_capture(capture, output, fmt, as_json: bool, draw, describe) -> None:
+    """One picture of a whole capture: ``draw(analysis, output, inputs=...)`` returns (path, result) and
+    ``describe(result)`` what ``--json`` prints."""
+    from swaprace.analysis.report import style
+    from swaprace.analysis.selection import load_analysis
+
+    style.check_writable(output, (capture,))
+    path, result = draw(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
+    _plot_done(path, describe(result), as_json)
+
+
 @plot_group.command("entry")
 @click.argument("entry")
 @click.argument("capture", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_PNG_OPTION
 @_FORMAT_OPTION
 @click.option("--race", type=click.IntRange(min=0), help="Zoom on this entry's N-th race (0 = first).")
 @click.option("--json", "as_json", is_flag=True, help="Print what the picture shows as JSON.")
@@ -680,7 +692,7 @@ def plot_entry_command(entry, capture, output, fmt, race, as_json):
 
 @plot_group.command("windows")
 @click.argument("capture", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_PNG_OPTION
 @_FORMAT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the histogram's sizes and medians as JSON.")
 def plot_windows_command(capture, output, fmt, as_json):
@@ -690,17 +702,15 @@ def plot_windows_command(capture, output, fmt, as_json):
     Example:
         swaprace plot windows capture.parquet -o windows.png
     """
-    from swaprace.analysis.report import plot_windows, style
-    from swaprace.analysis.selection import load_analysis
+    from swaprace.analysis.report import plot_windows
 
-    style.check_writable(output, (capture,))
-    path, hist = plot_windows(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
-    _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns}, as_json)
+    _plot_capture(capture, output, fmt, as_json, plot_windows,
+                  lambda hist: {"sizes": hist.sizes, "medians_ns": hist.medians_ns})
 
 
 @plot_group.command("reuse")
 @click.argument("capture", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_PNG_OPTION
 @_FORMAT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the histogram's sizes and medians as JSON.")
 def plot_reuse_command(capture, output, fmt, as_json):
@@ -711,17 +721,15 @@ def plot_reuse_command(capture, output, fmt, as_json):
     Example:
         swaprace plot reuse capture.parquet -o reuse.png
     """
-    from swaprace.analysis.report import plot_reuse, style
-    from swaprace.analysis.selection import load_analysis
+    from swaprace.analysis.report import plot_reuse
 
-    style.check_writable(output, (capture,))
-    path, hist = plot_reuse(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
-    _plot_done(path, {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes}, as_json)
+    _plot_capture(capture, output, fmt, as_json, plot_reuse,
+                  lambda hist: {"sizes": hist.sizes, "medians_ns": hist.medians_ns, **hist.notes})
 
 
 @plot_group.command("rate")
 @click.argument("capture", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@_PNG_OPTION
 @_FORMAT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the per-role counts and bucket width as JSON.")
 def plot_rate_command(capture, output, fmt, as_json):
@@ -731,12 +739,10 @@ def plot_rate_command(capture, output, fmt, as_json):
     Example:
         swaprace plot rate capture.parquet -o rate.png
     """
-    from swaprace.analysis.report import plot_rate, style
-    from swaprace.analysis.selection import load_analysis
+    from swaprace.analysis.report import plot_rate
 
-    style.check_writable(output, (capture,))
-    path, series = plot_rate(load_analysis(capture, fmt, status=_tty_status), output, inputs=(capture,))
-    _plot_done(path, {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text}, as_json)
+    _plot_capture(capture, output, fmt, as_json, plot_rate,
+                  lambda series: {"bucket_ns": series.bucket_ns, "counts": series.counts, "lost": series.loss_text})
 # === end report / plot ===================================================================================
 
 

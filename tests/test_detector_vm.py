@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from test_live_bcc import guest  # noqa: F401 -- the module-scoped, per-kernel guest run
-
 pytestmark = pytest.mark.vm
 
 RACE_KEYS = ("entry", "tid", "window_start_ns", "obtain_ns", "release_ns", "realloc_ns", "install_ns", "class")
@@ -22,8 +20,8 @@ def _lossless(rec) -> bool:
     return rec["lost_events"] == 0 and rec["detector"]["counters"]["state_map_full"] == 0
 
 
-def test_detector_counters_agree_with_offline_analysis(guest):  # noqa: F811
-    rec = guest["record"]
+def test_detector_counters_agree_with_offline_analysis(bcc_guest):  # per-kernel guest run: tests/conftest.py
+    rec = bcc_guest["record"]
     assert rec.get("status") == 0, rec
     if not _lossless(rec):
         pytest.fail(f"the run lost events, cannot compare exactly: {rec['lost']}")
@@ -40,8 +38,8 @@ def test_detector_counters_agree_with_offline_analysis(guest):  # noqa: F811
     assert off["reuses"] > 0, "the workload should reallocate freed swap slots"
 
 
-def test_detector_races_agree_with_offline_analysis(guest):  # noqa: F811
-    rec = guest["record"]
+def test_detector_races_agree_with_offline_analysis(bcc_guest):
+    rec = bcc_guest["record"]
     if not _lossless(rec):
         pytest.fail(f"the run lost events, cannot compare exactly: {rec['lost']}")
     kernel = sorted(tuple(r[k] for k in RACE_KEYS) for r in rec["detector"]["races"])

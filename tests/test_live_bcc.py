@@ -216,19 +216,13 @@ def test_watch_ebpf_prints_the_program_for_this_kernel():
 
 # --- in the test box ----------------------------------------------------------------------------------------
 
-KERNEL_PARAMS = ["bookworm", "trixie-backports"]
-
-
-@pytest.fixture(scope="module", params=KERNEL_PARAMS)
-def guest(request):
-    from bcc_vm import guest_result
-
-    return guest_result(request.param)
+# The guest run is the ``bcc_guest`` fixture of tests/conftest.py (one boot per kernel, shared with
+# tests/test_detector_vm.py).
 
 
 @pytest.mark.vm
-def test_record_counts_equal_kernel_counts(guest):
-    rec = guest["record"]
+def test_record_counts_equal_kernel_counts(bcc_guest):
+    rec = bcc_guest["record"]
     assert rec.get("status") is not None and "error" not in rec, rec
     counts, hits = rec["capture_counts"], rec["detector"]["counters"]["hits"]
     lost = rec["lost_events"]
@@ -245,8 +239,8 @@ def test_record_counts_equal_kernel_counts(guest):
 
 
 @pytest.mark.vm
-def test_analyze_windows_equal_fault_returns(guest):
-    rec = guest["record"]
+def test_analyze_windows_equal_fault_returns(bcc_guest):
+    rec = bcc_guest["record"]
     faults = rec["capture_counts"]["fault"]
     # a return whose call came before tracing started cannot form a window
     unpaired = max(0, faults["return"] - faults["call"])
@@ -259,9 +253,9 @@ def test_analyze_windows_equal_fault_returns(guest):
                    "than ftrace of one probe over the common span (13,511 vs 13,514 swap_cache_get_folio calls; "
                    "3,573 vs 3,570 fault returns in another run) with no loss counted; the cause is not found yet "
                    "(BPF recursion-prevention misses, which bcc does not count, are the first suspect)")
-def test_both_backends_same_counts(guest):
-    both = guest["record"]["both"]
-    lost = (guest["record"]["lost_events"] or 0) + sum(both["ftrace_lost"].values())
+def test_both_backends_same_counts(bcc_guest):
+    both = bcc_guest["record"]["both"]
+    lost = (bcc_guest["record"]["lost_events"] or 0) + sum(both["ftrace_lost"].values())
     assert both["bcc"]["fault"]["call"] > 100, both
     for role in set(both["bcc"]) | set(both["ftrace"]):
         for phase in ("call", "return"):
@@ -272,8 +266,8 @@ def test_both_backends_same_counts(guest):
 
 
 @pytest.mark.vm
-def test_sigterm_leaves_no_probe_and_a_readable_capture(guest):
-    rec = guest["record"]
+def test_sigterm_leaves_no_probe_and_a_readable_capture(bcc_guest):
+    rec = bcc_guest["record"]
     assert rec["attached_bcc_events"] > 0, rec
     assert rec["stopped_by"] == "SIGTERM" and rec["capture_events"] > 0, rec
     assert rec["probes_after"] == rec["probes_before"], rec

@@ -248,8 +248,7 @@ def test_unreadable_directory_is_one_line(tmp_path):
 
 
 def _planted(tmp_path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_report import planted_capture
+    from report_support import planted_capture
 
     from swaprace.capture import write_capture
 

@@ -7,7 +7,6 @@ test box) and of the hand-written real-format ftrace fixtures next to it.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from swaprace.analysis.report import style
-from swaprace.capture import write_capture
 from swaprace.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_report import (  # noqa: E402
+from report_support import (
     BENIGN_ENTRY,
     RECOVERED_ENTRY,
     STALE_ENTRY,
     UNCERTAIN_ENTRY,
-    planted_capture,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -49,11 +45,6 @@ def _handwritten_ftrace():
     return [pytest.param(p, id=p.name) for p in sorted([*FIXTURES.glob("*.trace"), *FIXTURES.glob("*.perf")])]
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
-    return write_capture(planted_capture(), tmp_path_factory.mktemp("cli") / "planted.parquet")
-
-
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -72,8 +63,8 @@ def _check_report(directory: Path, index: dict) -> None:
                                                      "reuse-distance.png"}
 
 
-def test_report_command_on_planted_capture(planted, tmp_path):
-    result = run("report", planted, "-o", tmp_path / "out", "--busiest", "1", "--json")
+def test_report_command_on_planted_capture(planted_path, tmp_path):
+    result = run("report", planted_path, "-o", tmp_path / "out", "--busiest", "1", "--json")
     assert result.exit_code == 0, result.output
     index = json.loads(result.stdout)
     assert sorted((r["class"], int(r["entry"], 16), r["uncertain"]) for r in index["races"]) == [
@@ -88,8 +79,8 @@ def test_report_command_on_planted_capture(planted, tmp_path):
     assert result.stderr == ""  # not a terminal: no progress output
 
 
-def test_report_command_human_line(planted, tmp_path):
-    result = run("report", planted, "-o", tmp_path / "o", "--max-timelines", "0", "--busiest", "0")
+def test_report_command_human_line(planted_path, tmp_path):
+    result = run("report", planted_path, "-o", tmp_path / "o", "--max-timelines", "0", "--busiest", "0")
     assert result.exit_code == 0
     assert result.stdout.startswith(f"wrote {tmp_path / 'o' / 'report.html'} (3 pictures; 4 races, 2 stale-install, "
                                     "1 benign, 1 uncertain;")
@@ -111,33 +102,33 @@ def test_report_renders_real_format_captures(capture, tmp_path):
         assert fig["data"]["focus"]["class"] in {r["class"] for r in analysed["races"]}
 
 
-def test_plot_entry_by_value_and_type_offset(planted, tmp_path):
-    result = run("plot", "entry", f"{STALE_ENTRY:#x}", planted, "-o", tmp_path / "a.png", "--race", "0", "--json")
+def test_plot_entry_by_value_and_type_offset(planted_path, tmp_path):
+    result = run("plot", "entry", f"{STALE_ENTRY:#x}", planted_path, "-o", tmp_path / "a.png", "--race", "0", "--json")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert (shown["width"], shown["height"]) == style.TIMELINE_PX == _size(tmp_path / "a.png")
     assert shown["focus"] == {"tid": 101, "class": "stale-install", "uncertain": False, "window_start_ns": 6_000_000}
     assert shown["layers"] == ["slot generations", "swap-cache residency"]
     assert [(g["alloc_tid"], g["free_tid"]) for g in shown["generations"]] == [(77, 44), (102, None)]
-    result = run("plot", "entry", "0:0x2b0", planted, "-o", tmp_path / "b.png")
+    result = run("plot", "entry", "0:0x2b0", planted_path, "-o", tmp_path / "b.png")
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'b.png'} (1400x760)"
     # the same entry in every spelling draws the same thing
-    spelled = [json.loads(run("plot", "entry", text, planted, "-o", tmp_path / "c.png", "--json").stdout)
+    spelled = [json.loads(run("plot", "entry", text, planted_path, "-o", tmp_path / "c.png", "--json").stdout)
                for text in ("0:0x4d0", f"{UNCERTAIN_ENTRY:#x}", str(UNCERTAIN_ENTRY))]
     assert all(s["entry"] == hex(UNCERTAIN_ENTRY) and s == spelled[0] for s in spelled)
     assert [r["uncertain"] for r in spelled[0]["races"]] == [True]
 
 
-def test_analyze_entry_takes_the_plot_entry_spellings(planted):
-    races = [json.loads(run("analyze", planted, "--json", "--entry", text).stdout)["races"]
+def test_analyze_entry_takes_the_plot_entry_spellings(planted_path):
+    races = [json.loads(run("analyze", planted_path, "--json", "--entry", text).stdout)["races"]
              for text in ("0:0x3c0", f"{BENIGN_ENTRY:#x}", str(BENIGN_ENTRY))]
     assert all(r == races[0] for r in races) and [r["class"] for r in races[0]] == ["benign"]
 
 
 @pytest.mark.parametrize("kind,size", [("windows", style.DISTRIBUTION_PX), ("reuse", style.DISTRIBUTION_PX),
                                        ("rate", style.RATE_PX)])
-def test_plot_overviews(planted, tmp_path, kind, size):
-    result = run("plot", kind, planted, "-o", tmp_path / f"{kind}.png", "--json")
+def test_plot_overviews(planted_path, tmp_path, kind, size):
+    result = run("plot", kind, planted_path, "-o", tmp_path / f"{kind}.png", "--json")
     assert result.exit_code == 0, result.output
     assert _size(tmp_path / f"{kind}.png") == size
     if kind == "reuse":  # slot free -> reallocation, and evictions as their own series, never as reuses
@@ -154,12 +145,12 @@ def test_plot_overviews(planted, tmp_path, kind, size):
     (["report", "{tmp}/missing.parquet", "-o", "{tmp}/r"], ""),
     (["report", "{planted}", "-o", "{file}/sub"], "cannot create report directory"),
 ])
-def test_bad_input_is_one_error_line(planted, tmp_path, args, message):
+def test_bad_input_is_one_error_line(planted_path, tmp_path, args, message):
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"PAR1 this is not parquet at all" * 10)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    args = [a.format(planted=planted, tmp=tmp_path, garbage=garbage, file=a_file) for a in args]
+    args = [a.format(planted=planted_path, tmp=tmp_path, garbage=garbage, file=a_file) for a in args]
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback

@@ -276,10 +276,22 @@ CATALOG: Dict[str, List[Candidate]] = {
     ],
 }
 
-# Suffixes the compiler gives clones of a function (GCC IPA). A clone of a probed function is still the same
+# Suffixes the compiler gives clones of a function (GCC IPA): the one definition of the package
+# (:func:`swaprace.kernel.symbols.base_symbol` strips it). A clone of a probed function is still the same
 # code, but .isra/.constprop clones may have dropped or reordered arguments, so a clone is used only when the
 # plain name is absent, and the resolution carries a warning. ".cold" parts are never function entries.
-_CLONE_RE = re.compile(r"^(?P<base>[A-Za-z0-9_]+)\.(?P<kind>isra|constprop|part|lto_priv)(?:\.\d+)*(?:\..*)?$")
+CLONE_SUFFIX_RE = re.compile(r"\.(?P<kind>isra|constprop|part|lto_priv|cold)(?:\.\d+)*(?:\..*)?$")
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def clone_base(name: str) -> Optional[str]:
+    """The function ``name`` is an entry clone of (``foo`` for ``foo.isra.0``); None for a plain name, a
+    ``.cold`` part, or a name whose base is not a plain C identifier."""
+    match = CLONE_SUFFIX_RE.search(name)
+    if match is None or match.group("kind") == "cold":
+        return None
+    base = name[:match.start()]
+    return base if _PLAIN_NAME_RE.fullmatch(base) else None
 
 
 @dataclass
@@ -294,9 +306,9 @@ class SymbolTable:
     def __post_init__(self) -> None:
         if not self.clones:
             for name in self.names:
-                match = _CLONE_RE.match(name)
-                if match:
-                    self.clones.setdefault(match.group("base"), []).append(name)
+                base = clone_base(name)
+                if base is not None:
+                    self.clones.setdefault(base, []).append(name)
             for lst in self.clones.values():
                 lst.sort()
 

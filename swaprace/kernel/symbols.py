@@ -8,13 +8,10 @@ own ``CaptureMeta.symbols`` (role -> symbol) overrides the catalog: the recorder
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Dict, Mapping, Optional
 
-from swaprace.kernel.catalog import CATALOG
-
-_CLONE_SUFFIX = re.compile(r"\.(?:isra|constprop|part|lto_priv|cold)(?:\.\d+)*.*$")
+from swaprace.kernel.catalog import CATALOG, CLONE_SUFFIX_RE
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +22,7 @@ def catalog_roles() -> Dict[str, str]:
 
 def base_symbol(symbol: str) -> str:
     """``symbol`` without a compiler clone suffix (``.isra.0``, ``.constprop.0``, ...)."""
-    return _CLONE_SUFFIX.sub("", symbol)
+    return CLONE_SUFFIX_RE.sub("", symbol)
 
 
 def role_of_symbol(symbol: str, overrides: Optional[Mapping[str, str]] = None) -> Optional[str]:

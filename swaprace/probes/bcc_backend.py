@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from swaprace.errors import SwapraceError
+from swaprace.errors import SwapraceError, first_line
 from swaprace.events import ROLES, empty_events
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
@@ -342,7 +342,7 @@ class BccBackend(Backend):
             self._bpf = BPF(text=program_source(), cflags=flags)
         except Exception as exc:  # bcc raises bare Exception for compile/load failures
             self._bpf = None
-            raise SwapraceError(f"bcc could not compile/load the program: {_first_line(exc)} "
+            raise SwapraceError(f"bcc could not compile/load the program: {first_line(exc)} "
                                 "(see the compiler output above; `--ebpf` prints the program)") from None
         try:
             check_compiled(self._bpf)  # the compiler's record layout is the loader's, field by field
@@ -367,7 +367,7 @@ class BccBackend(Backend):
             else:
                 self._bpf.attach_kretprobe(event=symbol, fn_name=fn, maxactive=maxactive)
         except Exception as exc:
-            raise SwapraceError(f"cannot attach {kind} to {symbol}: {_first_line(exc)}") from None
+            raise SwapraceError(f"cannot attach {kind} to {symbol}: {first_line(exc)}") from None
 
     def _open_outputs(self, plan: ProbePlan) -> None:
         assert self._bpf is not None
@@ -600,11 +600,6 @@ class BccBackend(Backend):
         finally:
             self._bpf = None
             bpf.cleanup()  # closes the program and maps, removes whatever bcc still has attached
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def wait_interval(backend: BccBackend, seconds: float, slice_ms: int = 100) -> None:

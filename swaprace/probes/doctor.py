@@ -14,6 +14,7 @@ from swaprace.probes import tracefs
 from swaprace.probes.backend import AUTO_ORDER, backend_status
 from swaprace.kernel.catalog import load_symbols, resolve_roles
 from swaprace.kernel.headers import headers_source
+from swaprace.kernel.swaps import read_swaps
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 KSM_FIELDS = ("run", "pages_to_scan", "sleep_millisecs", "pages_shared", "pages_sharing", "full_scans")
@@ -33,16 +34,12 @@ def kernel_features(names) -> Dict[str, bool]:
 
 def swap_state() -> Dict[str, object]:
     """Active swap devices from /proc/swaps."""
-    devices: List[dict] = []
     try:
-        lines = Path("/proc/swaps").read_text().splitlines()[1:]
+        swaps = read_swaps()
     except OSError:
-        lines = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 5:
-            devices.append({"name": parts[0], "type": parts[1], "size_kb": int(parts[2]),
-                            "used_kb": int(parts[3]), "priority": int(parts[4])})
+        swaps = []
+    devices: List[dict] = [{"name": d.name, "type": d.type, "size_kb": d.size_kib, "used_kb": d.used_kib,
+                            "priority": d.priority} for d in swaps if d.priority is not None]
     return {"devices": devices, "total_kb": sum(d["size_kb"] for d in devices),
             "used_kb": sum(d["used_kb"] for d in devices)}
 

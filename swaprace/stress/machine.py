@@ -75,12 +75,9 @@ def sbin(tool: str) -> str:
 
 def active_swaps() -> List[Dict[str, Any]]:
     """/proc/swaps as dicts: filename, size and used in KiB."""
-    rows: List[Dict[str, Any]] = []
-    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 4:
-            rows.append({"filename": parts[0], "size_kib": int(parts[2]), "used_kib": int(parts[3])})
-    return rows
+    from swaprace.kernel.swaps import read_swaps
+
+    return [{"filename": d.name, "size_kib": d.size_kib, "used_kib": d.used_kib} for d in read_swaps()]
 
 
 # --- the plan ------------------------------------------------------------------------------------------
