@@ -68,7 +68,7 @@ def test_scenario_preset_keeps_explicit_options() -> None:
     assert opts.threads == 8 and opts.swap_device == "file"
     opts.scenario = "skip-swapcache-2024"
     sizes = plan_sizes(opts)  # a limit above the working set is fine for a scenario
-    assert sizes.limit > sizes.working_set and sizes.swap == 4 << 20
+    assert sizes.limit > sizes.working_set and sizes.swap == 64 * 1024  # 15 slots for 64 pages (scenarios.py)
     with pytest.raises(SwapraceError, match="unknown scenario"):
         scenarios.get("nope")
 
