@@ -22,8 +22,11 @@ content fully determined by (tag, generation) and every read is compared with th
     reads entry E into the swap cache and sleeps in its fault; thread B finds that folio P there and sleeps
     too; A installs P, and with swap more than half full do_swap_page frees P's swap cache: E's slot is free.
     A's fresh page goes out and is given slot E again. Without the bail-out B wakes, locks P -- no longer in
-    the swap cache, or not for E -- passes ``pte_same()`` and installs P's old data: a lost write. With the
-    bail-out (``!folio_test_swapcache(folio) || page_private(page) != entry.val``) B retries the fault.
+    the swap cache, or not for E -- and passes ``pte_same()``: P's old data would be installed (a lost write).
+    On 6.1 the kernel's own sanity check stops it one step before: P is still mapped exclusively by A, and
+    ``BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page))`` in do_swap_page (the PG_anon_exclusive work
+    of Linux 5.19) oopses -- measured on lab-2010 within seconds of the start. With the bail-out
+    (``!folio_test_swapcache(folio) || page_private(page) != entry.val``) B retries the fault.
 
 ``ksm-2010`` (the same race, through KSM copies)
     The general rounds tuned for KSM copies: two unrelated processes (different anon_vma roots) whose
