@@ -158,6 +158,17 @@ def test_decode_events_to_the_event_model(tmp_path):
     assert len(read_capture(path).events) == 3
 
 
+def test_decode_events_comm_ends_at_the_nul_and_keeps_odd_bytes_escaped():
+    """bpf_get_current_comm() leaves the record's buffer past the NUL as it was: "python3\\0ed" was recorded."""
+    raw = _records([
+        dict(ts=100, tid=11, pid=10, role=ROLES.index("fault"), phase=0, comm=b"python3\x00ed"),
+        dict(ts=200, tid=12, pid=10, role=ROLES.index("fault"), phase=0, comm=b"python3\x00zz"),
+        dict(ts=300, tid=13, pid=10, role=ROLES.index("fault"), phase=0, comm=b"str\xe9ss"),
+    ])
+    df = decode_events(raw, {"fault": "do_swap_page"})
+    assert list(df["comm"].astype(str)) == ["python3", "python3", "str\\xe9ss"]
+
+
 def test_decode_races_and_counters():
     rec = np.zeros(1, dtype=RACE_DTYPE)
     rec[0]["entry"], rec[0]["window_start"], rec[0]["obtain"] = swp_entry(0, 7), 1000, 1100

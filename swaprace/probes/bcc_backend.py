@@ -187,7 +187,10 @@ def decode_events(raw, symbols: Dict[str, str]) -> pd.DataFrame:
     comm_codes, firsts = pd.factorize(lo.astype(np.int64) * (int(hi.max()) + 1) + hi)
     first_row = np.zeros(len(firsts), np.int64)
     first_row[comm_codes[::-1]] = np.arange(len(comm_codes))[::-1]
-    decoded = [c.decode("utf-8", "replace") for c in rec["comm"][first_row]]
+    # bpf_get_current_comm() copies up to the NUL and leaves the rest of the record's buffer as it was (a
+    # previous record's bytes: "python3\0ed" was seen): the name ends at the first NUL. Odd bytes are kept
+    # escaped, as the ftrace reader keeps them.
+    decoded = [c.split(b"\0", 1)[0].decode("utf-8", "backslashreplace") for c in rec["comm"][first_row]]
     comm_names = sorted(set(decoded))  # categories sorted, as normalize() makes them
     comm_codes = np.array([comm_names.index(c) for c in decoded], np.int32)[comm_codes]
     funcs = [symbols.get(role, role) for role in ROLES]
