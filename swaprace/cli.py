@@ -176,11 +176,11 @@ def doctor(kallsyms, traceable, clean, as_json):
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Capture file to write (Parquet).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many seconds.")
 @click.option("--backend", "backend_name", type=click.Choice(["auto", "bcc", "ftrace"]), default="auto",
               show_default=True, help="auto: bcc when it works here, else ftrace.")
-@click.option("--pid", type=int, default=None,
+@click.option("-p", "--pid", type=int, default=None,
               help="Keep only this process's fault-path events (releases by other tasks are always kept).")
 @click.option("--roles", default=None, help="Comma-separated roles to probe (default: all that resolve).")
 @click.option("--buffer-kb", type=click.IntRange(min=64), default=16384, show_default=True,
@@ -305,7 +305,7 @@ def _record_summary(output, capture) -> dict:
 @main.command()
 @click.argument("interval", type=click.FloatRange(min=0.05), default=1.0, required=False)
 @click.argument("count", type=click.IntRange(min=1), default=None, required=False)
-@click.option("--pid", type=int, default=None,
+@click.option("-p", "--pid", type=int, default=None,
               help="Follow only this process's faults (releases by other tasks are always followed).")
 @click.option("--maxactive", type=click.IntRange(min=1, max=4096), default=64, show_default=True,
               help="kretprobe instances per return probe.")

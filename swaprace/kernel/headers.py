@@ -7,7 +7,8 @@ such as the test box, where the lab kernels (built with CONFIG_IKHEADERS and no 
 compile with "Unable to find kernel headers".
 
 :func:`ensure_kernel_headers` unpacks the kheaders archive with Python's own lzma into a root-owned directory
-of swaprace's and points ``BCC_KERNEL_SOURCE`` at it (the archive has the layout of a build tree:
+of swaprace's (loading the ``kheaders`` module first when the archive is a module, and unloading it after)
+and points ``BCC_KERNEL_SOURCE`` at it (the archive has the layout of a build tree:
 ``include/``, ``arch/<arch>/include/`` with the generated headers). A user's own ``BCC_KERNEL_SOURCE`` wins.
 """
 
@@ -47,13 +48,30 @@ def ensure_kernel_headers(release: Optional[str] = None, kheaders: Path = KHEADE
                           cache_dir: Path = CACHE_DIR) -> Optional[Path]:
     """Point bcc at unpacked kheaders when it has no other header source; returns that directory or None."""
     release = release or os.uname().release
-    if os.environ.get("BCC_KERNEL_SOURCE") or module_build_dir(release).is_dir() or not kheaders.exists():
+    if os.environ.get("BCC_KERNEL_SOURCE") or module_build_dir(release).is_dir():
         return None
     target = cache_dir / f"kheaders-{release}"
     if not _is_ours(target):
-        _unpack(kheaders, target)
+        loaded = not kheaders.exists() and kheaders == KHEADERS and _modprobe(["kheaders"])
+        try:
+            if not kheaders.exists():
+                return None
+            _unpack(kheaders, target)
+        finally:
+            if loaded:  # as found: bcc too unloads the module it loaded
+                _modprobe(["-r", "kheaders"])
     os.environ["BCC_KERNEL_SOURCE"] = str(target)
     return target
+
+
+def _modprobe(args: list) -> bool:
+    """CONFIG_IKHEADERS=m: the archive appears once the module is loaded (what bcc itself tries)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["modprobe", "-q", *args], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _is_ours(path: Path) -> bool:
