@@ -3,7 +3,7 @@ makes the kernel lose writes the data oracle sees; on the stock kernels the same
 
 Runs when the lab kernel is cached, or with SWAPRACE_LAB_BUILD=1 when it can be built here (Debian's
 linux-source-6.1 tarball is installed: a cold build is ~12 min on an idle 2-core machine, the second lab kernel an
-incremental rebuild); skipped otherwise, so a CI run never starts a kernel build it did not ask for. Each case is one guest boot plus 60 s of scenario (a few minutes under TCG).
+incremental rebuild); skipped otherwise, so a CI run never starts a kernel build it did not ask for. Each case is one guest boot plus 30 s of scenario (stress's default duration) (a few minutes under TCG).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vm_support import vm_run
 
 pytestmark = pytest.mark.vm
 
-DURATION = "60"
+DURATION = "30"  # swaprace stress's default
 WIDEN_US = "20000"
 LAB = {"skip-swapcache-2024": "lab-2024", "swapcache-2010": "lab-2010", "ksm-2010": "lab-2010"}
 
