@@ -141,7 +141,10 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     has_tgid = buf[np.maximum(before_cpu - 1, 0)] == _RPAR
     lp_tgid, ok_tg = _last_before(pos[_LPAR], before_cpu - 1, ls)
     tgid_end = _skip_spaces_back(buf, before_cpu - 1, ls)
-    tgid, ntgid = _digits_back(buf, tgid_end, 8)
+    tgid, ntgid = np.zeros(len(ls), np.uint64), np.zeros(len(ls), np.intp)
+    at = np.flatnonzero(has_tgid)  # record-tgid is usually off: no digits to read
+    if len(at):
+        tgid[at], ntgid[at] = _digits_back(buf, tgid_end[at], 8)
     tgid_known = has_tgid & ok_tg & (ntgid > 0) & (tgid_end - ntgid - 1 >= lp_tgid)
     ok &= ~has_tgid | ok_tg
     pid_end = np.where(has_tgid, _skip_spaces_back(buf, np.where(ok_tg, lp_tgid, ls), ls), before_cpu)
@@ -509,8 +512,12 @@ def _number_fwd(buf: np.ndarray, start: np.ndarray, width: int = 22):
     """Hex (``0x..``) or decimal (optionally negative) number starting at ``start``; (uint64, ok)."""
     head = _window(buf, start, 2)
     hexa = (head[:, 0] == 48) & ((head[:, 1] == ord("x")) | (head[:, 1] == ord("X")))
-    value, ndig = _hex_fwd(buf, start + 2)
-    ok = hexa & (ndig > 0) & (ndig <= 16)
+    value = np.zeros(len(start), np.uint64)
+    ok = np.zeros(len(start), bool)
+    hx = np.flatnonzero(hexa)
+    if len(hx):
+        value[hx], ndig = _hex_fwd(buf, start[hx] + 2)
+        ok[hx] = (ndig > 0) & (ndig <= 16)
     dec = np.flatnonzero(~hexa)
     if len(dec):
         dvalue, dok = _decimal_fwd(buf, start[dec])
