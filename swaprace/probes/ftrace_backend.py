@@ -194,7 +194,11 @@ class FtraceBackend(Backend):
             self.clock = "local"  # old kernels lack mono: timestamps then come from the local clock
         tracefs.write_text(self._instance / "trace_clock", self.clock)
         self._pipe_fd = os.open(self._instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        # The group's enable arms its kprobes one after the other (slow under emulation): with the instance's
+        # buffer off meanwhile, no call is recorded whose return probe is not armed yet; all start together.
+        tracefs.write_text(self._instance / "tracing_on", "0")
         tracefs.write_text(self._instance / "events" / self._group / "enable", "1")
+        tracefs.write_text(self._instance / "tracing_on", "1")
 
     def _read_pipe(self, limit: Optional[int] = MAX_DRAIN_BYTES) -> bytes:
         """Complete lines trace_pipe has now, up to about ``limit`` bytes (non-blocking; None: everything).
@@ -355,6 +359,7 @@ class FtraceBackend(Backend):
                 enable = self._instance / "events" / self._group / "enable"
                 if enable.exists():
                     try:
+                        tracefs.write_text(self._instance / "tracing_on", "0")  # every probe stops at once
                         tracefs.write_text(enable, "0")
                     except SwapraceError:
                         pass
