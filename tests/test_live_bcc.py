@@ -253,18 +253,20 @@ def test_record_counts_equal_kernel_counts(bcc_guest):
 def test_analyze_windows_equal_fault_returns(bcc_guest):
     rec = bcc_guest["record"]
     faults = rec["capture_counts"]["fault"]
-    # a return whose call came before tracing started cannot form a window
+    # a return whose call came before tracing started cannot form a window, nor one whose call probe did not
+    # run (counted: kprobe and BPF recursion misses of the fault's call probe, seen on 7.3)
     unpaired = max(0, faults["return"] - faults["call"])
-    assert rec["analysis"]["windows"] == faults["return"] - unpaired
+    call_misses = sum(v for k, v in rec["lost"].items() if k in ("kprobe_missed:do_swap_page",
+                                                                  "bpf_recursion_missed:sr_call_fault"))
+    windows = rec["analysis"]["windows"]
+    assert faults["return"] - unpaired - call_misses <= windows <= faults["return"] - unpaired, (windows, rec["lost"])
     assert rec["analysis"]["windows"] > 100
 
 
 @pytest.mark.vm
-@pytest.mark.xfail(strict=False, reason="open defect, not a tolerance: on trixie-backports 7.3 bcc saw 3 fewer hits "
-                   "than ftrace of one probe over the common span (13,511 vs 13,514 swap_cache_get_folio calls; "
-                   "3,573 vs 3,570 fault returns in another run) with no loss counted; the cause is not found yet "
-                   "(BPF recursion-prevention misses, which bcc does not count, are the first suspect)")
 def test_both_backends_same_counts(bcc_guest):
+    """The same probe hits through both backends, up to what each counted as lost. (On 7.3 bcc saw a few
+    hits fewer than ftrace: BPF recursion misses, now counted from each program's fdinfo.)"""
     both = bcc_guest["record"]["both"]
     lost = (bcc_guest["record"]["lost_events"] or 0) + sum(both["ftrace_lost"].values())
     assert both["bcc"]["fault"]["call"] > 100, both

@@ -490,7 +490,6 @@ static __always_inline void obtain(struct sr_window *w, u32 kind, u64 folio, u64
         w->alloc_seq = w->miss_alloc_seq;
         w->free_seq = w->miss_free_seq;
     }
-    count(STAT_OBTAINED);
 }
 
 // The first free after T obtained its page and the first allocation after it, before `until` (the install or
@@ -600,6 +599,8 @@ static __always_inline void on_fault_return(struct pt_regs *ctx, u64 now)
     count(STAT_WINDOWS);
     if (w->has_entry)
         count(STAT_WINDOWS_WITH_ENTRY);
+    if (w->obtain_kind)
+        count(STAT_OBTAINED);  // at the close, like every window count: a window still open at detach has none
     if (w->uncertain)
         count(STAT_WINDOWS_UNCERTAIN);
     if (w->race_reported) {
