@@ -2,7 +2,7 @@
 makes the kernel lose writes the data oracle sees; on the stock kernels the same scenario finds nothing.
 
 Runs when the lab kernel is cached, or with SWAPRACE_LAB_BUILD=1 when it can be built here (Debian's
-linux-source-6.1 tarball is installed: a cold build is ~12 min on an idle 2-core machine, the second lab kernel an
+linux-source-6.1 tarball is installed: a cold build is ~20 min on an idle 2-core machine, the second lab kernel an
 incremental rebuild); skipped otherwise, so a CI run never starts a kernel build it did not ask for. Each case is one guest boot plus 30 s of scenario (stress's default duration) (a few minutes under TCG).
 """
 

@@ -173,7 +173,7 @@ def build_lab_kernel(kernel: str, progress=None, rebuild: bool = False) -> Dict[
         command = [str(here / "build-lab-kernel.sh"), str(source_tarball()), str(build_dir()), spec.localversion,
                    str(output), str(here / spec.patch), str(here / WIDEN_PATCH)]
         if progress:
-            progress(f"building the {kernel} kernel (log: {log_path}); a cold build takes ~12 min on 2 cores")
+            progress(f"building the {kernel} kernel (log: {log_path}); a cold build takes ~20 min on 2 cores")
         started = time.monotonic()
         release = ""
         with open(log_path, "w") as log:
