@@ -72,19 +72,16 @@ def join(races: pd.DataFrame, windows: pd.DataFrame, mismatches: List[Dict[str, 
                    for side, rows in (("offline", offline), ("detector", detector))
                    for r in rows if r["class"] == "stale-install" and r["index"] not in partnered[side]]
     matched = [x for x in matches if x["race"] is not None]
-    stale = sum(1 for r in offline if r["class"] == "stale-install")
-    agreement = {
-        "corruptions": len(mismatches),
-        "with_offline_stale_install": sum(1 for r in table if (r["offline"] or {}).get("class") == "stale-install"),
-        "with_detector_stale_install": sum(1 for r in table
-                                           if (r["detector"] or {}).get("class") == "stale-install"),
-        "offline_stale_installs": stale,
-        "offline_stale_installs_with_corruption": stale - sum(1 for u in unpartnered if u["source"] == "offline"),
-        "detector_stale_installs": sum(1 for r in detector if r["class"] == "stale-install"),
-        "detector_stale_installs_with_corruption": sum(1 for r in detector if r["class"] == "stale-install")
-        - sum(1 for u in unpartnered if u["source"] == "detector"),
-        "detector_ran": detector_races is not None,
-    }
+    agreement: Dict[str, Any] = {"corruptions": len(mismatches)}
+    for side, rows in (("offline", offline), ("detector", detector)):
+        n_stale = sum(1 for r in rows if r["class"] == "stale-install")
+        agreement[f"with_{side}_stale_install"] = sum(1 for r in table
+                                                      if (r[side] or {}).get("class") == "stale-install")
+        agreement[f"{side}_stale_installs"] = n_stale
+        agreement[f"{side}_stale_installs_with_corruption"] = \
+            n_stale - sum(1 for u in unpartnered if u["source"] == side)
+    agreement["detector_ran"] = detector_races is not None
+    stale = agreement["offline_stale_installs"]
     return {"races": len(offline), "stale_install_races": stale, "corruptions": len(mismatches),
             "matched": len(matched), "matches": matches, "table": table, "unpartnered": unpartnered,
             "agreement": agreement,
@@ -107,19 +104,19 @@ def _place_on_pages(rows: List[Dict[str, Any]], touches: pd.DataFrame) -> None:
 
 
 def _race_row(r: Dict[str, Any], pid_of_tid: Dict[int, int]) -> Dict[str, Any]:
-    tid = int(r["tid"])
-    pid = r.get("pid")
-    end = r.get("window_end_ns")
-    install = r.get("install_ns")
-    return {"tid": tid, "pid": int(pid) if pid is not None and not pd.isna(pid) else pid_of_tid.get(tid),
-            "start": int(r["window_start_ns"]),
+    tid, start = int(r["tid"]), int(r["window_start_ns"])
+    pid, end, install = (_int_or_none(r.get(k)) for k in ("pid", "window_end_ns", "install_ns"))
+    uncertain = r.get("uncertain", False)
+    return {"tid": tid, "pid": pid if pid is not None else pid_of_tid.get(tid), "start": start,
             # the detector reports a race at its install, before the window closed (no end yet)
-            "end": int(end) if end is not None and not pd.isna(end) else
-            int(install) if install is not None and not pd.isna(install) else int(r["window_start_ns"]),
-            "entry": None if pd.isna(r["entry"]) else int(r["entry"]), "class": str(r["class"]),
-            "uncertain": bool(r.get("uncertain", False)) if not pd.isna(r.get("uncertain", False)) else False,
-            "install": int(install) if install is not None and not pd.isna(install) else None,
-            "page_index": None, "index": id(r)}
+            "end": end if end is not None else install if install is not None else start,
+            "entry": _int_or_none(r["entry"]), "class": str(r["class"]),
+            "uncertain": bool(uncertain) if not pd.isna(uncertain) else False,
+            "install": install, "page_index": None, "index": id(r)}
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _why_no_race(row: Dict[str, Any], lost_events: Any, detector_ran: bool) -> Optional[str]:
@@ -129,7 +126,7 @@ def _why_no_race(row: Dict[str, Any], lost_events: Any, detector_ran: bool) -> O
         return None
     why = []
     if missing:
-        why.append(f"no race flagged by {' and '.join(missing)} on its thread or process")
+        why.append(f"no race flagged by {' and '.join(missing)} on its page, thread or process")
     if stale:
         why.append(f"{' and '.join(stale)} classed its race otherwise")
     if lost_events:

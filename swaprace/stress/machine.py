@@ -103,7 +103,7 @@ class Plan:
         lines = [
             swap_line,
             f"create memory cgroup {self.cgroup_path} (v{self.cgroup_version}) kept at "
-            f"{self.limit_bytes // MiB} MiB plus the workers' interpreters and run the workload in it",
+            f"{self.limit_bytes // MiB} MiB plus the workers' own charge and run the workload in it",
         ]
         for knob, value in self.ksm.items():
             old = _read(KSM_DIR / knob)
@@ -210,10 +210,10 @@ class Machine:
         meanwhile (SIGSEGV). So the planned limit is a *high* mark -- v2 ``memory.high`` (reclaim and
         throttling, never an OOM), v1 :class:`LimitKeeper` -- and the hard limit is ``hard_bytes``, far above.
 
-        The planned limit is for the workload's region; the workers' interpreters (~10 MiB each, charged to
-        the same group) come on top: measured now, with every region page resident, as the group's charge
-        beyond ``working_set``. Without that, two interpreters under a 6 MiB mark are throttled in
-        mem_cgroup_handle_over_high on every return to user space and a 60 s run does not end in time.
+        The planned limit is for the workload's region; what the workers allocate after joining the group (the
+        helper's buffers, the interpreter's heap; pages are charged where they are first touched, so their
+        imports stay with the parent group) comes on top: measured now, with every region page resident, as
+        the group's charge beyond ``working_set`` (0 when KSM merged region pages already).
         """
         try:
             charge = _read(self.cgroup / ("memory.current" if self.plan.cgroup_version == 2 else

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import numpy as np
 
 from swaprace.errors import SwapraceError
+from swaprace.osutil import signals_raise
+from swaprace.stress import machine, native, oracle, scenarios
 
 if TYPE_CHECKING:
     from swaprace.events import Capture
-from swaprace.osutil import signals_raise
-from swaprace.stress import machine, native, oracle, scenarios
 
 # native.Window as the worker writes it (windows-<n>.bin)
 WINDOW_DTYPE = np.dtype([

@@ -71,11 +71,15 @@ class Scenario:
     kernel: str = ""  # the lab kernel it is meant for
 
 
+#: The same-page workload of the helper's modes 1 and 2: one process, 64 private pages, four faulting threads
+#: and a MADV_PAGEOUT pager.
+SAME_PAGE_OPTIONS: Dict[str, Any] = {"threads": 4, "processes": 1, "mem_bytes": 64 * 4096, "batch": 16,
+                                     "ksm": False, "fork_every": 0, "shared_permille": 0, "pageout": True,
+                                     "pager_us": 1000}
+
 SCENARIOS: Dict[str, Scenario] = {
     "skip-swapcache-2024": Scenario(
-        "skip-swapcache-2024", helper_mode=1, swap_device="zram",
-        options={"threads": 4, "processes": 1, "mem_bytes": 64 * 4096, "batch": 16, "ksm": False,
-                 "fork_every": 0, "shared_permille": 0, "pageout": True, "pager_us": 1000},
+        "skip-swapcache-2024", helper_mode=1, swap_device="zram", options=SAME_PAGE_OPTIONS,
         # No memory pressure: MADV_PAGEOUT alone swaps, and the interpreter stays resident. A zram swap of 15
         # usable slots, fewer than the region's 64 pages: the page a fault just installed (its slot freed by
         # swap_free) goes out again to one of the few free slots -- often the one it left -- which is the
@@ -83,9 +87,7 @@ SCENARIOS: Dict[str, Scenario] = {
         # 31 slots 27, 1023 slots (4 MiB) 0; widener off, 15 slots: 1 in 60 s.
         limit_bytes=512 * MiB, swap_bytes=64 * 1024, kernel="lab-2024"),
     "swapcache-2010": Scenario(
-        "swapcache-2010", helper_mode=2, swap_device="file",
-        options={"threads": 4, "processes": 1, "mem_bytes": 64 * 4096, "batch": 16, "ksm": False,
-                 "fork_every": 0, "shared_permille": 0, "pageout": True, "pager_us": 1000},
+        "swapcache-2010", helper_mode=2, swap_device="file", options=SAME_PAGE_OPTIONS,
         # a swap file of 9 slots for 64 pages: always more than half full (every fault frees its swap cache)
         # and a page pushed out is often given the slot a fault just freed
         limit_bytes=512 * MiB, swap_bytes=40 * 1024, kernel="lab-2010"),

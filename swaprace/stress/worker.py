@@ -62,8 +62,8 @@ def main(spec_path: str) -> int:
     helper.run()
     (out / f"rounds-done-{index}").touch()  # the orchestrator reads /proc/vmstat when all rounds are over
     helper.sweep()
-    # raw native.Window records (run.WINDOW_DTYPE reads them): no numpy here, whose import alone would add
-    # ~20 MiB to every worker's charge in a cgroup kept at a few MiB
+    # raw native.Window records (run.WINDOW_DTYPE reads them): the worker needs no numpy (~20 MiB resident
+    # per process, imported before it joins the cgroup, so charged to the parent group, not to the workload's)
     atomic_write_bytes(out / f"windows-{index}.bin", b"".join(bytes(a) for a in helper.windows()))
     counters = {name: getattr(result, name) for name, *_ in native.Result._fields_}
     mismatches = [{name: getattr(m, name) for name, *_ in native.Mismatch._fields_} | {"proc_index": index}
