@@ -179,3 +179,44 @@ def test_the_default_run_a_user_runs(restored):
     assert summary["machine"]["cgroup_events"].get("oom_kill", 0) == 0
     assert summary["swap_fill"]["share_above_half"] > 0.5
     assert summary["rounds_s"] >= 60 and summary["workload"]["rounds"] > 0
+
+
+def test_a_fault_parked_by_the_keepers_window_is_woken(tmp_path):
+    """cgroup v1 only (the keeper plays ``memory.high`` there). The kernel's side of the bargain the keeper
+    relies on, on this kernel: with the group's OOM killer off, a fault that cannot charge parks instead of
+    being killed (``under_oom 1``), and the keeper, seeing it, wakes it by enlarging the hard limit
+    (mem_cgroup_resize_max -> memcg1_oom_recover): the process finishes, nothing is killed."""
+    layout = machine.detect_cgroup()
+    if layout.version != 1:
+        pytest.skip("cgroup v2 has memory.high: no keeper")
+    group = layout.parent / f"swaprace-test-park-{os.getpid()}"
+    group.mkdir()
+    keeper = None
+    child = None
+    try:
+        (group / "memory.swappiness").write_text("0")  # nothing to reclaim: the charge must fail
+        (group / "memory.oom_control").write_text("1")
+        (group / "memory.limit_in_bytes").write_text(str(8 * machine.MiB))
+        code = (f"import os; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid())); "
+                "b = bytearray(32 << 20); print(sum(b[::4096]))")
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not machine._under_oom(group / "memory.oom_control"):
+            assert child.poll() is None, "the allocation did not park: it finished or died"
+            assert time.monotonic() < deadline, "the allocation never parked"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert child.poll() is None  # parked, not killed: it stays until something wakes it
+        keeper = machine.LimitKeeper(group, target=256 * machine.MiB, hard=256 * machine.MiB)
+        keeper.start()
+        out, _ = child.communicate(timeout=30)
+        assert child.returncode == 0 and out.strip() == "0"
+        assert keeper.wakes >= 1 and keeper.passes == 0
+        assert "oom_kill 0" in (group / "memory.oom_control").read_text()
+    finally:
+        if keeper is not None:
+            keeper.stop()
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        group.rmdir()

@@ -207,12 +207,17 @@ class Machine:
         memcg declares OOM -- at 24, 32, 40 and even 48 MiB of a 64 MiB working set on a 2-CPU host. v1 then
         OOM-kills, or with ``oom_kill_disable`` parks every faulting task in mem_cgroup_oom_synchronize
         until something uncharges (nothing does: the old deadlock), and faults taken inside the kernel fail
-        meanwhile (SIGSEGV). So the planned limit is a *high* mark -- v2 ``memory.high`` (reclaim and
-        throttling, never an OOM), v1 :class:`LimitKeeper` -- and the hard limit is ``hard_bytes``, far above.
+        meanwhile (a futex on the helper's swapped-out barrier: SIGSEGV). So the planned limit is a *high*
+        mark -- v2 ``memory.high`` (reclaim and throttling, never an OOM), v1 :class:`LimitKeeper`, which
+        lowers the hard limit only for the instant of its own reclaim -- and the hard limit is
+        ``hard_bytes``, far above.
 
-        The planned limit is for the workload's region; what the workers allocate after joining the group (the
-        helper's buffers, the interpreter's heap; pages are charged where they are first touched, so their
-        imports stay with the parent group) comes on top: measured now, with every region page resident, as
+        The planned limit is for the workload's region. The oracle's bookkeeping (window records, tags, the
+        threads' barriers) is allocated and touched before a worker joins the group (sr_reserve): pages are
+        charged where they are first touched, so it stays with the parent group like the interpreter's
+        imports, is never swapped by the run's pressure and never competes with the region for the swap file.
+        What the workers allocate after joining (the interpreter's heap) comes on top: measured now, with every
+        region page resident, as
         the group's charge beyond ``working_set`` (0 when KSM merged region pages already).
         """
         try:
@@ -226,6 +231,12 @@ class Machine:
             _write(self.cgroup / "memory.max", str(hard_bytes))
             _write(self.cgroup / "memory.high", str(high))  # reclaims down to it now
             return
+        # A v1 limit write that succeeds holds the whole group at ``high`` until the hard limit is written back:
+        # in that window a worker's own reclaim can fail MAX_RECLAIM_RETRIES times (eight threads and forked
+        # readers reclaiming at once, pages under swap writeback) and the memcg OOM-kills it. With the OOM
+        # killer off the fault parks instead (memcg1_oom_prepare: only user faults, which retry) and writing
+        # the larger hard limit back wakes it (mem_cgroup_resize_max -> memcg1_oom_recover on enlarge).
+        _write(self.cgroup / "memory.oom_control", "1")
         name = self.cgroup / "memory.limit_in_bytes"
         for attempt in range(50):
             try:
@@ -299,7 +310,11 @@ class LimitKeeper:
     """cgroup v1 has no ``memory.high``: this thread plays it. The hard limit stays high; whenever the group
     is above ``target`` the thread writes ``target`` to ``memory.limit_in_bytes`` -- the kernel reclaims in
     *this* thread until the group fits (or answers EBUSY), and only then sets the limit -- and puts the hard
-    limit straight back. The workers never wait on a limit, so none is OOM-killed or frozen."""
+    limit straight back. The workers never wait on a limit for longer than that, and never die of it: the
+    group's OOM killer is off (:meth:`Machine.apply_limit`), so a fault that could not charge in that window
+    parks until the hard limit is back. Writing it back is an enlarge, which wakes the parked faults; a fault
+    that parks just after that (the kernel does not look at the limit again before it sleeps) is woken on the
+    next poll (``wakes``)."""
 
     POLL_S = 0.01
 
@@ -309,6 +324,7 @@ class LimitKeeper:
         self.cgroup, self.target, self.hard = cgroup, target, hard
         self.slack = max(target // 32, MiB)
         self.passes = 0  # times it pushed the group back under the target
+        self.wakes = 0  # times it found faults parked after a pass and woke them
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="swaprace-limit-keeper", daemon=True)
 
@@ -322,8 +338,14 @@ class LimitKeeper:
     def _run(self) -> None:
         limit = self.cgroup / "memory.limit_in_bytes"
         usage = self.cgroup / "memory.usage_in_bytes"
+        oom_control = self.cgroup / "memory.oom_control"
         while not self._stop.wait(self.POLL_S):
             try:
+                if _under_oom(oom_control):
+                    # shrink the hard limit by a page (usage is far below it: no reclaim) and enlarge it back
+                    _write(limit, str(self.hard - 4096))
+                    _write(limit, str(self.hard))
+                    self.wakes += 1
                 if int(_read(usage)) <= self.target + self.slack:
                     continue
                 try:
@@ -335,6 +357,11 @@ class LimitKeeper:
                     _write(limit, str(self.hard))
             except (OSError, ValueError, SwapraceError):
                 return  # the cgroup is gone (restore ran)
+
+
+def _under_oom(oom_control: Path) -> bool:
+    """v1 ``memory.oom_control``: ``under_oom 1`` while a fault is parked in mem_cgroup_oom_synchronize."""
+    return any(line.split() == ["under_oom", "1"] for line in oom_control.read_text().splitlines())
 
 
 def restore(log: StateLog) -> None:

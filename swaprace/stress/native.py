@@ -170,7 +170,9 @@ class Helper:
         if why is not None:
             raise SwapraceError(f"not loading the stress helper: {why}")
         lib = ctypes.CDLL(str(self.path))
-        lib.sr_prepare.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(Result)]
+        lib.sr_reserve.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(Result)]
+        lib.sr_reserve.restype = ctypes.c_int
+        lib.sr_prepare.argtypes = []
         lib.sr_prepare.restype = ctypes.c_int
         lib.sr_run.argtypes = []
         lib.sr_run.restype = ctypes.c_int
@@ -184,9 +186,16 @@ class Helper:
     def install_stop_signals(self) -> None:
         self.lib.sr_install_stop_signals()
 
-    def prepare(self, config: Config) -> Result:
+    def reserve(self, config: Config) -> None:
+        """Allocate and touch the oracle's bookkeeping; before the worker joins the cgroup (sr_reserve)."""
         self.config = config
-        err = self.lib.sr_prepare(ctypes.byref(self.config), ctypes.byref(self.result))
+        err = self.lib.sr_reserve(ctypes.byref(self.config), ctypes.byref(self.result))
+        if err:
+            raise SwapraceError(f"stress helper could not allocate its bookkeeping: {os.strerror(err)}")
+
+    def prepare(self) -> Result:
+        """Map and fill the region, charged to the cgroup the worker is in now."""
+        err = self.lib.sr_prepare()
         if err:
             raise SwapraceError(f"stress helper could not set up its region: {os.strerror(err)}")
         return self.result

@@ -82,8 +82,11 @@ class PyHelper:
         return ((self.config.seed * 0x85EBCA77 + group) & (SHARED_BIT - 1)) | SHARED_BIT
 
     # --- the interface of native.Helper ----------------------------------------------------------------
-    def prepare(self, config: native.Config) -> native.Result:
-        self.config = config
+    def reserve(self, config: native.Config) -> None:
+        self.config = config  # its window and mismatch records are Python objects, allocated as they come
+
+    def prepare(self) -> native.Result:
+        config = self.config
         self.page = os.sysconf("SC_PAGE_SIZE")
         n = config.npages
         self.region = mmap.mmap(-1, n * self.page, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

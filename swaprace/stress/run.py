@@ -314,6 +314,7 @@ class _Run:
         summary["machine"]["interpreters_mib"] = round(getattr(self.box, "interpreter_bytes", 0) / MiB, 1)
         keeper = getattr(self.box, "keeper", None)
         summary["machine"]["limit_keeper_passes"] = keeper.passes if keeper is not None else None
+        summary["machine"]["limit_keeper_wakes"] = keeper.wakes if keeper is not None else None
         # CLOCK_MONOTONIC, like the capture's timestamps: the trace figures are taken over the rounds only
         summary["rounds_interval_ns"] = [int(started * 1e9), int((started + rounds_s) * 1e9)]
         return summary

@@ -495,9 +495,6 @@ static void *skip_thread_main(void *arg)
 static int run_skip_swapcache(void)
 {
 	pthread_t pager;
-	S.page_lock = calloc(S.cfg.npages, sizeof(uint32_t));
-	if (!S.page_lock)
-		return ENOMEM;
 	uint32_t started = 1;
 	for (uint32_t i = 1; i < S.cfg.threads; i++) {
 		if (pthread_create(&S.threads[i].thread, NULL, skip_thread_main, &S.threads[i]) != 0)
@@ -543,8 +540,13 @@ void sr_request_stop(void)
 	stop_requested = 1;
 }
 
-/* Map and fill the region. Returns 0, or an errno. */
-int sr_prepare(const struct sr_config *cfg, struct sr_result *res)
+/* The oracle's own bookkeeping (tags, generations, per-thread window records, the shared mismatch area),
+ * allocated and touched before the worker joins the memory cgroup: a page is charged where it is first
+ * touched, so none of it is charged to the workload's group. At the defaults the window records alone are
+ * 16 MiB per process (4 threads x 100,000 x 40 B): charged to the group they were swapped out with the
+ * region, filled the swap file (the region plus them is more than the file holds) and made the group's
+ * reclaim fail -- the OOM kill the default run met. Returns 0, or an errno. */
+int sr_reserve(const struct sr_config *cfg, struct sr_result *res)
 {
 	memset(&S, 0, sizeof(S));
 	memset(res, 0, sizeof(*res));
@@ -555,34 +557,49 @@ int sr_prepare(const struct sr_config *cfg, struct sr_result *res)
 		return EINVAL;
 	S.page = (size_t)sysconf(_SC_PAGESIZE);
 	S.words = S.page / 8;
+	S.tag = calloc(S.cfg.npages, sizeof(uint64_t));
+	S.gen = calloc(S.cfg.npages, sizeof(uint64_t));
+	S.stamp = calloc(S.cfg.npages, sizeof(uint64_t));
+	S.page_lock = calloc(S.cfg.npages, sizeof(uint32_t));
+	S.batch = calloc(S.cfg.batch, sizeof(uint64_t));
+	S.batch_writer = calloc(S.cfg.batch, 1);
+	size_t shared_bytes = sizeof(uint64_t) * 8 + S.cfg.max_mismatches * sizeof(struct sr_mismatch);
+	void *shared = mmap(NULL, shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!S.tag || !S.gen || !S.stamp || !S.page_lock || !S.batch || !S.batch_writer || shared == MAP_FAILED)
+		return ENOMEM;
+	/* calloc may hand out fresh, untouched pages: touch them here, outside the group */
+	memset(S.tag, 0, S.cfg.npages * sizeof(uint64_t));
+	memset(S.gen, 0, S.cfg.npages * sizeof(uint64_t));
+	memset(S.stamp, 0, S.cfg.npages * sizeof(uint64_t));
+	memset(S.page_lock, 0, S.cfg.npages * sizeof(uint32_t));
+	memset(shared, 0, shared_bytes);
+	S.mismatch_count = shared;
+	S.child_reads = (uint64_t *)shared + 1;
+	S.mismatches = (struct sr_mismatch *)((uint64_t *)shared + 8);
+	size_t window_bytes = (S.cfg.max_windows + 1) * sizeof(struct sr_window);
+	for (uint32_t i = 0; i < S.cfg.threads; i++) {
+		struct sr_thread *t = &S.threads[i];
+		t->index = i;
+		t->expected = aligned_alloc(S.page, S.page);
+		t->windows = mmap(NULL, window_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (!t->expected || t->windows == MAP_FAILED)
+			return ENOMEM;
+		memset(t->expected, 0, S.page);
+		memset(t->windows, 0, window_bytes);
+	}
+	return 0;
+}
+
+/* After sr_reserve, inside the group: map and fill the region. Returns 0, or an errno. */
+int sr_prepare(void)
+{
+	if (!S.res || !S.tag)
+		return EINVAL; /* sr_reserve first */
 	S.region = mmap(NULL, S.cfg.npages * S.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (S.region == MAP_FAILED)
 		return errno;
 	/* base pages only: ksm_might_need_to_copy() and the race are about small folios */
 	madvise(S.region, S.cfg.npages * S.page, MADV_NOHUGEPAGE);
-	S.tag = calloc(S.cfg.npages, sizeof(uint64_t));
-	S.gen = calloc(S.cfg.npages, sizeof(uint64_t));
-	S.stamp = calloc(S.cfg.npages, sizeof(uint64_t));
-	S.batch = calloc(S.cfg.batch, sizeof(uint64_t));
-	S.batch_writer = calloc(S.cfg.batch, 1);
-	size_t shared_bytes = sizeof(uint64_t) * 8 + S.cfg.max_mismatches * sizeof(struct sr_mismatch);
-	void *shared = mmap(NULL, shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!S.tag || !S.gen || !S.stamp || !S.batch || !S.batch_writer || shared == MAP_FAILED)
-		return ENOMEM;
-	S.mismatch_count = shared;
-	S.child_reads = (uint64_t *)shared + 1;
-	S.mismatches = (struct sr_mismatch *)((uint64_t *)shared + 8);
-	for (uint32_t i = 0; i < S.cfg.threads; i++) {
-		struct sr_thread *t = &S.threads[i];
-		t->index = i;
-		t->expected = aligned_alloc(S.page, S.page);
-		/* mmap, not calloc: untouched pages stay unallocated (a calloc from the heap would memset,
-		 * charging megabytes per thread to the cgroup before the first fault) */
-		t->windows = mmap(NULL, (S.cfg.max_windows + 1) * sizeof(struct sr_window), PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (!t->expected || t->windows == MAP_FAILED)
-			return ENOMEM;
-	}
 	S.shared_start = S.cfg.npages - S.cfg.npages * S.cfg.shared_permille / 1000;
 	for (uint64_t i = 0; i < S.cfg.npages; i++) {
 		if (i < S.shared_start)
@@ -594,11 +611,11 @@ int sr_prepare(const struct sr_config *cfg, struct sr_result *res)
 	if (S.cfg.mergeable && S.shared_start < S.cfg.npages) {
 		if (madvise(S.region + S.shared_start * S.page, (S.cfg.npages - S.shared_start) * S.page,
 			    MADV_MERGEABLE) != 0)
-			res->mergeable_errno = errno;
+			S.res->mergeable_errno = errno;
 	}
 	S.rng = splitmix(S.cfg.seed ^ ((uint64_t)S.cfg.proc_index << 32));
-	res->region_addr = (uint64_t)(uintptr_t)S.region;
-	res->page_size = S.page;
+	S.res->region_addr = (uint64_t)(uintptr_t)S.region;
+	S.res->page_size = S.page;
 	return 0;
 }
 

@@ -1,8 +1,9 @@
 """One workload process: ``python -m swaprace.stress.worker SPEC.json``.
 
 Started by :mod:`swaprace.stress.run`, several at once, as unrelated processes (different anon_vma roots,
-so that KSM pages shared between them are copied on swap-in). It joins the memory cgroup before it touches
-memory, fills its region, publishes where the region is (``status-<n>.json``), runs, and writes
+so that KSM pages shared between them are copied on swap-in). It allocates the oracle's bookkeeping, joins the
+memory cgroup, then maps and fills its region (only the region and what the run itself allocates are charged to
+the workload's group), publishes where the region is (``status-<n>.json``), runs, and writes
 ``result-<n>.json`` (counters and oracle mismatches) and ``windows-<n>.bin`` (timed first touches, raw ``native.Window`` records).
 """
 
@@ -48,8 +49,9 @@ def main(spec_path: str) -> int:
     else:  # no C compiler on this machine
         helper = PyHelper()
     helper.install_stop_signals()  # SIGINT/SIGTERM: finish the round, sweep, report
+    helper.reserve(make_config(spec))  # the oracle's bookkeeping: charged to the parent group, not the workload's
     join_cgroup(spec.get("cgroup_procs", ""))
-    result = helper.prepare(make_config(spec))
+    result = helper.prepare()
     write_json(out / f"status-{index}.json", {
         "pid": os.getpid(), "region_addr": result.region_addr, "page_size": result.page_size,
         "npages": spec["npages"], "shared_permille": spec["shared_permille"],
