@@ -55,7 +55,7 @@ def main() -> None:
     """
 
 
-# === analyze (issue 2) ===================================================================================
+# === analyze =============================================================================================
 
 
 def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
@@ -132,7 +132,7 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
 
 # === end analyze =========================================================================================
 
-# === doctor / record (issue 4: catalog, ftrace backend, recorder) ========================================
+# === doctor / record =====================================================================================
 @main.command()
 @click.option("--kallsyms", "kallsyms", type=click.Path(dir_okay=False), default=None,
               help="Read a saved /proc/kallsyms (address type name lines) instead of the live kernel.")
@@ -301,7 +301,7 @@ def _record_summary(output, capture) -> dict:
 
 # === end doctor / record =================================================================================
 
-# === watch (issue 4: bcc backend, in-kernel detection) ===================================================
+# === watch ===============================================================================================
 @main.command()
 @click.argument("interval", type=click.FloatRange(min=0.05), default=1.0, required=False)
 @click.argument("count", type=click.IntRange(min=1), default=None, required=False)
@@ -362,7 +362,7 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
 
 # === end watch ===========================================================================================
 
-# === vm (issue 3) ========================================================================================
+# === vm ==================================================================================================
 
 from swaprace.vm.image import KERNELS as VM_KERNELS, LAB_KERNELS as VM_LAB_KERNELS  # noqa: E402  (stdlib only)
 
@@ -473,7 +473,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 
 # === end vm ==============================================================================================
 
-# === stress (issue 5) ====================================================================================
+# === stress ==============================================================================================
 @main.command()
 @click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of workload.")
 @click.option("--threads", type=int, default=4, show_default=True, help="Threads per process faulting the same pages.")
@@ -550,7 +550,7 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         sys.exit(1)
 # === end stress ==========================================================================================
 
-# === report / plot (issue 6) =============================================================================
+# === report / plot =======================================================================================
 def _tty_status(message: str) -> None:
     """A one-line status on stderr, only when a person is watching (quiet when piped or captured)."""
     if sys.stderr.isatty():
@@ -789,7 +789,7 @@ def export_command(capture: str, output: str, fmt: Any, as_json: bool) -> None:
                    f"{info['residencies']:,} cache residencies, {info['races']:,} races (open it in ui.perfetto.dev)")
 
 
-# === fleet (issue 14) ====================================================================================
+# === fleet ===============================================================================================
 class _FleetProgress:
     """Progress of the map on stderr: a bar on a terminal, else one line per finished capture."""
 
