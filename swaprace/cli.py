@@ -195,8 +195,7 @@ def doctor(kallsyms, traceable, clean, as_json):
 @click.option("--dry-run", is_flag=True, help="Resolve symbols and pick the backend, attach nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
-def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, stream, raw_trace, ebpf, dry_run,
-           as_json, cmd):
+def record(as_json: bool, **options: Any) -> None:
     """Trace the swap-in path into a capture until --duration, CMD exits, or Ctrl-C/SIGTERM.
 
     Attaches call and return probes to every role that resolves on this kernel (see `swaprace doctor`),
@@ -210,42 +209,17 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
         swaprace record -o run.parquet --backend ftrace -- ./swap-workload --threads 4
         swaprace record --ebpf --backend ftrace
     """
-    from swaprace.events import ROLES
-    from swaprace.probes.backend import backend_class, get_backend, make_plan, AUTO_ORDER
-    from swaprace.probes.ftrace_backend import FtraceBackend
-    from swaprace.capture import write_raw_trace
-    from swaprace.probes.record import record as run_record, tty_progress
+    from swaprace.probes import record as rec
+    from swaprace.probes.backend import get_backend
 
-    role_list = ROLES
-    if roles:
-        role_list = tuple(r.strip() for r in roles.split(",") if r.strip())
-        unknown = [r for r in role_list if r not in ROLES]
-        if unknown:
-            raise SwapraceError(f"unknown role(s) {', '.join(unknown)} (known: {', '.join(ROLES)})")
-    plan = make_plan(role_list, pid=pid, buffer_kb=buffer_kb, maxactive=maxactive, stream_events=stream)
-    if raw_trace:
-        plan.extra["raw_trace"] = raw_trace
-    if ebpf:
-        names = AUTO_ORDER if backend_name == "auto" else (backend_name,)
-        last = None
-        for name in names:
-            try:
-                cls = backend_class(name)
-            except SwapraceError as exc:
-                last = exc
-                continue
-            if backend_name == "auto" and cls.check() is not None and name != names[-1]:
-                continue
-            click.echo(cls().program_text(plan), nl=False)
-            return
-        raise last or SwapraceError("no backend available")
-    backend = get_backend(backend_name)
-    if raw_trace and isinstance(backend, FtraceBackend):
-        backend.raw_trace = raw_trace
-    if dry_run:
-        summary = {"backend": backend.name, "symbols": plan.symbols,
-                   "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
-        plan.require()
+    opts = rec.RecordOptions(**options)
+    plan = rec.record_plan(opts)
+    if opts.ebpf:
+        click.echo(get_backend(opts.backend_name, program_only=True).program_text(plan), nl=False)
+        return
+    backend = get_backend(opts.backend_name)
+    if opts.dry_run:
+        summary = rec.dry_run_summary(backend, plan)
         if as_json:
             echo_json(summary)
         else:
@@ -253,50 +227,19 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
             for role, res in plan.resolutions.items():
                 click.echo(f"  {role:<13} {res.symbol or '-  (' + str(res.reason) + ')'}")
         return
-    if not output:
-        raise SwapraceError("missing -o/--output CAPTURE (or use --dry-run / --ebpf)")
-    from swaprace.probes.doctor import swap_state
-
-    if not swap_state()["devices"]:
-        if not cmd:
-            raise SwapraceError("no active swap: nothing would be swapped in (swapon a file or device first)")
-        click.echo("swaprace: warning: no active swap yet (CMD may enable it)", err=True)
-    if duration is None and not cmd:
-        click.echo("recording until Ctrl-C (or SIGTERM)...", err=True)
-    capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
-                         progress=tty_progress())
-    if raw_trace and isinstance(backend, FtraceBackend):
-        write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
-    summary = _record_summary(output, capture)
+    capture = rec.record_capture(opts, backend, plan, progress=rec.tty_progress(),
+                                 warn=lambda msg: click.echo(f"swaprace: warning: {msg}", err=True),
+                                 announce=lambda msg: click.echo(msg, err=True))
+    summary = rec.record_summary(opts.output, capture)
     if as_json:
         echo_json(summary)
     else:
         lost = "unknown" if capture.meta.lost_events is None else f"{capture.meta.lost_events:,}"
-        click.echo(f"wrote {output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
+        click.echo(f"wrote {opts.output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
                    f"lost {lost} ({summary['backend']}, {summary['duration_s']} s)")
-    status = capture.meta.extra.get("command_status")
-    if status and capture.meta.extra.get("command_finished"):
-        sys.exit(status if 0 < status < 256 else 1)  # CMD failed on its own: say so through our status
-
-
-def _record_summary(output, capture) -> dict:
-    events = capture.events
-    roles = events["role"].astype(str)
-    phases = events["phase"].astype(str)
-    meta = capture.meta
-    return {
-        "output": output,
-        "events": int(len(events)),
-        "windows": int(((roles == "fault") & (phases == "return")).sum()),
-        "by_role": {r: int(n) for r, n in roles.value_counts().sort_index().items()},
-        "backend": meta.backend,
-        "symbols": meta.symbols,
-        "lost": meta.lost,
-        "lost_events": meta.lost_events,
-        "duration_s": meta.duration_s,
-        "stopped_by": meta.extra.get("stopped_by"),
-        "command_status": meta.extra.get("command_status"),
-    }
+    status = rec.command_failure_status(capture.meta)
+    if status is not None:
+        sys.exit(status)  # CMD failed on its own: say so through our status
 
 
 # === end doctor / record =================================================================================
