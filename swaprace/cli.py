@@ -441,8 +441,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 @click.option("--widen-us", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
               help="Lab kernels only: sleep this long in do_swap_page's race window (vm.swaprace_widen_us).")
 @click.pass_context
-def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_file, yes, record_path, cleanup,
-           as_json, inject_corruption, swap_device, scenario, widen_us):
+def stress(ctx: click.Context, cleanup: bool, as_json: bool, **options: Any) -> None:
     """Drive swap-in races with a data oracle: every page read back is checked.
 
     Sets up a small swap file, a memory cgroup below the working set and a fast KSM scan (all restored on
@@ -456,6 +455,8 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         swaprace stress --yes --scenario skip-swapcache-2024 --widen-us 20000 --duration 60
         swaprace stress --cleanup
     """
+    from click.core import ParameterSource
+
     from swaprace.stress import machine, run as stress_run
 
     if cleanup:
@@ -465,20 +466,8 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         else:
             click.echo(f"stress: undid {len(undone)} recorded changes" if undone else "stress: nothing to clean up")
         return
-    opts = stress_run.StressOptions(
-        duration=duration, threads=threads, processes=processes, mem_bytes=stress_run.parse_size(mem),
-        limit_bytes=stress_run.parse_size(limit) if limit else None,
-        swap_bytes=stress_run.parse_size(swap) if swap else None, ksm=ksm, seed=seed, yes=yes,
-        swap_file=swap_file, inject_corruption=inject_corruption, record=record_path, swap_device=swap_device,
-        scenario=scenario, widen_us=widen_us)
-    if scenario:
-        from click.core import ParameterSource
-        from swaprace.stress import scenarios
-
-        given = {name for name in ("threads", "processes", "mem", "limit", "swap", "ksm", "swap_device")
-                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-        renamed = {"mem": "mem_bytes", "limit": "limit_bytes", "swap": "swap_bytes"}
-        scenarios.apply_preset(opts, scenario, dict.fromkeys(renamed.get(name, name) for name in given))
+    given = [name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    opts = stress_run.options_from_cli(options, given)
     tty = sys.stderr.isatty()
     summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None,
                                     announce=lambda msg: click.echo(msg, err=True))
