@@ -771,7 +771,7 @@ class _FleetProgress:
 @click.option("--report", "report", is_flag=True, help="Write DIR/report/fleet.html with rates per kernel version.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines (failures are still reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the map's result, summary, rows.")
-def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summary, sql, report, quiet, as_json):
+def fleet_command(quiet: bool, as_json: bool, **options: Any) -> None:
     """Analyse many captures in one command, then query all of them with DuckDB.
 
     Derives each capture's tables (as `swaprace analyze --out-dir` does) into DIR, in parallel: a local process
@@ -787,36 +787,35 @@ def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summa
         swaprace fleet -o fleet/ --report
     """
     from swaprace.fleet import query
+    from swaprace.fleet.run import FleetOptions
 
+    opts = FleetOptions(**options)
     out: dict = {}
     result = None
-    if inputs:
-        from swaprace.fleet.run import run_fleet
-
+    if opts.inputs:
         progress = _FleetProgress(quiet or as_json and not sys.stderr.isatty())
         try:
-            result = run_fleet(inputs, out_dir, engine=engine, scheduler=scheduler, workers=workers, force=force,
-                               progress=progress)
+            result = opts.derive(progress)
         finally:
             progress.close()
         out.update(result.to_json())
-    elif not (show_summary or sql or report):
+    elif not opts.queries:
         raise click.UsageError("give captures to derive, or --summary / --sql / --report to query DIR")
     can_query = result is None or len(result.failed) < len(result.records)
-    if show_summary and can_query:
-        out["summary"] = query.to_records(frame := query.summary(out_dir))
+    if opts.show_summary and can_query:
+        out["summary"] = query.to_records(frame := query.summary(opts.out_dir))
         if not as_json:
             click.echo(query.format_table(frame))
-    if sql and can_query:
-        frame = query.query(out_dir, sql)
+    if opts.sql and can_query:
+        frame = query.query(opts.out_dir, opts.sql)
         out["columns"] = [str(c) for c in frame.columns]
         out["rows"] = query.to_records(frame)
         if not as_json:
             click.echo(query.format_table(frame))
-    if report and can_query:
+    if opts.report and can_query:
         from swaprace.fleet.report import build_fleet_report
 
-        out["report"] = build_fleet_report(out_dir)
+        out["report"] = build_fleet_report(opts.out_dir)
         if not as_json:
             click.echo(f"wrote {out['report']['html']} ({len(out['report']['figures'])} pictures, "
                        f"{out['report']['captures']} captures, {out['report']['stale_installs']} stale installs)")
@@ -825,9 +824,9 @@ def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summa
     elif result is not None:
         line = (f"fleet: {len(result.records)} captures in {result.seconds:.1f} s ({result.engine}): "
                 f"{out['derived']} derived, {out['up_to_date']} up to date, {out['failed']} failed")
-        click.echo(line, err=bool(show_summary or sql or report))
+        click.echo(line, err=opts.queries)
         for failure in out["failures"]:
-            click.echo(f"  failed: {failure['capture']}: {failure['error']}", err=bool(show_summary or sql or report))
+            click.echo(f"  failed: {failure['capture']}: {failure['error']}", err=opts.queries)
     if result is not None and result.all_failed:
         sys.exit(1)
 # === end fleet ===========================================================================================
