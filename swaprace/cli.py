@@ -382,7 +382,7 @@ def vm_run(
     """
     from pathlib import Path
 
-    from swaprace.vm import run_in_guest
+    from swaprace.vm import GuestOptions, GuestStreams, run_in_guest
 
     env = {}
     for pair in env_pairs:
@@ -390,10 +390,9 @@ def vm_run(
         if not sep or not name.isidentifier():
             raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--env")
         env[name] = value
-    result = run_in_guest(
-        list(command), kernel, timeout=timeout, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, env=env,
-        progress=_vm_note, out_dir=Path(out_dir) if out_dir is not None else None,
-    )
+    options = GuestOptions(timeout=timeout, env=env, out_dir=Path(out_dir) if out_dir is not None else None)
+    result = run_in_guest(list(command), kernel, options, GuestStreams(stdout=sys.stdout.buffer,
+                                                                       stderr=sys.stderr.buffer), progress=_vm_note)
     _vm_note(f"exit status {result.returncode} (boot {result.boot_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     ctx.exit(result.returncode)
 
