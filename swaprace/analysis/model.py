@@ -429,7 +429,7 @@ class _Keyed:
             return out
         (e_stream, e_query), _ = _entry_codes(self.entries, q_entry.astype(np.uint64))
         t_all = np.concatenate([self.tids, q_tid.astype(np.int64)])
-        t_codes, t_uniq = pd.factorize(t_all)
+        t_codes, _ = pd.factorize(t_all)
         n_e = int(max(e_stream.max(initial=0), e_query.max(initial=0))) + 1
         pair = t_codes.astype(np.int64) * n_e + np.concatenate([e_stream, e_query])
         codes, _ = pd.factorize(pair)

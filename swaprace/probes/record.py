@@ -1,4 +1,5 @@
-"""The recorder loop behind ``swaprace record`` (and the stress companion's ``--record``).
+"""``swaprace record`` without its printing (:class:`RecordOptions` and the steps the command takes), and the
+recorder loop behind it and the stress companion's ``--record``.
 
 Attach, poll the backend, optionally run a command, and stop on the first of: the duration elapsed, the
 command exited, SIGINT/SIGTERM/SIGHUP. Whatever happens -- the workload fails, the backend fails midway, a
