@@ -3,7 +3,7 @@
 
 Prints events/s of analyze() (best of --repeat runs), the event table's in-memory size, and the extra memory
 analyze() allocates at its peak (tracemalloc, which sees numpy and pandas buffers), as a ratio to the table.
-Goals (issue 2): >= 2,000,000 events/s; peak <= 2x the table (i.e. extra <= 1x).
+Goals: >= 2,000,000 events/s; peak <= 2x the table (i.e. extra <= 1x).
 
     python3 benchmarks/bench_analysis.py              # 10M events; capture cached under ~/.cache/swaprace/bench
     python3 benchmarks/bench_analysis.py --events 1e6 --repeat 3

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ftrace text parsing speed, old (reference) and new parser measured in the same run (issue 15).
+"""ftrace text parsing speed, old (reference) and new parser measured in the same run.
 
 Input: a synthetic `trace` dump (default 2 million kprobe lines, benchmarks/synth.py), or ``--real NAME``: the
 event lines of a committed real capture (tests/fixtures/real/NAME.trace) repeated up to ``--lines``. Printed,
@@ -11,7 +11,7 @@ package's:
 
 as lines/s of wall time and of CPU time, and the new/old ratios. Runs alternate old/new and keep the best of
 ``--repeat``, so load on the machine hits both alike; a bare Python line count is printed as the yardstick
-(issue 15: ratios against it cancel noise). The two paths' event tables are checked equal.
+(ratios against it cancel noise). The two paths' event tables are checked equal.
 
     python3 benchmarks/bench_ftrace_parse.py
     python3 benchmarks/bench_ftrace_parse.py --real ftrace-bookworm-6.1 --lines 2e6 --repeat 3

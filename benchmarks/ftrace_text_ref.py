@@ -1,5 +1,5 @@
-"""REFERENCE ONLY (benchmarks, tests): swaprace/readers/ftrace_text.py as it was before the speed work of
-issue 15, kept to time the new parser against and to check it gives identical results. Not used by swaprace.
+"""REFERENCE ONLY (benchmarks, tests): swaprace/readers/ftrace_text.py as it was before its speed work,
+kept to time the new parser against and to check it gives identical results. Not used by swaprace.
 
 Reader for ftrace text (``trace`` / ``trace_pipe``) of kprobe events, vectorized over the raw bytes.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swaprace.vm import KERNELS, ensure_image, run_in_guest  # noqa: E402
+from swaprace.vm import KERNELS, GuestOptions, ensure_image, run_in_guest  # noqa: E402
 
 
 def measure(kernel: str, runs: int, cold: bool) -> dict:
@@ -51,7 +51,7 @@ def measure(kernel: str, runs: int, cold: bool) -> dict:
     boots, starts = [], []
     for _ in range(runs):
         started = time.monotonic()
-        result = run_in_guest(["true"], kernel, timeout=600)
+        result = run_in_guest(["true"], kernel, GuestOptions(timeout=600))
         starts.append(time.monotonic() - started)
         boots.append(result.boot_seconds)
         figures["accel"], figures["accel_reason"] = result.accel, result.accel_reason

@@ -55,7 +55,7 @@ def main() -> None:
     """
 
 
-# === analyze (issue 2) ===================================================================================
+# === analyze =============================================================================================
 
 
 def _parse_entry_option(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
@@ -132,7 +132,7 @@ def analyze_command(capture: str, fmt: Any, as_json: bool, since: Any, until: An
 
 # === end analyze =========================================================================================
 
-# === doctor / record (issue 4: catalog, ftrace backend, recorder) ========================================
+# === doctor / record =====================================================================================
 @main.command()
 @click.option("--kallsyms", "kallsyms", type=click.Path(dir_okay=False), default=None,
               help="Read a saved /proc/kallsyms (address type name lines) instead of the live kernel.")
@@ -195,8 +195,7 @@ def doctor(kallsyms, traceable, clean, as_json):
 @click.option("--dry-run", is_flag=True, help="Resolve symbols and pick the backend, attach nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
-def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, stream, raw_trace, ebpf, dry_run,
-           as_json, cmd):
+def record(as_json: bool, **options: Any) -> None:
     """Trace the swap-in path into a capture until --duration, CMD exits, or Ctrl-C/SIGTERM.
 
     Attaches call and return probes to every role that resolves on this kernel (see `swaprace doctor`),
@@ -210,42 +209,17 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
         swaprace record -o run.parquet --backend ftrace -- ./swap-workload --threads 4
         swaprace record --ebpf --backend ftrace
     """
-    from swaprace.events import ROLES
-    from swaprace.probes.backend import backend_class, get_backend, make_plan, AUTO_ORDER
-    from swaprace.probes.ftrace_backend import FtraceBackend
-    from swaprace.capture import write_raw_trace
-    from swaprace.probes.record import record as run_record, tty_progress
+    from swaprace.probes import record as rec
+    from swaprace.probes.backend import get_backend
 
-    role_list = ROLES
-    if roles:
-        role_list = tuple(r.strip() for r in roles.split(",") if r.strip())
-        unknown = [r for r in role_list if r not in ROLES]
-        if unknown:
-            raise SwapraceError(f"unknown role(s) {', '.join(unknown)} (known: {', '.join(ROLES)})")
-    plan = make_plan(role_list, pid=pid, buffer_kb=buffer_kb, maxactive=maxactive, stream_events=stream)
-    if raw_trace:
-        plan.extra["raw_trace"] = raw_trace
-    if ebpf:
-        names = AUTO_ORDER if backend_name == "auto" else (backend_name,)
-        last = None
-        for name in names:
-            try:
-                cls = backend_class(name)
-            except SwapraceError as exc:
-                last = exc
-                continue
-            if backend_name == "auto" and cls.check() is not None and name != names[-1]:
-                continue
-            click.echo(cls().program_text(plan), nl=False)
-            return
-        raise last or SwapraceError("no backend available")
-    backend = get_backend(backend_name)
-    if raw_trace and isinstance(backend, FtraceBackend):
-        backend.raw_trace = raw_trace
-    if dry_run:
-        summary = {"backend": backend.name, "symbols": plan.symbols,
-                   "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
-        plan.require()
+    opts = rec.RecordOptions(**options)
+    plan = rec.record_plan(opts)
+    if opts.ebpf:
+        click.echo(get_backend(opts.backend_name, program_only=True).program_text(plan), nl=False)
+        return
+    backend = get_backend(opts.backend_name)
+    if opts.dry_run:
+        summary = rec.dry_run_summary(backend, plan)
         if as_json:
             echo_json(summary)
         else:
@@ -253,55 +227,24 @@ def record(output, duration, backend_name, pid, roles, buffer_kb, maxactive, str
             for role, res in plan.resolutions.items():
                 click.echo(f"  {role:<13} {res.symbol or '-  (' + str(res.reason) + ')'}")
         return
-    if not output:
-        raise SwapraceError("missing -o/--output CAPTURE (or use --dry-run / --ebpf)")
-    from swaprace.probes.doctor import swap_state
-
-    if not swap_state()["devices"]:
-        if not cmd:
-            raise SwapraceError("no active swap: nothing would be swapped in (swapon a file or device first)")
-        click.echo("swaprace: warning: no active swap yet (CMD may enable it)", err=True)
-    if duration is None and not cmd:
-        click.echo("recording until Ctrl-C (or SIGTERM)...", err=True)
-    capture = run_record(output, backend, plan, duration=duration, cmd=cmd or None, pid=pid,
-                         progress=tty_progress())
-    if raw_trace and isinstance(backend, FtraceBackend):
-        write_raw_trace(raw_trace, backend.raw_lines(), capture.meta)
-    summary = _record_summary(output, capture)
+    capture = rec.record_capture(opts, backend, plan, progress=rec.tty_progress(),
+                                 warn=lambda msg: click.echo(f"swaprace: warning: {msg}", err=True),
+                                 announce=lambda msg: click.echo(msg, err=True))
+    summary = rec.record_summary(opts.output, capture)
     if as_json:
         echo_json(summary)
     else:
         lost = "unknown" if capture.meta.lost_events is None else f"{capture.meta.lost_events:,}"
-        click.echo(f"wrote {output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
+        click.echo(f"wrote {opts.output}: {summary['events']:,} events, {summary['windows']:,} fault windows, "
                    f"lost {lost} ({summary['backend']}, {summary['duration_s']} s)")
-    status = capture.meta.extra.get("command_status")
-    if status and capture.meta.extra.get("command_finished"):
-        sys.exit(status if 0 < status < 256 else 1)  # CMD failed on its own: say so through our status
-
-
-def _record_summary(output, capture) -> dict:
-    events = capture.events
-    roles = events["role"].astype(str)
-    phases = events["phase"].astype(str)
-    meta = capture.meta
-    return {
-        "output": output,
-        "events": int(len(events)),
-        "windows": int(((roles == "fault") & (phases == "return")).sum()),
-        "by_role": {r: int(n) for r, n in roles.value_counts().sort_index().items()},
-        "backend": meta.backend,
-        "symbols": meta.symbols,
-        "lost": meta.lost,
-        "lost_events": meta.lost_events,
-        "duration_s": meta.duration_s,
-        "stopped_by": meta.extra.get("stopped_by"),
-        "command_status": meta.extra.get("command_status"),
-    }
+    status = rec.command_failure_status(capture.meta)
+    if status is not None:
+        sys.exit(status)  # CMD failed on its own: say so through our status
 
 
 # === end doctor / record =================================================================================
 
-# === watch (issue 4: bcc backend, in-kernel detection) ===================================================
+# === watch ===============================================================================================
 @main.command()
 @click.argument("interval", type=click.FloatRange(min=0.05), default=1.0, required=False)
 @click.argument("count", type=click.IntRange(min=1), default=None, required=False)
@@ -362,7 +305,7 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
 
 # === end watch ===========================================================================================
 
-# === vm (issue 3) ========================================================================================
+# === vm ==================================================================================================
 
 from swaprace.vm.image import KERNELS as VM_KERNELS, LAB_KERNELS as VM_LAB_KERNELS  # noqa: E402  (stdlib only)
 
@@ -439,7 +382,7 @@ def vm_run(
     """
     from pathlib import Path
 
-    from swaprace.vm import run_in_guest
+    from swaprace.vm import GuestOptions, GuestStreams, run_in_guest
 
     env = {}
     for pair in env_pairs:
@@ -447,10 +390,9 @@ def vm_run(
         if not sep or not name.isidentifier():
             raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--env")
         env[name] = value
-    result = run_in_guest(
-        list(command), kernel, timeout=timeout, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, env=env,
-        progress=_vm_note, out_dir=Path(out_dir) if out_dir is not None else None,
-    )
+    options = GuestOptions(timeout=timeout, env=env, out_dir=Path(out_dir) if out_dir is not None else None)
+    result = run_in_guest(list(command), kernel, options, GuestStreams(stdout=sys.stdout.buffer,
+                                                                       stderr=sys.stderr.buffer), progress=_vm_note)
     _vm_note(f"exit status {result.returncode} (boot {result.boot_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     ctx.exit(result.returncode)
 
@@ -473,7 +415,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 
 # === end vm ==============================================================================================
 
-# === stress (issue 5) ====================================================================================
+# === stress ==============================================================================================
 @main.command()
 @click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of workload.")
 @click.option("--threads", type=int, default=4, show_default=True, help="Threads per process faulting the same pages.")
@@ -498,8 +440,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 @click.option("--widen-us", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
               help="Lab kernels only: sleep this long in do_swap_page's race window (vm.swaprace_widen_us).")
 @click.pass_context
-def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_file, yes, record_path, cleanup,
-           as_json, inject_corruption, swap_device, scenario, widen_us):
+def stress(ctx: click.Context, cleanup: bool, as_json: bool, **options: Any) -> None:
     """Drive swap-in races with a data oracle: every page read back is checked.
 
     Sets up a small swap file, a memory cgroup below the working set and a fast KSM scan (all restored on
@@ -513,6 +454,8 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         swaprace stress --yes --scenario skip-swapcache-2024 --widen-us 20000 --duration 60
         swaprace stress --cleanup
     """
+    from click.core import ParameterSource
+
     from swaprace.stress import machine, run as stress_run
 
     if cleanup:
@@ -522,20 +465,8 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         else:
             click.echo(f"stress: undid {len(undone)} recorded changes" if undone else "stress: nothing to clean up")
         return
-    opts = stress_run.StressOptions(
-        duration=duration, threads=threads, processes=processes, mem_bytes=stress_run.parse_size(mem),
-        limit_bytes=stress_run.parse_size(limit) if limit else None,
-        swap_bytes=stress_run.parse_size(swap) if swap else None, ksm=ksm, seed=seed, yes=yes,
-        swap_file=swap_file, inject_corruption=inject_corruption, record=record_path, swap_device=swap_device,
-        scenario=scenario, widen_us=widen_us)
-    if scenario:
-        from click.core import ParameterSource
-        from swaprace.stress import scenarios
-
-        given = {name for name in ("threads", "processes", "mem", "limit", "swap", "ksm", "swap_device")
-                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-        renamed = {"mem": "mem_bytes", "limit": "limit_bytes", "swap": "swap_bytes"}
-        scenarios.apply_preset(opts, scenario, dict.fromkeys(renamed.get(name, name) for name in given))
+    given = [name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    opts = stress_run.options_from_cli(options, given)
     tty = sys.stderr.isatty()
     summary = stress_run.run_stress(opts, progress=(lambda msg: click.echo(msg, err=True)) if tty else None,
                                     announce=lambda msg: click.echo(msg, err=True))
@@ -550,7 +481,7 @@ def stress(ctx, duration, threads, processes, mem, limit, swap, ksm, seed, swap_
         sys.exit(1)
 # === end stress ==========================================================================================
 
-# === report / plot (issue 6) =============================================================================
+# === report / plot =======================================================================================
 def _tty_status(message: str) -> None:
     """A one-line status on stderr, only when a person is watching (quiet when piped or captured)."""
     if sys.stderr.isatty():
@@ -789,7 +720,7 @@ def export_command(capture: str, output: str, fmt: Any, as_json: bool) -> None:
                    f"{info['residencies']:,} cache residencies, {info['races']:,} races (open it in ui.perfetto.dev)")
 
 
-# === fleet (issue 14) ====================================================================================
+# === fleet ===============================================================================================
 class _FleetProgress:
     """Progress of the map on stderr: a bar on a terminal, else one line per finished capture."""
 
@@ -839,7 +770,7 @@ class _FleetProgress:
 @click.option("--report", "report", is_flag=True, help="Write DIR/report/fleet.html with rates per kernel version.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines (failures are still reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the map's result, summary, rows.")
-def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summary, sql, report, quiet, as_json):
+def fleet_command(quiet: bool, as_json: bool, **options: Any) -> None:
     """Analyse many captures in one command, then query all of them with DuckDB.
 
     Derives each capture's tables (as `swaprace analyze --out-dir` does) into DIR, in parallel: a local process
@@ -855,36 +786,35 @@ def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summa
         swaprace fleet -o fleet/ --report
     """
     from swaprace.fleet import query
+    from swaprace.fleet.run import FleetOptions
 
+    opts = FleetOptions(**options)
     out: dict = {}
     result = None
-    if inputs:
-        from swaprace.fleet.run import run_fleet
-
+    if opts.inputs:
         progress = _FleetProgress(quiet or as_json and not sys.stderr.isatty())
         try:
-            result = run_fleet(inputs, out_dir, engine=engine, scheduler=scheduler, workers=workers, force=force,
-                               progress=progress)
+            result = opts.derive(progress)
         finally:
             progress.close()
         out.update(result.to_json())
-    elif not (show_summary or sql or report):
+    elif not opts.queries:
         raise click.UsageError("give captures to derive, or --summary / --sql / --report to query DIR")
     can_query = result is None or len(result.failed) < len(result.records)
-    if show_summary and can_query:
-        out["summary"] = query.to_records(frame := query.summary(out_dir))
+    if opts.show_summary and can_query:
+        out["summary"] = query.to_records(frame := query.summary(opts.out_dir))
         if not as_json:
             click.echo(query.format_table(frame))
-    if sql and can_query:
-        frame = query.query(out_dir, sql)
+    if opts.sql and can_query:
+        frame = query.query(opts.out_dir, opts.sql)
         out["columns"] = [str(c) for c in frame.columns]
         out["rows"] = query.to_records(frame)
         if not as_json:
             click.echo(query.format_table(frame))
-    if report and can_query:
+    if opts.report and can_query:
         from swaprace.fleet.report import build_fleet_report
 
-        out["report"] = build_fleet_report(out_dir)
+        out["report"] = build_fleet_report(opts.out_dir)
         if not as_json:
             click.echo(f"wrote {out['report']['html']} ({len(out['report']['figures'])} pictures, "
                        f"{out['report']['captures']} captures, {out['report']['stale_installs']} stale installs)")
@@ -893,9 +823,9 @@ def fleet_command(inputs, out_dir, engine, scheduler, workers, force, show_summa
     elif result is not None:
         line = (f"fleet: {len(result.records)} captures in {result.seconds:.1f} s ({result.engine}): "
                 f"{out['derived']} derived, {out['up_to_date']} up to date, {out['failed']} failed")
-        click.echo(line, err=bool(show_summary or sql or report))
+        click.echo(line, err=opts.queries)
         for failure in out["failures"]:
-            click.echo(f"  failed: {failure['capture']}: {failure['error']}", err=bool(show_summary or sql or report))
+            click.echo(f"  failed: {failure['capture']}: {failure['error']}", err=opts.queries)
     if result is not None and result.all_failed:
         sys.exit(1)
 # === end fleet ===========================================================================================

@@ -233,8 +233,3 @@ class Capture:
     #: Events of kernel functions the catalog does not know, counted by function name (kept out of the table,
     #: never dropped silently: the summary lists them).
     unknown_functions: Dict[str, int] = field(default_factory=dict)
-
-
-def is_null(values: pd.Series) -> np.ndarray:
-    """Boolean mask of missing values in a nullable column, as a numpy array."""
-    return values.isna().to_numpy()

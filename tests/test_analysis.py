@@ -2,7 +2,7 @@
 
 Each case is a sequence of the probe events a real 6.1 (or 7.x) kernel fires, in order. The simulated-kernel
 oracle (tests/test_simkernel.py) checks the same rules against data truth on random interleavings; these cases
-pin the named situations of issue 9 ("Why") and the summary contract.
+pin the named situations of the slot-life model ("Why") and the summary contract.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_backing_out_after_a_reuse_is_recovered():
 
 
 def test_installing_the_folio_bound_again_in_the_new_generation_is_benign():
-    # The fixed kernel's folio_test_swapcache && page_private == entry check passes: live data (issue 9, Why).
+    # The fixed kernel's folio_test_swapcache && page_private == entry check passes: live data (the slot-life model's "Why").
     c = cap(*fault_start(100, 1, E, F1), *free_slot(110, 2, E, F1), *realloc(120, 3, E, F1),
             *install_and_return(130, 1, E))
     assert classes(c) == ["benign"]

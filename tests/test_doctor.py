@@ -106,6 +106,22 @@ def test_record_ebpf_prints_kprobe_events():
     assert any(line.startswith("r64:swaprace_") and "$retval:x64" in line for line in lines)
 
 
+def test_record_ebpf_auto_prints_a_program_without_a_usable_backend():
+    # --ebpf needs no root or kprobes: auto falls back to the last backend that imports (ftrace at least)
+    result = run("record", "--ebpf")
+    assert result.exit_code == 0, result.stderr
+    # the ftrace backend's kprobe_events lines, or bcc's C program with its attachments
+    assert "do_swap_page" in result.stdout
+
+
+def test_get_backend_program_only_refuses_an_unknown_backend():
+    from swaprace.errors import SwapraceError
+    from swaprace.probes.backend import get_backend
+
+    with pytest.raises(SwapraceError, match="unknown backend 'perf'"):
+        get_backend("perf", program_only=True)
+
+
 def test_record_rejects_unknown_role():
     result = run("record", "--roles", "fault,bogus", "--ebpf")
     assert result.exit_code == 1 and "unknown role(s) bogus" in result.stderr

@@ -1,4 +1,4 @@
-"""The ftrace text parser gives exactly what the implementation before the speed work (issue 15) gave.
+"""The ftrace text parser gives exactly what the implementation before the speed work gave.
 
 The old parser is kept as the reference in benchmarks/ftrace_text_ref.py (the benchmark times both). Every
 committed real capture, a synthetic one, hand-written odd lines and damaged real captures (the fuzz mutations)

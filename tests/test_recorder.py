@@ -130,6 +130,18 @@ def test_backend_failure_midway_keeps_the_data(trace, tmp_path):
     assert backend.stops >= 1
 
 
+def test_raw_trace_of_the_plan_is_written_and_reads_back_like_the_capture(trace, tmp_path):
+    from swaprace.readers import read_any
+
+    backend = ReplayBackend(trace, lines_per_poll=2000)
+    plan = plan_for(trace)
+    plan.raw_trace = str(tmp_path / "raw.trace")
+    capture = record(str(tmp_path / "r.parquet"), backend, plan, stop=lambda: backend.remaining == 0)
+    raw = Path(plan.raw_trace).read_text()
+    assert raw.startswith("# swaprace: ")
+    assert len(read_any(plan.raw_trace).events) == len(capture.events)
+
+
 def test_command_status_is_kept(trace, tmp_path):
     backend = ReplayBackend(trace, lines_per_poll=100)
     capture = record(str(tmp_path / "x.parquet"), backend, plan_for(trace), cmd=["sh", "-c", "sleep 0.5; exit 3"])

@@ -226,7 +226,7 @@ def test_large_folio_guard_prevents_it() -> None:
     check([run(large_case(guard=True))], guards=True)
 
 
-# --- issue 9's "Why": residency changes and live data are not races -----------------------------------------------
+# --- the slot-life model's "Why": residency changes and live data are not races ---------------------------------------
 
 
 def test_eviction_and_reread_without_slot_free_is_no_race() -> None:

@@ -30,6 +30,32 @@ def test_parse_size():
             run.parse_size(bad)
 
 
+def test_cli_options_parse_sizes_and_let_explicit_ones_win_over_a_scenario():
+    args = {"mem": "16M", "limit": None, "swap": "", "threads": 8, "ksm": True, "record_path": "r.parquet",
+            "scenario": "skip-swapcache-2024"}
+    opts = run.options_from_cli(args, explicit=["threads", "ksm"])
+    assert opts.threads == 8 and opts.ksm and opts.record == "r.parquet"
+    assert opts.processes == 1 and opts.swap_device == "zram" and opts.mem_bytes == 64 * 4096  # the preset's
+    assert opts.limit_bytes == 512 * MiB and opts.swap_bytes == 64 * 1024
+    plain = run.options_from_cli({"mem": "16M", "limit": "4M", "swap": None})
+    assert (plain.mem_bytes, plain.limit_bytes, plain.swap_bytes) == (16 * MiB, 4 * MiB, None)
+
+
+def test_summarize_one_worker():
+    window = np.zeros(2, dtype=run.WINDOW_DTYPE)
+    window["start_ns"], window["end_ns"], window["tid"] = [10, 20], [15, 30], [1, 2]
+    result = {"pid": 7, "counters": {"start_mono_ns": 0, "mismatches": 0, "pages_read": 5}, "mismatches": [],
+              "windows": window}
+    measured = run.Measured(results=[result], vmstat={"pswpin": {"delta": 60}}, ksm={}, swap_samples=[0.4, 0.8],
+                            injections=[], rounds_s=60.0, cgroup_events={})
+    plan = machine.Plan(swap_path="/x.swap", swap_bytes=4 * MiB, cgroup_version=2, cgroup_path="/sys/fs/cgroup/t",
+                        limit_bytes=MiB)
+    summary = run.summarize(run.StressOptions(), run.plan_sizes(run.StressOptions()), plan, measured)
+    assert summary["ok"] and summary["workload"] == {"mismatches": 0, "pages_read": 5}
+    assert summary["per_minute"] == {"pswpin": 60.0} and summary["swap_fill"]["share_above_half"] == 0.5
+    assert summary["fault_windows"]["windows"] == 2 and summary["machine"]["swap_file"] == "/x.swap"
+
+
 def test_default_sizes_keep_swap_more_than_half_full():
     sizes = run.plan_sizes(run.StressOptions(processes=2, mem_bytes=32 * MiB))
     assert sizes.limit < sizes.working_set

@@ -136,3 +136,11 @@ def test_superseded_images_are_pruned_after_the_grace_period(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"disk-{current}.img", f"initrd-{current}", f"disk-{recent}.img", "rootfs.json"]
     )
+
+
+def test_guest_options_are_checked_before_qemu_starts(tmp_path):
+    tcg = accel.Accel("tcg", "test")
+    with pytest.raises(SwapraceError, match="output directory .* does not exist"):
+        runner.boot_and_run(_fake_image(tmp_path), tcg, ["true"], runner.GuestOptions(out_dir=tmp_path / "absent"))
+    with pytest.raises(SwapraceError, match="no command to run"):
+        runner.run_in_guest([], "bookworm", runner.GuestOptions(timeout=1))

@@ -44,7 +44,7 @@ from typing import List, Mapping, Optional, Sequence
 import pytest
 
 from swaprace.errors import SwapraceError
-from swaprace.vm import KERNELS, ensure_image, run_in_guest
+from swaprace.vm import KERNELS, GuestOptions, ensure_image, run_in_guest
 from swaprace.vm.accel import qemu_version
 
 __all__ = ["KERNELS", "vm_run", "qemu_unavailable_reason", "require_qemu"]
@@ -103,12 +103,12 @@ def vm_run(
     """Run ``cmd`` (a list, no shell: wrap in ``["sh", "-c", ...]`` for one) as root in a fresh ``kernel`` guest.
 
     ``check=True`` raises :class:`subprocess.CalledProcessError` on a non-zero status, like subprocess.run.
-    Extra keyword options go to :func:`swaprace.vm.run_in_guest` (``out_dir``, ``cmdline_extra``, ``init``,
-    ``boot_timeout``).
+    Extra keyword options are fields of :class:`swaprace.vm.GuestOptions` (``out_dir``, ``cmdline_extra``,
+    ``init``, ``boot_timeout``).
     """
     require_qemu()
     ensure_all_images()
-    result = run_in_guest(list(cmd), kernel, timeout=timeout, env=env, progress=_progress, **options)
+    result = run_in_guest(list(cmd), kernel, GuestOptions(timeout=timeout, env=env or {}, **options), progress=_progress)
     done = subprocess.CompletedProcess(
         args=list(cmd),
         returncode=result.returncode,

@@ -401,8 +401,8 @@ def _entry_codes(*entry_arrays: np.ndarray) -> Tuple[List[np.ndarray], np.ndarra
     return out, uniq
 
 
-def _first_after(key_sorted: np.ndarray, order: np.ndarray, group_code: np.ndarray, span: int,
-                 q_code: np.ndarray, after: np.ndarray, before: np.ndarray) -> np.ndarray:
+def _first_after(key_sorted: np.ndarray, order: np.ndarray, span: int, q_code: np.ndarray, after: np.ndarray,
+                 before: np.ndarray) -> np.ndarray:
     """Index (into the unsorted stream) of the first item of group ``q_code`` with after < row < before."""
     out = np.full(len(q_code), _NONE, np.int64)
     if len(key_sorted) == 0 or len(q_code) == 0:
@@ -429,14 +429,14 @@ class _Keyed:
             return out
         (e_stream, e_query), _ = _entry_codes(self.entries, q_entry.astype(np.uint64))
         t_all = np.concatenate([self.tids, q_tid.astype(np.int64)])
-        t_codes, t_uniq = pd.factorize(t_all)
+        t_codes, _ = pd.factorize(t_all)
         n_e = int(max(e_stream.max(initial=0), e_query.max(initial=0))) + 1
         pair = t_codes.astype(np.int64) * n_e + np.concatenate([e_stream, e_query])
         codes, _ = pd.factorize(pair)
         s_code, q_code = codes[: len(self.rows)].astype(np.int64), codes[len(self.rows):].astype(np.int64)
         keys = s_code * self.span + self.rows
         order = np.argsort(keys, kind="stable")
-        return _first_after(keys[order], order, s_code, self.span, q_code, after.astype(np.int64),
+        return _first_after(keys[order], order, self.span, q_code, after.astype(np.int64),
                             before.astype(np.int64))
 
 
@@ -975,11 +975,11 @@ def _races(ev: _Events, w: _Windows, life: _Life) -> _Races:
     f_code, f_row = life.frees()
     s_code, s_row = life.starts()
     f_key, s_key = f_code * span + f_row, s_code * span + s_row  # (code, row) order already
-    f_idx = _first_after(f_key, np.arange(len(f_key)), f_code, int(span), code, w.opens[cand], stop)
+    f_idx = _first_after(f_key, np.arange(len(f_key)), int(span), code, w.opens[cand], stop)
     ok = f_idx >= 0
     cand, code, stop, f_idx = cand[ok], code[ok], stop[ok], f_idx[ok]
     release = f_row[f_idx]
-    s_idx = _first_after(s_key, np.arange(len(s_key)), s_code, int(span), code, release, stop)
+    s_idx = _first_after(s_key, np.arange(len(s_key)), int(span), code, release, stop)
     ok = s_idx >= 0
     return _Races(cand[ok], release[ok], s_row[s_idx[ok]])
 

@@ -1,7 +1,7 @@
 """Choosing what to analyse: a swap entry given by a person, and a capture file read and analysed in one call.
 
 Shared by ``swaprace analyze --entry``, ``swaprace plot entry``, ``swaprace report`` and the Python API, so
-an entry is spelled the same way everywhere (issue 12).
+an entry is spelled the same way everywhere.
 
 >>> parse_entry("0:0x12a") == parse_entry("0x12a") == parse_entry("298")
 True

@@ -117,6 +117,31 @@ def _worker_name() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
 
 
+@dataclass(frozen=True)
+class FleetOptions:
+    """What ``swaprace fleet`` is asked to do (field names are its option names; see its ``--help``)."""
+
+    out_dir: str
+    inputs: tuple[str, ...] = ()  # globs, directories or captures to derive; none: only query out_dir
+    engine: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+    force: bool = False
+    show_summary: bool = False
+    sql: str | None = None
+    report: bool = False
+
+    @property
+    def queries(self) -> bool:
+        """Whether anything is asked of the derived tables (the summary, a query, the report)."""
+        return bool(self.show_summary or self.sql or self.report)
+
+    def derive(self, progress: Progress | None = None) -> FleetResult:
+        """The map over ``inputs`` (:func:`run_fleet`)."""
+        return run_fleet(self.inputs, self.out_dir, engine=self.engine, scheduler=self.scheduler,
+                         workers=self.workers, force=self.force, progress=progress)
+
+
 @dataclass
 class FleetResult:
     """What one `swaprace fleet` map did."""

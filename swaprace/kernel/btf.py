@@ -45,7 +45,7 @@ class Btf:
         self.offsets: List[int] = [0]  # type id -> byte offset (id 0 is void)
         self.by_name: Dict[Tuple[int, str], int] = {}
         pos, end = self.types_at, self.types_at + type_len
-        index_kinds = {STRUCT, UNION, ENUM, FUNC, ENUM64, TYPEDEF}
+        index_kinds = {STRUCT, UNION, ENUM, ENUM64, TYPEDEF}
         unpack = struct.unpack_from
         while pos < end:
             name_off, info = unpack("<II", data, pos)
@@ -127,29 +127,3 @@ class Btf:
             if self._str(name_off) == member:
                 return value
         return None
-
-    def type_name(self, tid: int) -> str:
-        """A C-ish spelling of a type: ``struct folio *``, ``swp_entry_t``, ``int``."""
-        kind, _vlen, _kflag, target, _at = self._type(tid) if tid else (0, 0, 0, 0, 0)
-        if not tid:
-            return "void"
-        if kind == PTR:
-            return self.type_name(target) + " *"
-        if kind in (CONST, VOLATILE, RESTRICT, TYPE_TAG):
-            return self.type_name(target)
-        if kind in (STRUCT, UNION):
-            return ("struct " if kind == STRUCT else "union ") + self._name(tid)
-        return self._name(tid)
-
-    def func_params(self, func: str) -> Optional[List[Tuple[str, str]]]:
-        """[(parameter name, type spelling)] of ``func``, or None when BTF does not describe it."""
-        tid = self.by_name.get((FUNC, func))
-        if tid is None:
-            return None
-        proto = self._type(tid)[3]
-        _kind, vlen, _kflag, _ret, at = self._type(proto)
-        params = []
-        for i in range(vlen):
-            name_off, ptype = struct.unpack_from("<II", self.data, at + 8 * i)
-            params.append((self._str(name_off) if name_off else "", self.type_name(ptype)))
-        return params

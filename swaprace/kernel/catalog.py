@@ -77,11 +77,6 @@ class Candidate:
         ``folio->swap.val`` from the folio argument."""
         return KEY_COLUMN.get(self.role) == "entry" and self.key_arg is None and self.folio_arg is not None
 
-    @property
-    def entry_from_folio(self) -> bool:
-        """True when no entry argument exists but a folio does: its entry can be read from the folio."""
-        return self.entry_arg is None and self.folio_arg is not None
-
 
 def _c(role: str, symbol: str, key_arg, entry_arg, folio_arg, returns: str, note: str, **more) -> Candidate:
     return Candidate(role, symbol, key_arg, entry_arg, folio_arg, returns, note, **more)

@@ -40,11 +40,6 @@ class KernelLayout:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, raw: Optional[Dict[str, Any]]) -> "KernelLayout":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (raw or {}).items() if k in known})
-
 
 #: Verified on Debian 6.1.192 amd64 (mm_types.h, page-flags.h, swap.h: notes A.9).
 DEFAULTS_6_1 = KernelLayout(pg_head=16, folio_order=81, si_cluster_info=88, cluster_size=8,  # (6.1: lock + 24:8 bits)

@@ -44,6 +44,9 @@ class ProbePlan:
     stream_events: bool = True  # bcc: emit the event stream (False: in-kernel detection only)
     detect: bool = True  # bcc: run the in-kernel race detector
     kernel_release: Optional[str] = None
+    #: ftrace: also keep trace_pipe's raw text and write it here after the capture (a '# swaprace:' header,
+    #: then the lines); backends without raw text ignore it.
+    raw_trace: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific options
     #: Struct offsets the probes read memory with (BTF of the running kernel, else verified defaults).
     layout: KernelLayout = field(default_factory=KernelLayout)
@@ -117,6 +120,10 @@ class Backend(abc.ABC):
         among the final ``events``; empty when the backend cannot place them."""
         return []
 
+    def raw_lines(self) -> Optional[List[str]]:
+        """The raw trace text kept for ``ProbePlan.raw_trace``; None when this backend has none (bcc)."""
+        return None
+
     def hits(self) -> Dict[str, int]:
         """Per-probe hit counts as the kernel counted them (e.g. kprobe_profile), keyed ``<symbol>:<phase>``;
         empty when the backend cannot tell."""
@@ -156,8 +163,26 @@ def backend_status() -> Dict[str, Optional[str]]:
     return status
 
 
-def get_backend(name: str = "auto") -> Backend:
-    """An instance of the named backend; ``auto`` picks bcc when it works here, else ftrace."""
+def get_backend(name: str = "auto", *, program_only: bool = False) -> Backend:
+    """An instance of the named backend; ``auto`` picks bcc when it works here, else ftrace.
+
+    ``program_only`` (``record --ebpf``): the instance is only asked for its program text, which needs neither
+    root nor kernel support, so a named backend need only import, and ``auto`` falls back to the last backend
+    that imports when none works here (it prints what would be attached on a machine where it does).
+    """
+    if program_only:
+        names = AUTO_ORDER if name == "auto" else (name,)
+        last: Optional[SwapraceError] = None
+        for candidate in names:
+            try:
+                cls = backend_class(candidate)
+            except SwapraceError as exc:
+                last = exc
+                continue
+            if name == "auto" and candidate != names[-1] and cls.check() is not None:
+                continue
+            return cls()
+        raise last or SwapraceError("no backend available")
     if name == "auto":
         reasons: List[str] = []
         for candidate in AUTO_ORDER:

@@ -110,7 +110,7 @@ class FtraceBackend(Backend):
     name = "ftrace"
 
     def __init__(self, raw_trace: Optional[str] = None) -> None:
-        self.raw_trace = raw_trace  # also keep the raw trace text here (fixtures, debugging)
+        self.raw_trace = raw_trace  # also keep the raw trace text (fixtures, debugging), as ProbePlan.raw_trace does
         self._root: Optional[Path] = None
         self._mounted = False
         self._group = tracefs.group_name()
@@ -229,7 +229,8 @@ class FtraceBackend(Backend):
         return buf[:cut + 1]
 
     def _parse(self, data: bytes) -> pd.DataFrame:
-        if self.raw_trace is not None and data:
+        keep_raw = self.raw_trace is not None or (self._plan is not None and self._plan.raw_trace is not None)
+        if keep_raw and data:
             # bytes that are not UTF-8 (a task named so) stay, escaped, as the parser keeps them
             self._raw.extend(data.decode("utf-8", "backslashreplace").splitlines())
         if not data:

@@ -1,4 +1,5 @@
-"""The recorder loop behind ``swaprace record`` (and the stress companion's ``--record``).
+"""``swaprace record`` without its printing (:class:`RecordOptions` and the steps the command takes), and the
+recorder loop behind it and the stress companion's ``--record``.
 
 Attach, poll the backend, optionally run a command, and stop on the first of: the duration elapsed, the
 command exited, SIGINT/SIGTERM/SIGHUP. Whatever happens -- the workload fails, the backend fails midway, a
@@ -17,16 +18,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 
 from swaprace import __version__
-from swaprace.capture import write_capture
+from swaprace.capture import write_capture, write_raw_trace
 from swaprace.errors import SwapraceError
-from swaprace.events import Capture, CaptureMeta, empty_events, normalize
+from swaprace.events import ROLES, Capture, CaptureMeta, empty_events, normalize
 from swaprace.osutil import STOP_SIGNALS, signals_deferred
-from swaprace.probes.backend import Backend, ProbePlan
+from swaprace.probes.backend import Backend, ProbePlan, make_plan
 
 POLL_INTERVAL_S = 0.2
 #: How long a stopped command may take to undo its own set-up (cgroups, KSM...) before it is killed.
@@ -45,6 +46,97 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """Everything ``swaprace record`` is asked to do (field names are its option names; see its ``--help``)."""
+
+    output: Optional[str] = None
+    duration: Optional[float] = None
+    backend_name: str = "auto"
+    pid: Optional[int] = None
+    roles: Optional[str] = None  # comma-separated; None: every role
+    buffer_kb: int = 16384
+    maxactive: int = 64
+    stream: bool = True
+    raw_trace: Optional[str] = None
+    ebpf: bool = False
+    dry_run: bool = False
+    cmd: Tuple[str, ...] = ()
+
+    def role_list(self) -> Tuple[str, ...]:
+        if not self.roles:
+            return ROLES
+        roles = tuple(r.strip() for r in self.roles.split(",") if r.strip())
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise SwapraceError(f"unknown role(s) {', '.join(unknown)} (known: {', '.join(ROLES)})")
+        return roles
+
+
+def record_plan(opts: RecordOptions) -> ProbePlan:
+    """The probe plan of ``opts``, resolved against the live kernel."""
+    return make_plan(opts.role_list(), pid=opts.pid, buffer_kb=opts.buffer_kb, maxactive=opts.maxactive,
+                     stream_events=opts.stream, raw_trace=opts.raw_trace)
+
+
+def dry_run_summary(backend: Backend, plan: ProbePlan) -> Dict[str, Any]:
+    """What ``record --dry-run`` reports; SwapraceError when a required role did not resolve."""
+    summary = {"backend": backend.name, "symbols": plan.symbols,
+               "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
+    plan.require()
+    return summary
+
+
+def record_capture(opts: RecordOptions, backend: Backend, plan: ProbePlan, *, progress: Optional[ProgressFn] = None,
+                   warn: Optional[Callable[[str], None]] = None,
+                   announce: Optional[Callable[[str], None]] = None) -> Capture:
+    """``swaprace record`` without its printing: check there is something to record into and from, then
+    :func:`record` into ``opts.output``. ``warn`` gets what is doubtful but not fatal, ``announce`` what a
+    person watching should know before tracing starts."""
+    if not opts.output:
+        raise SwapraceError("missing -o/--output CAPTURE (or use --dry-run / --ebpf)")
+    from swaprace.probes.doctor import swap_state
+
+    if not swap_state()["devices"]:
+        if not opts.cmd:
+            raise SwapraceError("no active swap: nothing would be swapped in (swapon a file or device first)")
+        if warn:
+            warn("no active swap yet (CMD may enable it)")
+    if opts.duration is None and not opts.cmd and announce:
+        announce("recording until Ctrl-C (or SIGTERM)...")
+    return record(opts.output, backend, plan, duration=opts.duration, cmd=opts.cmd or None, pid=opts.pid,
+                  progress=progress)
+
+
+def record_summary(output: Optional[str], capture: Capture) -> Dict[str, Any]:
+    """The ``--json`` summary of a recording (and the figures of its one-line report)."""
+    events = capture.events
+    roles = events["role"].astype(str)
+    phases = events["phase"].astype(str)
+    meta = capture.meta
+    return {
+        "output": output,
+        "events": int(len(events)),
+        "windows": int(((roles == "fault") & (phases == "return")).sum()),
+        "by_role": {r: int(n) for r, n in roles.value_counts().sort_index().items()},
+        "backend": meta.backend,
+        "symbols": meta.symbols,
+        "lost": meta.lost,
+        "lost_events": meta.lost_events,
+        "duration_s": meta.duration_s,
+        "stopped_by": meta.extra.get("stopped_by"),
+        "command_status": meta.extra.get("command_status"),
+    }
+
+
+def command_failure_status(meta: CaptureMeta) -> Optional[int]:
+    """The exit status that passes on CMD's own failure (it ended by itself, non-zero), else None."""
+    status = meta.extra.get("command_status")
+    if status and meta.extra.get("command_finished"):
+        return status if 0 < status < 256 else 1
+    return None
 
 
 def tty_progress(stream=None) -> Optional[ProgressFn]:
@@ -180,6 +272,9 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     if failure is not None:
         where = f"; the {len(events)} events captured before it are in {output}" if output else ""
         raise SwapraceError(f"tracing failed midway ({failure}){where}")
+    raw = backend.raw_lines() if plan.raw_trace is not None else None
+    if plan.raw_trace is not None and raw is not None:
+        write_raw_trace(plan.raw_trace, raw, meta)
     return capture
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -65,6 +65,25 @@ class StressOptions:
     scenario: Optional[str] = None  # swaprace/stress/scenarios.py
     widen_us: int = 0  # lab kernels: vm.swaprace_widen_us for the run
     pager_us: int = 1000  # scenario skip-swapcache-2024: pause between the pager's passes
+
+
+#: ``swaprace stress`` option -> StressOptions field, where the names differ (sizes are parsed: "64M").
+CLI_RENAMED = {"mem": "mem_bytes", "limit": "limit_bytes", "swap": "swap_bytes", "record_path": "record"}
+
+
+def options_from_cli(args: Mapping[str, Any], explicit: Collection[str] = ()) -> StressOptions:
+    """StressOptions from ``swaprace stress``'s options (by their parameter names). A ``scenario`` presets the
+    options that are not in ``explicit`` (the parameter names given on the command line)."""
+    fields = {CLI_RENAMED.get(name, name): value for name, value in args.items()}
+    if "mem_bytes" in fields:
+        fields["mem_bytes"] = parse_size(fields["mem_bytes"])
+    for name in ("limit_bytes", "swap_bytes"):  # unset: the defaults derived from the working set
+        if name in fields:
+            fields[name] = parse_size(fields[name]) if fields[name] else None
+    opts = StressOptions(**fields)
+    if opts.scenario:
+        scenarios.apply_preset(opts, opts.scenario, dict.fromkeys(CLI_RENAMED.get(name, name) for name in explicit))
+    return opts
 
 
 @dataclass
@@ -304,10 +323,12 @@ class _Run:
         after = oracle.read_vmstat()
         results = self._collect(workers)
         rounds_s = (self.rounds_done_at or time.monotonic()) - started
-        rates = oracle.vmstat_delta(before, self.vmstat_rounds_done or after)
-        summary = summarize(self.opts, self.sizes, self.plan, results, oracle.vmstat_delta(before, after),
-                            self._ksm_summary(ksm_before), self.swap_samples, self.injections, rounds_s,
-                            self._cgroup_events(), rates)
+        measured = Measured(
+            results=results, vmstat=oracle.vmstat_delta(before, after),
+            rates=oracle.vmstat_delta(before, self.vmstat_rounds_done or after),
+            ksm=self._ksm_summary(ksm_before), swap_samples=self.swap_samples, injections=self.injections,
+            rounds_s=rounds_s, cgroup_events=self._cgroup_events())
+        summary = summarize(self.opts, self.sizes, self.plan, measured)
         summary["duration_s"] = round(time.monotonic() - started, 2)
         summary["worker_pids"] = [int(r["pid"]) for r in results]
         summary["machine"]["hard_limit_mib"] = self.sizes.hard_limit // MiB
@@ -450,11 +471,27 @@ def _death_reason(returncode: Optional[int]) -> str:
     return f"exit status {returncode}"
 
 
-def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections, elapsed,
-              cgroup_events, rates=None) -> Dict[str, Any]:
-    """``elapsed`` is the rounds' wall time; ``rates`` the vmstat deltas over just that time (the final
-    sweep's swap-ins are in ``vmstat`` but not in the per-minute rates)."""
-    rates = rates or vmstat
+@dataclass
+class Measured:
+    """What one stress run measured, for :func:`summarize`."""
+
+    results: List[Dict[str, Any]]  # each worker's result-N.json, with its timed touches under "windows"
+    vmstat: Dict[str, Dict[str, int]]  # /proc/vmstat deltas over the whole run, final sweep included
+    ksm: Dict[str, int]
+    swap_samples: List[float]  # swap fill (0..1), sampled while the workers ran
+    injections: List[Dict[str, Any]]  # pages corrupted behind the oracle's back (--inject-corruption)
+    rounds_s: float  # the rounds' wall time (the final sweep excluded)
+    cgroup_events: Dict[str, int]
+    #: vmstat deltas over the rounds only, for the per-minute rates (the final sweep's swap-ins are in
+    #: ``vmstat`` but not in the rates); None: ``vmstat``.
+    rates: Optional[Dict[str, Dict[str, int]]] = None
+
+
+def summarize(opts: StressOptions, sizes: Sizes, plan: machine.Plan, measured: Measured) -> Dict[str, Any]:
+    """The run's summary (what ``--json`` prints, less the trace join)."""
+    results, vmstat, swap_samples = measured.results, measured.vmstat, measured.swap_samples
+    elapsed = measured.rounds_s
+    rates = measured.rates or vmstat
     counters: Dict[str, int] = {}
     mismatches: List[Dict[str, Any]] = []
     all_windows, window_pids = [], []
@@ -484,14 +521,14 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
         "ok": not mismatches,
         "corruptions": counters.get("mismatches", 0),
         "mismatches": oracle.sort_mismatches(mismatches),
-        "injected": injections,
+        "injected": measured.injections,
         "rounds_s": round(elapsed, 2),
         "helper": "native" if opts.native_helper else "python-fallback",
         "options": {k: v for k, v in asdict(opts).items() if k not in ("yes",)},
         "machine": {"working_set_mib": sizes.working_set // MiB, "limit_mib": sizes.limit // MiB,
                     "swap_mib": sizes.swap // MiB, "swap_file": plan.swap_path,
                     "cgroup": plan.cgroup_path, "cgroup_version": plan.cgroup_version, "ksm": plan.ksm,
-                    "cgroup_events": cgroup_events},
+                    "cgroup_events": measured.cgroup_events},
         "workload": counters,
         "fault_windows": overlaps | {
             "per_second": round(overlaps["windows"] / elapsed, 1) if elapsed else 0.0,
@@ -499,7 +536,7 @@ def summarize(opts, sizes, plan, results, vmstat, ksm, swap_samples, injections,
         "swap_fill": {"samples": len(swap_samples),
                       "mean": round(float(np.mean(swap_samples)), 3) if swap_samples else None,
                       "share_above_half": round(len(full) / len(swap_samples), 3) if swap_samples else None},
-        "ksm": ksm,
+        "ksm": measured.ksm,
         "vmstat": vmstat,
         "per_minute": {k: round(v["delta"] / minutes, 1) for k, v in rates.items()
                        if k in ("pswpin", "pswpout", "ksm_swpin_copy", "cow_ksm")} if minutes else {},

@@ -26,7 +26,6 @@ from swaprace.stress.machine import _write  # one sysfs writer with one error li
 
 SYS_BLOCK = Path("/sys/block")
 ZRAM_CONTROL = Path("/sys/class/zram-control")
-KINDS = ("zram-module", "zram-device")
 
 
 def _run(argv: List[str], what: str) -> subprocess.CompletedProcess:

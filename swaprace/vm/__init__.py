@@ -11,6 +11,7 @@ The host is changed in one place only: the cache directory (``~/.cache/swaprace/
 """
 
 from swaprace.vm.image import KERNELS, BuiltImage, cache_dir, ensure_image
-from swaprace.vm.runner import GuestResult, run_in_guest
+from swaprace.vm.runner import GuestOptions, GuestResult, GuestStreams, run_in_guest
 
-__all__ = ["KERNELS", "BuiltImage", "GuestResult", "cache_dir", "ensure_image", "run_in_guest"]
+__all__ = ["KERNELS", "BuiltImage", "GuestOptions", "GuestResult", "GuestStreams", "cache_dir", "ensure_image",
+           "run_in_guest"]

@@ -33,8 +33,6 @@ from swaprace.errors import SwapraceError
 #: Debian's linux-source-6.1 (``apt-get install linux-source-6.1``); ``$SWAPRACE_LAB_SOURCE`` overrides.
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 WIDEN_PATCH = "lab-widen-window.patch"
-#: The sysctl of the window widener (lab kernels only).
-WIDEN_SYSCTL = Path("/proc/sys/vm/swaprace_widen_us")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, List, Mapping, Optional, Sequence
 
@@ -78,6 +78,27 @@ class GuestResult:
     boot_seconds: float  # QEMU start to the guest's init being ready (host clock)
     total_seconds: float  # QEMU start to QEMU gone
     console_tail: str = ""
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    """How one guest run goes: its time limits, what the command gets, and the guest kernel's command line."""
+
+    timeout: float = DEFAULT_TIMEOUT  # seconds from QEMU's start to the command's end
+    boot_timeout: Optional[float] = None  # seconds from QEMU's start to init's "booted"; None: by accelerator
+    env: Mapping[str, str] = field(default_factory=dict)  # set in the guest for the command
+    out_dir: Optional[Path] = None  # a host directory shared read-write at /mnt/out (captures, logs)
+    cmdline_extra: str = ""  # appended to the guest kernel's command line
+    init: str = GUEST_INIT
+
+
+@dataclass(frozen=True)
+class GuestStreams:
+    """Where the guest's output goes as it comes; None: kept in the :class:`GuestResult` (console: dropped)."""
+
+    stdout: Optional[IO[bytes]] = None
+    stderr: Optional[IO[bytes]] = None
+    console: Optional[IO[bytes]] = None
 
 
 def default_boot_timeout(accel: Accel) -> float:
@@ -239,37 +260,27 @@ def boot_and_run(
     image: BuiltImage,
     accel: Accel,
     argv: Sequence[str],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    boot_timeout: Optional[float] = None,
-    stdout: Optional[IO[bytes]] = None,
-    stderr: Optional[IO[bytes]] = None,
-    console: Optional[IO[bytes]] = None,
-    env: Optional[Mapping[str, str]] = None,
-    cmdline_extra: str = "",
-    init: str = GUEST_INIT,
-    out_dir: Optional[Path] = None,
+    options: GuestOptions = GuestOptions(),
+    streams: GuestStreams = GuestStreams(),
 ) -> GuestResult:
     """Boot ``image`` under ``accel``, run ``argv`` as root in the shared checkout, return its status.
 
-    ``out_dir``: a host directory shared read-write at /mnt/out in the guest (for captures and logs).
-
     Raises SwapraceError (and leaves no QEMU behind) when the guest panics, does not boot within
-    ``boot_timeout``, the command does not finish within ``timeout`` (both counted from QEMU's start), or
-    the guest stops without reporting a status.
+    ``options.boot_timeout``, the command does not finish within ``options.timeout`` (both counted from QEMU's
+    start), or the guest stops without reporting a status.
     """
-    if boot_timeout is None:
-        boot_timeout = default_boot_timeout(accel)
+    timeout, out_dir = options.timeout, options.out_dir
+    boot_timeout = options.boot_timeout if options.boot_timeout is not None else default_boot_timeout(accel)
     boot_timeout = min(boot_timeout, timeout)
     if out_dir is not None and not Path(out_dir).is_dir():
         raise SwapraceError(f"output directory {out_dir} does not exist")
-    rundir = _prepare_rundir(image, argv, env or {}, "run")
+    rundir = _prepare_rundir(image, argv, options.env, "run")
     command = qemu_command(
-        image, accel, rundir, kernel_cmdline(cmdline_extra, init), interactive=False,
+        image, accel, rundir, kernel_cmdline(options.cmdline_extra, options.init), interactive=False,
         out_dir=Path(out_dir).resolve() if out_dir is not None else None,
     )
-    tails = [_Tail(rundir / "share" / "stdout", stdout), _Tail(rundir / "share" / "stderr", stderr)]
-    console_tail = _Tail(rundir / "console.log", console)
+    tails = [_Tail(rundir / "share" / "stdout", streams.stdout), _Tail(rundir / "share" / "stderr", streams.stderr)]
+    console_tail = _Tail(rundir / "console.log", streams.console)
     console_seen = bytearray()
     started = time.monotonic()
     booted_at: Optional[float] = None
@@ -358,7 +369,8 @@ def choose_accel(image: BuiltImage, progress: Progress = None) -> Accel:
         progress(f"trial boot under KVM (at most {KVM_TRIAL_SECONDS:.0f} s) to see whether KVM works here")
     trial = Accel("kvm", "trial")
     try:
-        result = boot_and_run(image, trial, ["true"], timeout=KVM_TRIAL_SECONDS, boot_timeout=KVM_TRIAL_SECONDS)
+        trial_options = GuestOptions(timeout=KVM_TRIAL_SECONDS, boot_timeout=KVM_TRIAL_SECONDS)
+        result = boot_and_run(image, trial, ["true"], trial_options)
         works = result.returncode == 0
         why = f"a trial boot under KVM reached the guest's init in {result.boot_seconds:.1f} s"
     except SwapraceError as exc:
@@ -372,16 +384,9 @@ def choose_accel(image: BuiltImage, progress: Progress = None) -> Accel:
 def run_in_guest(
     argv: Sequence[str],
     kernel: str = DEFAULT_KERNEL,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    stdout: Optional[IO[bytes]] = None,
-    stderr: Optional[IO[bytes]] = None,
-    env: Optional[Mapping[str, str]] = None,
+    options: GuestOptions = GuestOptions(),
+    streams: GuestStreams = GuestStreams(),
     progress: Progress = None,
-    cmdline_extra: str = "",
-    init: str = GUEST_INIT,
-    boot_timeout: Optional[float] = None,
-    out_dir: Optional[Path] = None,
 ) -> GuestResult:
     """Build (or reuse) the ``kernel`` image, pick KVM/TCG, boot, run ``argv``; see :func:`boot_and_run`."""
     if not argv:
@@ -390,10 +395,7 @@ def run_in_guest(
     accel = choose_accel(image, progress)
     if progress:
         progress(f"booting {kernel} ({image.release}) under {accel.name.upper()}: {accel.reason}")
-    return boot_and_run(
-        image, accel, argv, timeout=timeout, boot_timeout=boot_timeout, stdout=stdout, stderr=stderr, env=env,
-        cmdline_extra=cmdline_extra, init=init, out_dir=out_dir,
-    )
+    return boot_and_run(image, accel, argv, options, streams)
 
 
 def shell_in_guest(kernel: str = DEFAULT_KERNEL, progress: Progress = None) -> int:
