@@ -7,6 +7,7 @@ box once (tests/bcc_vm.py runs tests/guest/live_bcc_check.py there) and assert o
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -351,3 +352,69 @@ def test_decode_events_builds_the_model_without_normalize():
     df = decode_events(_records(rows), {"fault": "do_swap_page"})
     pd.testing.assert_frame_equal(df, normalize(df))  # exactly the model's dtypes, categories and order
     assert sorted(set(df["comm"].astype(str))) == ["a", "kswapd0", "stress"]
+
+
+def test_a_probe_with_no_counter_is_uncounted_not_zero(monkeypatch):
+    """A probe bcc attached through the perf PMU has no kprobe_profile line: its misses are counted nowhere
+    swaprace can read, so the capture says "not counted" instead of a made-up 0; a probe with a line reports its
+    count, and one that was listed earlier (then detached) keeps its last count."""
+    from swaprace.probes import bcc_backend, tracefs
+
+    backend = BccBackend()
+    backend._plan = plan_for(BOOKWORM)
+    suffix = f"_bcc_{bcc_backend.os.getpid()}"
+    profile = {"p_do_swap_page" + suffix: tracefs.ProbeProfile("p_do_swap_page" + suffix, 100, 3)}
+    monkeypatch.setattr(tracefs, "mounted_tracefs", lambda: Path("/nonexistent"))
+    monkeypatch.setattr(tracefs, "kprobe_profile", lambda root: profile)
+    misses = backend._kretprobe_misses_now({"kretprobe_missed:do_swap_page": 7})
+    assert misses["kprobe_missed:do_swap_page"] == 3
+    assert misses["kretprobe_missed:do_swap_page"] == 7  # detached since: its last count
+    assert "kprobe_missed:swap_free" not in misses
+    assert "kprobe_missed:swap_free" in backend.uncounted()
+    assert "kprobe_missed:do_swap_page" not in backend.uncounted()
+
+
+def test_uncounted_sources_make_the_summary_a_lower_bound():
+    from swaprace.analysis.model import analyze
+    from swaprace.analysis.summary_text import render_summary
+
+    capture = read_capture(FIXTURES / "real" / "bcc-bookworm-6.1.parquet")
+    capture.meta.extra["lost_uncounted"] = ["bpf_recursion_missed:kprobe__do_swap_page"]
+    result = analyze(capture)
+    assert result.summary["lost_uncounted"] == ["bpf_recursion_missed:kprobe__do_swap_page"]
+    text = render_summary(result)
+    assert "lower bounds" in text
+    assert "not counted on this kernel: bpf_recursion_missed:kprobe__do_swap_page" in text
+
+
+def test_recursion_misses_are_uncounted_where_the_kernel_does_not_count_them(monkeypatch, tmp_path):
+    """Before Linux 6.7 trace_call_bpf() skips a kprobe program silently and fdinfo's recursion_misses reads 0:
+    the capture lists the source as not counted rather than carrying that 0."""
+    from types import SimpleNamespace
+
+    from swaprace.probes import bcc_backend
+
+    fd = os.open(tmp_path, os.O_RDONLY)  # any open fd: its fdinfo has no recursion_misses line
+    try:
+        backend = BccBackend()
+        backend._bpf = SimpleNamespace(funcs={b"sr_call_fault": SimpleNamespace(fd=fd)})
+        monkeypatch.setattr(bcc_backend, "kprobe_recursion_misses_counted", lambda: False)
+        assert backend._recursion_misses({}) == {}
+        assert backend.uncounted() == ["bpf_recursion_missed:sr_call_fault"]
+        counted = BccBackend()
+        counted._bpf = backend._bpf
+        monkeypatch.setattr(bcc_backend, "kprobe_recursion_misses_counted", lambda: True)
+        assert counted._recursion_misses({}) == {}  # a directory's fdinfo: no line, so not counted either
+        assert counted.uncounted() == ["bpf_recursion_missed:sr_call_fault"]
+    finally:
+        os.close(fd)
+
+
+def test_this_kernels_btf_says_whether_kprobe_recursion_is_counted():
+    from swaprace.kernel.features import kprobe_recursion_misses_counted
+
+    assert kprobe_recursion_misses_counted("/nonexistent/btf") is None
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        pytest.skip("this kernel has no BTF")
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    assert kprobe_recursion_misses_counted() is ((major, minor) >= (6, 7))  # upstream kernels (no backports)

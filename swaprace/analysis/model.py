@@ -1222,6 +1222,7 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "outcomes": {o: int((windows["outcome"] == o).sum()) for o in OUTCOMES},
         "lost_events": meta.lost_events,
         "lost": dict(meta.lost),
+        "lost_uncounted": [str(k) for k in meta.extra.get("lost_uncounted", [])],
         "lost_unplaced": bool(lost.unplaced),
         "kernel_release": meta.kernel_release,
         "backend": meta.backend,

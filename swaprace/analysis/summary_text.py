@@ -31,8 +31,10 @@ def render_summary(result: Analysis, source: str = "", races_limit: int = 50) ->
         out.append("lost      unknown (this capture cannot say whether events were lost)")
     else:
         detail = ", ".join(f"{k} {v:,}" for k, v in sorted(s["lost"].items()) if v)
-        flag = "  <-- counts below are lower bounds" if s["lost_events"] else ""
+        flag = "  <-- counts below are lower bounds" if s["lost_events"] or s["lost_uncounted"] else ""
         out.append(f"lost      {s['lost_events']:,} events" + (f" ({detail})" if detail else "") + flag)
+        if s["lost_uncounted"]:
+            out.append(f"          not counted on this kernel: {', '.join(s['lost_uncounted'])}")
     if meta.symbols:
         syms = "  ".join(f"{r}={meta.symbols[r]}" for r in _ROLE_ORDER if r in meta.symbols)
         out.append(f"symbols   {syms}")

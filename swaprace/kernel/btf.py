@@ -105,6 +105,30 @@ class Btf:
         found = self._find_member(tid, member, 0)
         return None if found is None else found // 8
 
+    def has_member_path(self, struct_name: str, path: str) -> bool:
+        """Whether ``struct_name`` has the member ``a.b.c`` (named members, anonymous ones looked through)."""
+        tid = self._struct_id(struct_name)
+        for name in path.split("."):
+            if tid is None:
+                return False
+            member_tid = self._member_type(tid, name)
+            if member_tid is None:
+                return False
+            tid = self._resolve(member_tid)
+        return True
+
+    def _member_type(self, tid: int, member: str) -> Optional[int]:
+        for name, mtype, _bits in self._members(tid):
+            if name == member:
+                return mtype
+            if not name:
+                inner = self._resolve(mtype)
+                if inner and self._type(inner)[0] in (STRUCT, UNION):
+                    found = self._member_type(inner, member)
+                    if found is not None:
+                        return found
+        return None
+
     def _find_member(self, tid: int, member: str, base_bits: int) -> Optional[int]:
         for name, mtype, bits in self._members(tid):
             if name == member:

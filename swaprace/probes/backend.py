@@ -111,6 +111,10 @@ class Backend(abc.ABC):
     def losses(self) -> Dict[str, int]:
         """Cumulative lost-event counts by source (``ftrace_overrun``, ``perf_buffer``, ``kretprobe_missed:f``)."""
 
+    def uncounted(self) -> List[str]:
+        """Loss sources this run can lose events through but cannot count (never reported as a made-up 0)."""
+        return []
+
     def detector(self) -> Optional[dict]:
         """The in-kernel detector's summary (bcc), or None when this backend has none."""
         return None

@@ -38,6 +38,7 @@ from swaprace.kernel.catalog import THREAD_ROLES, Candidate
 from swaprace.kernel.catalog import needs_return as catalog_needs_return
 from swaprace.kernel.layout import KernelLayout
 from swaprace.kernel.headers import ensure_kernel_headers
+from swaprace.kernel.features import kprobe_recursion_misses_counted
 from swaprace.probes.bpf_layout import (
     ENTRY_SRC_IDS,
     EVENT_BATCH,
@@ -302,6 +303,8 @@ class BccBackend(Backend):
         self._final: Optional[dict] = None  # counters, races and misses captured at stop()
         self._symbols: Dict[str, str] = {}
         self._last_misses: Dict[str, int] = {}
+        self._uncounted: set[str] = set()  # loss sources with no counter to read (see uncounted())
+        self._recursion_counted: Optional[bool] = None  # kernel/features.py, looked up once
         self.on_race: Optional[Callable[[dict], None]] = None
 
     # --- feature check ----------------------------------------------------------------------------------
@@ -514,9 +517,17 @@ class BccBackend(Backend):
             event = prefix + symbol.replace("+", "_").replace(".", "_") + suffix
             entry = profile.get(event)
             key = f"{kind}_missed:{symbol}"
-            misses[key] = entry.missed if entry else previous.get(key, 0)
+            if entry is not None:
+                misses[key] = entry.missed
+            elif key in previous:
+                misses[key] = previous[key]
+            else:  # attached through the perf PMU, not kprobe_events: its misses are counted nowhere we can read
+                self._uncounted.add(key)
         misses.update(self._recursion_misses(previous))
         return misses
+
+    def uncounted(self) -> List[str]:
+        return sorted(self._uncounted - set(self._last_misses))
 
     def _recursion_misses(self, previous: Dict[str, int]) -> Dict[str, int]:
         """Hits whose BPF program did not run because a BPF program was already running on that CPU (the
@@ -524,8 +535,13 @@ class BccBackend(Backend):
         kprobe programs since Linux 6.7). A program no longer loaded keeps its last count."""
         out: Dict[str, int] = {}
         funcs: Dict[Any, Any] = getattr(self._bpf, "funcs", {}) if self._bpf is not None else {}
+        if self._recursion_counted is None:
+            self._recursion_counted = kprobe_recursion_misses_counted() is True
         for name, func in list(funcs.items()):
             key = f"bpf_recursion_missed:{name.decode() if isinstance(name, bytes) else name}"
+            if not self._recursion_counted:  # fdinfo would read 0 whatever was skipped
+                self._uncounted.add(key)
+                continue
             try:
                 text = Path(f"/proc/self/fdinfo/{func.fd}").read_text()
             except OSError:
@@ -534,6 +550,8 @@ class BccBackend(Backend):
             for line in text.splitlines():
                 if line.startswith("recursion_misses:"):
                     out[key] = int(line.split(":", 1)[1])
+            if key not in out:  # no such line in fdinfo (before Linux 5.12)
+                self._uncounted.add(key)
         for key, value in previous.items():  # programs already closed
             if key.startswith("bpf_recursion_missed:"):
                 out.setdefault(key, value)

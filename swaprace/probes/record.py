@@ -240,6 +240,9 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
         sys.stderr.write("\n")
     meta.duration_s = round(time.monotonic() - t0, 3) if started else 0.0
     meta.lost = {k: int(v) for k, v in backend.losses().items()}
+    uncounted = backend.uncounted()
+    if uncounted:  # the losses above are then a lower bound: say through what they may be more
+        meta.extra["lost_uncounted"] = uncounted
     meta.lost_known = True
     meta.detector = backend.detector()
     hits = backend.hits()
