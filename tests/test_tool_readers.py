@@ -84,6 +84,9 @@ def test_raw_kprobe_locations_become_symbols():
 def test_trace_dat_gives_the_analysis_of_the_same_runs_ftrace_text():
     text, dat = read_any(SAME_RUN_TEXT), read_any(TRACE_DAT)
     assert dat.source_format == "trace.dat" and dat.meta.backend == "trace-cmd"
+    # the file's own facts: the recording kernel (report --uname), the ring buffer's losses (report --stat)
+    assert dat.meta.kernel_release == text.meta.kernel_release == "6.1.0-50-amd64"
+    assert dat.meta.lost == {"ftrace_overrun": 0, "ftrace_dropped": 0} and dat.meta.lost_events == 0
     assert len(dat.events) == len(text.events) > 3000 and not dat.unknown_functions
     # the same events, bar their times (two kprobes on one function fire one after the other)
     columns = ["tid", "func", "phase", "entry", "folio", "retval", "nr"]

@@ -387,8 +387,32 @@ def read_trace_dat(path: PathLike, name: Optional[str] = None, pass_fds: Tuple[i
                                 "trace.dat")
     if capture.meta.backend == "ftrace-text":
         capture.meta.backend = "trace-cmd"
+        _trace_dat_meta(path, label, pass_fds, capture.meta)
     capture.source_format = "trace.dat"
     return capture
+
+
+_STAT_LINE = re.compile(r"^(overrun|dropped events):\s*(\d+)\s*$", re.M)
+
+
+def _trace_dat_meta(path: PathLike, label: str, pass_fds: Tuple[int, ...], meta: CaptureMeta) -> None:
+    """The kernel release (``report --uname``) and the ring buffer's losses (``report --stat``: each CPU's
+    overrun and dropped events when recording stopped) into ``meta``; left unknown where the file lacks them."""
+    try:
+        with tool_output(["trace-cmd", "report", "--uname", "-i", str(path)], label, pass_fds) as out:
+            uname = out.read().decode("utf-8", "replace")
+        with tool_output(["trace-cmd", "report", "--stat", "-i", str(path)], label, pass_fds) as out:
+            stat_text = out.read().decode("utf-8", "replace")
+    except SwapraceError:
+        return  # the events were read: facts about the recording are a bonus
+    release = next((ln.split()[2] for ln in uname.splitlines() if ln.startswith("Linux ") and len(ln.split()) > 2),
+                   None)
+    meta.kernel_release = meta.kernel_release or release
+    counts = _STAT_LINE.findall(stat_text)
+    if counts:
+        meta.lost["ftrace_overrun"] = sum(int(n) for what, n in counts if what == "overrun")
+        meta.lost["ftrace_dropped"] = sum(int(n) for what, n in counts if what == "dropped events")
+        meta.lost_known = True
 
 
 def _trace_dat_symbols(path: PathLike, label: str, pass_fds: Tuple[int, ...]) -> KallsymsMap:
