@@ -115,6 +115,9 @@ def test_command_line_and_standard_input(path):
         piped = swaprace("analyze", "-", "--json", stdin=cat.stdout)
         cat.wait()
     assert piped.returncode == 0 and piped.stdout == done.stdout.replace(str(path).encode(), b"<stdin>")
+    with open(path, "rb") as fh:  # standard input redirected from the file itself: seekable, fd 0
+        redirected = swaprace("analyze", "-", "--json", stdin=fh)
+    assert redirected.returncode == 0 and redirected.stdout == piped.stdout, redirected.stderr.decode()
 
 
 # --- bad input: one error line ------------------------------------------------------------------------------

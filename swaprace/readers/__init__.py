@@ -118,8 +118,12 @@ class _Input:
         """(path, fds to pass) a tool can open the whole input by: the open file itself as ``/dev/fd/N``
         (also right for ``/dev/stdin`` redirected from a file), or a temporary copy of a pipe."""
         if self._seekable:
-            fd = self._fh.fileno()
-            yield f"/dev/fd/{fd}", (fd,)
+            # a copy numbered 3 or above: standard input's own fd 0 is the tool's /dev/null
+            fd = fcntl.fcntl(self._fh.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            try:
+                yield f"/dev/fd/{fd}", (fd,)
+            finally:
+                os.close(fd)
             return
         with tempfile.NamedTemporaryFile(prefix="swaprace-", suffix=".bin") as copy:
             for block in iter(lambda: self.file.read(1 << 20), b""):
