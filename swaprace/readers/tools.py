@@ -34,6 +34,7 @@ DEFAULT_TIMEOUT = 1800.0
 #: Debian package of each tool, for the "not installed" message.
 PACKAGES = {"trace-cmd": "trace-cmd", "perf": "linux-perf"}
 _STDERR_TAIL = 4096
+_MEMO_MAX = 1 << 16
 
 
 def tool_timeout() -> float:
@@ -125,6 +126,7 @@ class KallsymsMap:
                 pairs.setdefault(int(m.group(1), 16), m.group(2).decode("utf-8", "replace"))
         self._addrs: List[int] = sorted(pairs)
         self._names = [pairs[a] for a in self._addrs]
+        self._memo: Dict[bytes, bytes] = {}  # location text -> its rewrite: a trace has few distinct ones
 
     def __len__(self) -> int:
         return len(self._addrs)
@@ -143,12 +145,21 @@ class KallsymsMap:
             found = self.lookup(int(addr, 16))
             return addr if found is None else f"{found[0]}+{found[1]:#x}/0x0".encode()
 
-        def sub(m: re.Match) -> bytes:
+        def fresh(m: re.Match) -> bytes:
             if m.group(2) is None:
                 return b": (" + loc(m.group(1)) + b")"
             probed = self.lookup(int(m.group(1), 16))
             name = m.group(1) if probed is None else probed[0].encode()
             return b": (" + loc(m.group(2)) + b" <- " + name + b")"
+
+        def sub(m: re.Match) -> bytes:
+            text = m.group(0)
+            done = self._memo.get(text)
+            if done is None:
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                done = self._memo[text] = fresh(m)
+            return done
 
         return _RAW_LOC.sub(sub, block)
 
