@@ -45,10 +45,16 @@ def tool_timeout() -> float:
     return value if value > 0 else DEFAULT_TIMEOUT
 
 
+#: What a tool's terse complaint usually means.
+_HINTS = {"incompatible file format": "a perf.data of a newer perf than this one, or a damaged file"}
+
+
 def _why(stderr: bytes) -> str:
-    """The tool's most telling stderr line (its last non-blank one), shortened."""
+    """The tool's most telling stderr line (its last non-blank one), shortened, with a hint where one helps."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else "no message"
+    why = lines[-1][:200] if lines else "no message"
+    hint = next((h for text, h in _HINTS.items() if text in why), None)
+    return f"{why} ({hint})" if hint else why
 
 
 @contextlib.contextmanager
