@@ -14,6 +14,7 @@ import io
 import json
 import os
 import resource
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -125,6 +126,33 @@ def test_perf_script_reader(tmp_path_factory, edits, fmt):
     path = tmp_path_factory.mktemp("p") / "cap.perf"
     path.write_bytes(mutate(PERF, edits))
     read_or_error(path, fmt)
+
+
+#: trace.dat and perf.data go through their tools (one process per example, two for trace.dat): fewer examples,
+#: and a tool that a damaged file sends into a loop must not hold CI for the default half hour.
+TOOL_FUZZ = settings(FUZZ, max_examples=max(EXAMPLES // 5, 4))
+_binary_edit = st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]), st.floats(0, 1, allow_nan=False),
+                         st.binary(min_size=1, max_size=12), st.integers(1, 4096))
+
+
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd not installed")
+@TOOL_FUZZ
+@given(edits=st.lists(_binary_edit, min_size=1, max_size=4))
+def test_trace_dat_reader(tmp_path_factory, monkeypatch, edits):
+    monkeypatch.setenv("SWAPRACE_TOOL_TIMEOUT", "60")
+    path = tmp_path_factory.mktemp("d") / "trace.dat"
+    path.write_bytes(mutate((REAL / "tracecmd-bookworm-6.1.dat").read_bytes(), edits))
+    read_or_error(path)
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+@TOOL_FUZZ
+@given(edits=st.lists(_binary_edit, min_size=1, max_size=4))
+def test_perf_data_reader(tmp_path_factory, monkeypatch, edits):
+    monkeypatch.setenv("SWAPRACE_TOOL_TIMEOUT", "60")
+    path = tmp_path_factory.mktemp("e") / "perf.data"
+    path.write_bytes(mutate((REAL / "perf-bookworm-6.1.data").read_bytes(), edits))
+    read_or_error(path)
 
 
 _json_value = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(),

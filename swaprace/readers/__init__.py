@@ -1,4 +1,5 @@
-"""Read any capture a user can hand swaprace: native Parquet, JSON Lines, ftrace text, perf script text.
+"""Read any capture a user can hand swaprace: native Parquet, JSON Lines, ftrace text, perf script text, and
+trace-cmd's ``trace.dat`` and perf's ``perf.data`` through those tools (:mod:`swaprace.readers.tools`).
 
 :func:`read_any` detects the format from the file's first bytes (``--format`` overrides it) and turns every
 way a file can be wrong -- empty, truncated, an image, text with no swap-path events -- into one
@@ -17,10 +18,11 @@ import os
 import re
 import stat
 import sys
+import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Union, cast
+from typing import BinaryIO, Deque, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
@@ -33,9 +35,11 @@ from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import INPUT_COLUMNS, Capture, CaptureMeta, empty_events, normalize
+from swaprace.readers.tools import (PERF_DATA_MAGIC, TRACE_DAT_MAGIC, BlockReader, KallsymsMap,
+                                    has_raw_locations, tool_output, unpadded)
 from swaprace.readers.validate import check_events, meta_from_obj
 
-FORMATS = ("parquet", "jsonl", "ftrace", "perf")
+FORMATS = ("parquet", "jsonl", "ftrace", "perf", "tracedat", "perfdata")
 PathLike = Union[str, "os.PathLike[str]"]
 _BLOCK = 8 << 20  # text is parsed in blocks of about this many bytes (whole lines)
 _SNIFF = 64 << 10
@@ -49,7 +53,6 @@ _MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd-compressed (decompress it first)",
     b"PK\x03\x04": "a zip archive",
     b"\x7fELF": "an ELF binary",
-    b"PERFILE2": "a perf.data file (run `perf script -i FILE > FILE.txt` and analyze the text)",
 }
 
 
@@ -73,9 +76,13 @@ def read_any(path: PathLike, fmt: Optional[str] = None) -> Capture:
             capture = read_jsonl(source.file, name=name)
         elif fmt == "ftrace":
             capture = read_ftrace(source.file, name=name)
+        elif fmt in ("tracedat", "perfdata"):
+            with source.tool_path() as (tool_path, fds):
+                reader = read_trace_dat if fmt == "tracedat" else read_perf_data
+                capture = reader(tool_path, name=name, pass_fds=fds)
         else:
             capture = read_perf(source.file, name=name)
-    if fmt in ("ftrace", "perf", "jsonl") and len(capture.events) == 0:
+    if fmt != "parquet" and len(capture.events) == 0:
         raise SwapraceError(
             f"{name}: no swap-path events found ({capture.skipped_lines} lines skipped"
             + "".join(f", {n} events of {fn}" for fn, n in sorted(capture.unknown_functions.items()))
@@ -105,6 +112,24 @@ class _Input:
             self.file = io.BufferedReader(_Replay(head, self._fh), buffer_size=1 << 20)
         self._head = head
         return head
+
+    @contextlib.contextmanager
+    def tool_path(self) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+        """(path, fds to pass) a tool can open the whole input by: the open file itself as ``/dev/fd/N``
+        (also right for ``/dev/stdin`` redirected from a file), or a temporary copy of a pipe."""
+        if self._seekable:
+            # a copy numbered 3 or above: standard input's own fd 0 is the tool's /dev/null
+            fd = fcntl.fcntl(self._fh.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            try:
+                yield f"/dev/fd/{fd}", (fd,)
+            finally:
+                os.close(fd)
+            return
+        with tempfile.NamedTemporaryFile(prefix="swaprace-", suffix=".bin") as copy:
+            for block in iter(lambda: self.file.read(1 << 20), b""):
+                copy.write(block)
+            copy.flush()
+            yield copy.name, ()
 
     def seekable_file(self) -> BinaryIO:
         """The whole input as a seekable file (a pipe is read into memory: Parquet needs its footer)."""
@@ -190,6 +215,10 @@ def detect_format(path: Path, head: bytes) -> str:
     """The format of a file from its first bytes; a clear error when it is none of :data:`FORMATS`."""
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
+    if head.startswith(TRACE_DAT_MAGIC):
+        return "tracedat"
+    if head.startswith(PERF_DATA_MAGIC):
+        return "perfdata"
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             raise SwapraceError(f"{path}: {what}, not a capture")
@@ -335,6 +364,85 @@ def read_perf(path: PathLike | BinaryIO, name: str | None = None) -> Capture:
         meta.lost_intervals = place_lost(parsed.events, parsed.lost_marks)
     return Capture(events=parsed.events, meta=meta, source_format="perf", skipped_lines=parsed.skipped,
                    unknown_functions=parsed.unknown_functions)
+
+
+# --- trace.dat and perf.data, through their tools ----------------------------------------------------------
+
+
+def read_trace_dat(path: PathLike, name: Optional[str] = None, pass_fds: Tuple[int, ...] = ()) -> Capture:
+    """Read trace-cmd's ``trace.dat``: ``trace-cmd report`` text streamed into the ftrace-text reader, raw
+    kprobe addresses turned into symbols with the file's own kernel symbol table."""
+    label = name or str(path)
+    # -t: full nanosecond timestamps (report truncates to microseconds otherwise)
+    with tool_output(["trace-cmd", "report", "-t", "-i", str(path)], label, pass_fds) as out:
+        symbols: List[KallsymsMap] = []
+        printed = [0]
+
+        def blocks() -> Iterator[bytes]:
+            for block in map(unpadded, _blocks(out)):
+                printed[0] += len(block)
+                if not symbols and has_raw_locations(block):
+                    symbols.append(_trace_dat_symbols(path, label, pass_fds))
+                yield symbols[0].rewrite(block) if symbols else block
+
+        capture = _read_ftrace(io.BufferedReader(BlockReader(blocks()), 1 << 20), None, None, label)
+        if not printed[0]:  # report says nothing, not even "cpus=N", and exits 0 on a truncated file
+            raise SwapraceError(f"{label}: `trace-cmd report` prints nothing from it: a truncated or damaged "
+                                "trace.dat")
+    if capture.meta.backend == "ftrace-text":
+        capture.meta.backend = "trace-cmd"
+        _trace_dat_meta(path, label, pass_fds, capture.meta)
+    capture.source_format = "trace.dat"
+    return capture
+
+
+_STAT_LINE = re.compile(r"^(overrun|dropped events):\s*(\d+)\s*$", re.M)
+
+
+def _trace_dat_meta(path: PathLike, label: str, pass_fds: Tuple[int, ...], meta: CaptureMeta) -> None:
+    """The kernel release (``report --uname``) and the ring buffer's losses (``report --stat``: each CPU's
+    overrun and dropped events when recording stopped) into ``meta``; left unknown where the file lacks them."""
+    try:
+        with tool_output(["trace-cmd", "report", "--uname", "-i", str(path)], label, pass_fds) as out:
+            uname = out.read().decode("utf-8", "replace")
+        with tool_output(["trace-cmd", "report", "--stat", "-i", str(path)], label, pass_fds) as out:
+            stat_text = out.read().decode("utf-8", "replace")
+    except SwapraceError:
+        return  # the events were read: facts about the recording are a bonus
+    release = next((ln.split()[2] for ln in uname.splitlines() if ln.startswith("Linux ") and len(ln.split()) > 2),
+                   None)
+    meta.kernel_release = meta.kernel_release or release
+    counts = _STAT_LINE.findall(stat_text)
+    if counts:
+        meta.lost["ftrace_overrun"] = sum(int(n) for what, n in counts if what == "overrun")
+        meta.lost["ftrace_dropped"] = sum(int(n) for what, n in counts if what == "dropped events")
+        meta.lost_known = True
+
+
+def _trace_dat_symbols(path: PathLike, label: str, pass_fds: Tuple[int, ...]) -> KallsymsMap:
+    with tool_output(["trace-cmd", "report", "-f", "-i", str(path)], label, pass_fds) as out:
+        symbols = KallsymsMap(iter(out))
+    if not len(symbols):
+        raise SwapraceError(f"{label}: its kprobe events carry raw addresses and the file stores no kernel "
+                            "symbols to name them (`trace-cmd report -f` lists none)")
+    return symbols
+
+
+#: The fields the perf-script reader needs, for tracepoint (kprobe) samples; nanosecond times.
+PERF_SCRIPT_FIELDS = "trace:comm,pid,tid,cpu,time,event,trace"
+
+
+def read_perf_data(path: PathLike, name: Optional[str] = None, pass_fds: Tuple[int, ...] = ()) -> Capture:
+    """Read perf's ``perf.data`` of kprobe events: ``perf script`` text streamed into the perf-script reader.
+    The function comes from the event name (``probe:<func>``, ``probe:<func>__return``) as there."""
+    label = name or str(path)
+    # -f: read a file another user recorded (perf refuses one it does not own otherwise)
+    argv = ["perf", "script", "-f", "--ns", "-F", PERF_SCRIPT_FIELDS, "-i", str(path)]
+    with tool_output(argv, label, pass_fds) as out:
+        capture = read_perf(out, name=label)
+    capture.meta.backend = "perf"
+    capture.source_format = "perf.data"
+    return capture
 
 
 # --- JSON Lines -------------------------------------------------------------------------------------------
