@@ -135,23 +135,16 @@ _binary_edit = st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]), s
                          st.binary(min_size=1, max_size=12), st.integers(1, 4096))
 
 
-@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd not installed")
+@pytest.mark.parametrize("tool,fixture,name", [("trace-cmd", "tracecmd-bookworm-6.1.dat", "trace.dat"),
+                                               ("perf", "perf-bookworm-6.1.data", "perf.data")])
 @TOOL_FUZZ
 @given(edits=st.lists(_binary_edit, min_size=1, max_size=4))
-def test_trace_dat_reader(tmp_path_factory, monkeypatch, edits):
+def test_tool_format_reader(tmp_path_factory, monkeypatch, tool, fixture, name, edits):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed")
     monkeypatch.setenv("SWAPRACE_TOOL_TIMEOUT", "60")
-    path = tmp_path_factory.mktemp("d") / "trace.dat"
-    path.write_bytes(mutate((REAL / "tracecmd-bookworm-6.1.dat").read_bytes(), edits))
-    read_or_error(path)
-
-
-@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
-@TOOL_FUZZ
-@given(edits=st.lists(_binary_edit, min_size=1, max_size=4))
-def test_perf_data_reader(tmp_path_factory, monkeypatch, edits):
-    monkeypatch.setenv("SWAPRACE_TOOL_TIMEOUT", "60")
-    path = tmp_path_factory.mktemp("e") / "perf.data"
-    path.write_bytes(mutate((REAL / "perf-bookworm-6.1.data").read_bytes(), edits))
+    path = tmp_path_factory.mktemp("d") / name
+    path.write_bytes(mutate((REAL / fixture).read_bytes(), edits))
     read_or_error(path)
 
 
