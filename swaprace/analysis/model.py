@@ -179,21 +179,38 @@ class _Events:
 
     def u64(self, column: str, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(values as uint64 with 0 for null, valid mask) of a nullable column at ``rows``."""
+        data, null = self.column(column)
+        return data[rows].astype(np.uint64, copy=False), ~null[rows]
+
+    def column(self, column: str) -> Tuple[np.ndarray, np.ndarray]:
+        """(values with 0 for null, null mask) of a nullable column over all rows: the frame's own buffers
+        when they already hold 0 under the mask (a copy would cost 9 B/event per column)."""
         cached = self._u64.get(column)
         if cached is None:
-            if column in self.df.columns:
+            cached = _masked_buffers(self.df[column]) if column in self.df.columns else None
+            if cached is None and column in self.df.columns:
                 col = self.df[column]
-                cached = (col.to_numpy(dtype="uint64", na_value=0), ~col.isna().to_numpy())
-            else:  # an older capture without the column: all null
-                cached = (np.zeros(self.n, np.uint64), np.zeros(self.n, bool))
+                cached = (col.to_numpy(dtype="uint64", na_value=0), col.isna().to_numpy())
+            elif cached is None:  # an older capture without the column: all null
+                cached = (np.zeros(self.n, np.uint64), np.ones(self.n, bool))
             self._u64[column] = cached
-        data, valid = cached
-        return data[rows], valid[rows]
+        return cached
 
     def nr(self, rows: np.ndarray) -> np.ndarray:
         """How many entries each event covers (``nr``; 1 where the function has none)."""
         values, valid = self.u64("nr", rows)
         return np.where(valid & (values > 1), values, 1).astype(np.int64)
+
+
+def _masked_buffers(col: pd.Series) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(data, mask) of a nullable unsigned column without a copy, if its data is 0 wherever it is null."""
+    arr = col.array
+    data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)  # pandas' masked arrays (no public view)
+    if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray) or data.dtype.kind != "u":
+        return None
+    if np.bitwise_or.reduce(data, where=mask, initial=0):  # junk under the mask: copy with zeros
+        data = np.where(mask, 0, data).astype(data.dtype)
+    return data, mask
 
 
 def _code(categories: pd.Index, name: str) -> int:
@@ -282,6 +299,14 @@ def _group_cumsum(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     first[~starts] = 0
     np.maximum.accumulate(first, out=first)  # index of each row's group start
     return total - (total[first] - values[first])
+
+
+def _entry_row_order(entries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.lexsort((rows, entries))`` (by entry, then row, ties in input order), without comparison-sorting
+    two 64-bit keys: a stable sort by row, then a radix pass over dense entry codes."""
+    codes, uniq = pd.factorize(entries, sort=True)
+    by_row = np.argsort(rows, kind="stable")
+    return by_row[stable_order(codes[by_row], len(uniq))]
 
 
 def _asof(sorted_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
@@ -389,18 +414,6 @@ def _is_folio(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return valid & (values != 0) & (values < ERR_PTR_MIN)
 
 
-def _entry_codes(*entry_arrays: np.ndarray) -> Tuple[List[np.ndarray], np.ndarray]:
-    """Dense codes of uint64 entries shared across arrays (sorted by entry value), and the unique entries."""
-    allv = np.concatenate(entry_arrays) if entry_arrays else np.empty(0, np.uint64)
-    uniq = np.unique(allv)
-    out, start = [], 0
-    codes = np.searchsorted(uniq, allv).astype(np.int64)
-    for arr in entry_arrays:
-        out.append(codes[start:start + len(arr)])
-        start += len(arr)
-    return out, uniq
-
-
 def _first_after(key_sorted: np.ndarray, order: np.ndarray, group_code: np.ndarray, span: int,
                  q_code: np.ndarray, after: np.ndarray, before: np.ndarray) -> np.ndarray:
     """Index (into the unsorted stream) of the first item of group ``q_code`` with after < row < before."""
@@ -427,15 +440,18 @@ class _Keyed:
         out = np.full(len(q_tid), _NONE, np.int64)
         if len(self.rows) == 0 or len(q_tid) == 0:
             return out
-        (e_stream, e_query), _ = _entry_codes(self.entries, q_entry.astype(np.uint64))
-        t_all = np.concatenate([self.tids, q_tid.astype(np.int64)])
-        t_codes, t_uniq = pd.factorize(t_all)
-        n_e = int(max(e_stream.max(initial=0), e_query.max(initial=0))) + 1
-        pair = t_codes.astype(np.int64) * n_e + np.concatenate([e_stream, e_query])
-        codes, _ = pd.factorize(pair)
+        # Codes only group equal (tid, entry) pairs: hashing (factorize) spares sorting the entries.
+        e_codes, e_uniq = pd.factorize(np.concatenate([self.entries, q_entry.astype(np.uint64)]))
+        t_codes, _ = pd.factorize(np.concatenate([self.tids, q_tid.astype(np.int64)]))
+        pair = t_codes.astype(np.int64) * max(len(e_uniq), 1) + e_codes
+        del e_codes, t_codes
+        codes, uniq = pd.factorize(pair)
         s_code, q_code = codes[: len(self.rows)].astype(np.int64), codes[len(self.rows):].astype(np.int64)
         keys = s_code * self.span + self.rows
-        order = np.argsort(keys, kind="stable")
+        if len(self.rows) < 2 or bool(np.all(self.rows[1:] >= self.rows[:-1])):
+            order = stable_order(s_code, len(uniq))  # rows ascending: a radix pass by code gives (code, row)
+        else:
+            order = np.argsort(keys, kind="stable")
         return _first_after(keys[order], order, s_code, self.span, q_code, after.astype(np.int64),
                             before.astype(np.int64))
 
@@ -575,7 +591,7 @@ class _Alternation:
 
     @classmethod
     def build(cls, entry, row, is_open, kind) -> "_Alternation":
-        order = np.lexsort((row, entry))  # by entry, then row
+        order = _entry_row_order(entry, row)
         entry, row, is_open, kind = entry[order], row[order], is_open[order], kind[order]
         first = np.ones(len(row), bool)
         first[1:] = entry[1:] != entry[:-1]
@@ -770,7 +786,10 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     closed = iv["close_idx"] >= 0
     eviction = closed.copy()
     if closed.any() and len(life.alt.row):
-        (e_all, e_close), _ = _entry_codes(np.concatenate([life.alt.entry, alt.entry]), iv["entry"][closed])
+        codes, _ = pd.factorize(np.concatenate([life.alt.entry, alt.entry, iv["entry"][closed]]))
+        n_all = len(life.alt.entry) + len(alt.entry)
+        e_all, e_close = codes[:n_all].astype(np.int64), codes[n_all:].astype(np.int64)  # equal entry: equal code
+        del codes
         rows_all = np.concatenate([life.alt.row, alt.row])
         is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])
         span = np.int64(ev.n + 1)
@@ -1079,7 +1098,7 @@ def _prepare_stats(ev: _Events, w: _Windows, prepare_pairs, unbinds: _UnbindEven
                            np.zeros(len(c_rows) + int(d.sum()) + len(f_row), bool)])
     is_prepare = np.concatenate([np.ones(len(s_rows), bool), np.zeros(len(rows) - len(s_rows), bool)])
     if len(rows):
-        order = np.lexsort((rows, entries))
+        order = _entry_row_order(entries, rows)
         entries, take, is_prepare = entries[order], take[order], is_prepare[order]
         same = np.zeros(len(rows), bool)
         same[1:] = entries[1:] == entries[:-1]
@@ -1191,7 +1210,7 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         for name, (n_call, n_ret) in zip(ev.func_names, per_func.reshape(-1, 2)):
             if n_call or n_ret:
                 by_function[name] = {"call": int(n_call), "return": int(n_ret)}
-    entries, entries_ok = ev.u64("entry", np.arange(ev.n))
+    entry_data, entry_null = ev.column("entry")
     meta = capture.meta
     return {
         "events": int(ev.n),
@@ -1202,7 +1221,7 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "windows_with_entry": int(windows["entry"].notna().sum()),
         "windows_with_page": int(windows["obtain_ns"].notna().sum()),
         "lookup_hits": counts["lookup_hits"],
-        "entries": int(len(np.unique(entries[entries_ok]))),
+        "entries": int(len(pd.unique(entry_data[~entry_null]))),
         "ksm_copies": counts["ksm_copies"],
         "generations": int(len(generations)),
         "reuses": counts["reuses"],
