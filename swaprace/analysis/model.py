@@ -92,7 +92,7 @@ deviations; each is counted where it can happen, and the file's header says why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -311,7 +311,18 @@ def _entry_row_order(entries: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def _asof(sorted_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
     """Index of the last sorted key <= each query key (-1 when none)."""
-    return np.searchsorted(sorted_keys, query_keys, side="right") - 1
+    return _search(sorted_keys, query_keys, "right") - 1
+
+
+def _search(sorted_keys: np.ndarray, queries: np.ndarray, side: Literal["left", "right"] = "left") -> np.ndarray:
+    """``np.searchsorted`` with the queries visited in sorted order: each search then starts where the last one
+    ended instead of at the top of the keys (about 3x faster for many random queries)."""
+    if len(queries) < 1024 or len(sorted_keys) < 1024:
+        return np.searchsorted(sorted_keys, queries, side=side)
+    by_value = np.argsort(queries)
+    out = np.empty(len(queries), np.intp)
+    out[by_value] = np.searchsorted(sorted_keys, queries[by_value], side=side)
+    return out
 
 
 # --- the analysis ------------------------------------------------------------------------------------------
@@ -420,7 +431,7 @@ def _first_after(key_sorted: np.ndarray, order: np.ndarray, group_code: np.ndarr
     out = np.full(len(q_code), _NONE, np.int64)
     if len(key_sorted) == 0 or len(q_code) == 0:
         return out
-    pos = np.searchsorted(key_sorted, q_code * span + after, side="right")
+    pos = _search(key_sorted, q_code * span + after, "right")
     pos_c = np.minimum(pos, len(key_sorted) - 1)
     hit_key = key_sorted[pos_c]
     ok = (pos < len(key_sorted)) & (hit_key // span == q_code) & (hit_key % span < before)
@@ -647,7 +658,7 @@ class _Life:
     def code_of(self, entries: np.ndarray) -> np.ndarray:
         """Dense code of each entry (-1 for an entry with no slot events)."""
         firsts = self.alt.entry[self.alt.first]
-        pos = np.searchsorted(firsts, entries)
+        pos = _search(firsts, entries)
         pos_c = np.minimum(pos, max(len(firsts) - 1, 0))
         ok = (len(firsts) > 0) & (pos < len(firsts))
         if len(firsts):
@@ -797,7 +808,7 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
         order = np.argsort(key, kind="stable")
         key, rows_all, is_free = key[order], rows_all[order], is_free[order]
         c_rows = iv["close_row"][closed]
-        nxt = np.searchsorted(key, e_close * span + c_rows, side="right")  # the first event after the close
+        nxt = _search(key, e_close * span + c_rows, "right")  # the first event after the close
         nxt_c = np.minimum(nxt, len(key) - 1)
         has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
         freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
@@ -818,7 +829,7 @@ def _generation_at(life: _Life, entries: np.ndarray, rows: np.ndarray) -> np.nda
     lcode = life.code_of(entries)
     span = np.int64(max(int(life.alt.row.max(initial=0)), int(rows.max(initial=0))) + 2)
     lkey = life.alt.code.astype(np.int64) * span + life.alt.row
-    idx = np.searchsorted(lkey, np.maximum(lcode, 0) * span + rows, side="right") - 1
+    idx = _search(lkey, np.maximum(lcode, 0) * span + rows, "right") - 1
     ok = (lcode >= 0) & (idx >= 0)
     idx_c = np.maximum(idx, 0)
     if len(lkey):
@@ -1084,9 +1095,25 @@ def _prepare_stats(ev: _Events, w: _Windows, prepare_pairs, unbinds: _UnbindEven
     failed = e_ok & v_ok & (low == _EEXIST)
     out = {"calls": int(len(calls)), "backoffs": int(failed.sum()), "conflicts": 0,
            "installs_after_failed_prepare": 0}
-    # SWAP_HAS_CACHE taken: a successful prepare or an allocation; dropped: swapcache_clear, a cache delete, a
-    # free of the slot. Two takes in a row are a conflict: the guard let two threads through.
     s_rows, s_entries = _expand(rets[success], entry[success], ev.nr(calls[success]))
+    if len(s_rows):  # no successful prepare, no conflict: the sort over every take and drop is spared
+        out["conflicts"] = _prepare_conflicts(ev, s_rows, s_entries, unbinds, life)
+    # A thread whose prepare of E failed must back out: an install of E after it in the same window is a bug.
+    f_rows, f_entries = _expand(rets[failed], entry[failed], ev.nr(calls[failed]))
+    has = np.flatnonzero(w.install >= 0)
+    if len(f_rows) and len(has):
+        found = _Keyed(f_rows, ev.tid[f_rows], f_entries, ev.n + 1).first(w.tid[has], w.entry[has], w.call[has],
+                                                                           w.install[has])
+        out["installs_after_failed_prepare"] = int((found >= 0).sum())
+    return out
+
+
+def _prepare_conflicts(ev: _Events, s_rows: np.ndarray, s_entries: np.ndarray, unbinds: _UnbindEvents,
+                       life: _Life) -> int:
+    """Successful prepares of E while SWAP_HAS_CACHE was already taken.
+
+    SWAP_HAS_CACHE is taken by a successful prepare or an allocation and dropped by swapcache_clear, a cache
+    delete or a free of the slot. Two takes in a row are a conflict: the guard let two threads through."""
     c_rows, c_entries = _entry_calls(ev, "prepare_clear")
     d = unbinds.kind == 0
     a_code, a_row = life.starts()
@@ -1097,22 +1124,13 @@ def _prepare_stats(ev: _Events, w: _Windows, prepare_pairs, unbinds: _UnbindEven
     take = np.concatenate([np.ones(len(s_rows) + len(a_row), bool),
                            np.zeros(len(c_rows) + int(d.sum()) + len(f_row), bool)])
     is_prepare = np.concatenate([np.ones(len(s_rows), bool), np.zeros(len(rows) - len(s_rows), bool)])
-    if len(rows):
-        order = _entry_row_order(entries, rows)
-        entries, take, is_prepare = entries[order], take[order], is_prepare[order]
-        same = np.zeros(len(rows), bool)
-        same[1:] = entries[1:] == entries[:-1]
-        prev_take = np.zeros(len(rows), bool)
-        prev_take[1:] = take[:-1]
-        out["conflicts"] = int((is_prepare & same & prev_take).sum())
-    # A thread whose prepare of E failed must back out: an install of E after it in the same window is a bug.
-    f_rows, f_entries = _expand(rets[failed], entry[failed], ev.nr(calls[failed]))
-    has = np.flatnonzero(w.install >= 0)
-    if len(f_rows) and len(has):
-        found = _Keyed(f_rows, ev.tid[f_rows], f_entries, ev.n + 1).first(w.tid[has], w.entry[has], w.call[has],
-                                                                           w.install[has])
-        out["installs_after_failed_prepare"] = int((found >= 0).sum())
-    return out
+    order = _entry_row_order(entries, rows)
+    entries, take, is_prepare = entries[order], take[order], is_prepare[order]
+    same = np.zeros(len(rows), bool)
+    same[1:] = entries[1:] == entries[:-1]
+    prev_take = np.zeros(len(rows), bool)
+    prev_take[1:] = take[:-1]
+    return int((is_prepare & same & prev_take).sum())
 
 
 # --- frames and summary -------------------------------------------------------------------------------------
