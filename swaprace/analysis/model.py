@@ -170,7 +170,7 @@ class _Events:
         """Row numbers of events of ``role`` (and ``phase``), in order."""
         rows = self._role_rows.get(role)
         if rows is None:
-            return np.empty(0, dtype=np.int64)
+            return np.empty(0, dtype=_ROW)  # int32 like the others: one absent role must not widen a concatenation
         if phase == "call":
             return rows[self.is_call[rows]]
         if phase == "return":
@@ -180,11 +180,13 @@ class _Events:
     def u64(self, column: str, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(values as uint64 with 0 for null, valid mask) of a nullable column at ``rows``."""
         data, null = self.column(column)
-        return data[rows].astype(np.uint64, copy=False), ~null[rows]
+        values, missing = data[rows].astype(np.uint64, copy=False), null[rows]
+        values[missing] = 0  # the buffer may hold anything under the mask; this gather is a copy already
+        return values, ~missing
 
     def column(self, column: str) -> Tuple[np.ndarray, np.ndarray]:
-        """(values with 0 for null, null mask) of a nullable column over all rows: the frame's own buffers
-        when they already hold 0 under the mask (a copy would cost 9 B/event per column)."""
+        """(values, null mask) of a nullable column over all rows, the frame's own buffers where it has them (a
+        copy would cost 9 B/event per column). Values under the mask are undefined: :meth:`u64` zeroes them."""
         cached = self._u64.get(column)
         if cached is None:
             cached = _masked_buffers(self.df[column]) if column in self.df.columns else None
@@ -203,13 +205,11 @@ class _Events:
 
 
 def _masked_buffers(col: pd.Series) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(data, mask) of a nullable unsigned column without a copy, if its data is 0 wherever it is null."""
+    """(data, mask) of a nullable unsigned column without a copy (None when it is not a masked array)."""
     arr = col.array
     data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)  # pandas' masked arrays (no public view)
     if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray) or data.dtype.kind != "u":
         return None
-    if np.bitwise_or.reduce(data, where=mask, initial=0):  # junk under the mask: copy with zeros
-        data = np.where(mask, 0, data).astype(data.dtype)
     return data, mask
 
 
@@ -227,8 +227,9 @@ def _dense_small_ints(values: np.ndarray) -> Tuple[np.ndarray, int]:
         return codes.astype(np.int64), len(uniq)
     present = np.zeros(int(values.max()) + 1, np.int32)
     present[values] = 1
-    code_of = (np.cumsum(present) - 1).astype(np.int32)
-    return code_of[values], int(present.sum())
+    k = int(present.sum())
+    code_of = (np.cumsum(present) - 1).astype(np.uint16 if k <= 1 << 16 else np.int32)  # 2 B/event when it can
+    return code_of[values], k
 
 
 def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -355,12 +356,13 @@ def analyze(
 
     windows = _windows(ev, pairs["fault"])
     _assign_window_entries(ev, windows, ev.rows("lookup", "call"))
+    # Before the slot histories exist: its searches' peak then does not stack on them (the memory goal).
+    _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     binds = _binds(ev, pairs["lookup"])
     unbinds = _unbinds(ev, pairs["free_cache"], binds)
     allocator_probed = "slot_alloc" in capture.meta.symbols or len(ev.rows("slot_alloc")) > 0
     life = _generations(ev, pairs["slot_alloc"], pairs["free_cache"], binds, unbinds, allocator_probed)
     res = _residency(ev, binds, unbinds, life)
-    _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
     _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"]))
@@ -788,31 +790,11 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     kind = np.concatenate([binds.kind, unbinds.kind])
     folio = np.concatenate([binds.folio, np.zeros(len(unbinds.row), np.uint64)])
     alt = _Alternation.build(entries, rows, is_open, kind)
+    del rows, entries, is_open, kind  # build keeps reordered copies
     folio = folio[alt.order]
     iv = alt.intervals()
     n = len(iv["entry"])
-    # Eviction: a residency end after which the slot stays: the next event on E (slot or cache) is not a free
-    # of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio free it right after their
-    # delete; reclaim's __remove_mapping keeps a slot that a pte still holds).
-    closed = iv["close_idx"] >= 0
-    eviction = closed.copy()
-    if closed.any() and len(life.alt.row):
-        codes, _ = pd.factorize(np.concatenate([life.alt.entry, alt.entry, iv["entry"][closed]]))
-        n_all = len(life.alt.entry) + len(alt.entry)
-        e_all, e_close = codes[:n_all].astype(np.int64), codes[n_all:].astype(np.int64)  # equal entry: equal code
-        del codes
-        rows_all = np.concatenate([life.alt.row, alt.row])
-        is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])
-        span = np.int64(ev.n + 1)
-        key = e_all * span + rows_all
-        order = np.argsort(key, kind="stable")
-        key, rows_all, is_free = key[order], rows_all[order], is_free[order]
-        c_rows = iv["close_row"][closed]
-        nxt = _search(key, e_close * span + c_rows, "right")  # the first event after the close
-        nxt_c = np.minimum(nxt, len(key) - 1)
-        has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
-        freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
-        eviction[np.flatnonzero(closed)] = ~freed_with_it
+    eviction = _evictions(ev, life, alt, iv)  # its temporaries are gone before the re-read search
     # Re-read: a cache_add that begins a residency in a generation that already had one.
     gen = _generation_at(life, iv["entry"], np.where(iv["open_row"] >= 0, iv["open_row"], 0))
     prev_same_entry = np.zeros(n, bool)
@@ -822,6 +804,34 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     by_add = (iv["open_idx"] >= 0) & (alt.kind[np.maximum(iv["open_idx"], 0)] == 1)
     reread = by_add & prev_same_entry & (gen == prev_gen)
     return _Residency(alt, folio, eviction, reread, iv)
+
+
+def _evictions(ev: _Events, life: _Life, alt: _Alternation, iv: Dict[str, np.ndarray]) -> np.ndarray:
+    """Per residency interval: an eviction, a residency end after which the slot stays. The next event on E
+    (slot or cache) is not a free of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio
+    free it right after their delete; reclaim's __remove_mapping keeps a slot that a pte still holds)."""
+    closed = iv["close_idx"] >= 0
+    eviction = closed.copy()
+    if not closed.any() or not len(life.alt.row):
+        return eviction
+    codes, _ = pd.factorize(np.concatenate([life.alt.entry, alt.entry, iv["entry"][closed]]))
+    n_all = len(life.alt.entry) + len(alt.entry)
+    span = np.int64(ev.n + 1)
+    key = codes[:n_all].astype(np.int64) * span + np.concatenate([life.alt.row, alt.row])  # equal entry: equal code
+    e_close = codes[n_all:].astype(np.int64)
+    del codes
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    rows_all = np.concatenate([life.alt.row, alt.row])[order]
+    is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])[order]
+    del order
+    c_rows = iv["close_row"][closed]
+    nxt = _search(key, e_close * span + c_rows, "right")  # the first event after the close
+    nxt_c = np.minimum(nxt, len(key) - 1)
+    has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
+    freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
+    eviction[np.flatnonzero(closed)] = ~freed_with_it
+    return eviction
 
 
 def _generation_at(life: _Life, entries: np.ndarray, rows: np.ndarray) -> np.ndarray:
