@@ -104,7 +104,7 @@ def test_peak_memory_per_event_under_the_goal(tmp_path):
 def test_errors_in_a_later_block_are_one_line(tmp_path, monkeypatch, late):
     monkeypatch.setattr(jsonl, "BLOCK_BYTES", 4000)
     lines = _synthetic_lines(200).decode().splitlines()
-    lines[150 if late else 2] = lines[150 if late else 2].replace('"tid": ', '"tid": 2147483648') 
+    lines[150 if late else 2] = lines[150 if late else 2].replace('"tid": ', '"tid": 2147483648')
     path = tmp_path / "cap.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(SwapraceError, match="bad tid value"):
