@@ -111,6 +111,8 @@ _EEXIST = np.uint64((1 << 32) - 17)
 #: Row numbers are int32 (captures up to 2**31 events): half the memory of int64 on the hot arrays.
 _ROW = np.int32
 _NONE = -1
+#: Rows per chunk where a whole-table pass would otherwise allocate per-event temporaries.
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -363,15 +365,31 @@ def analyze(
     allocator_probed = "slot_alloc" in capture.meta.symbols or len(ev.rows("slot_alloc")) > 0
     life = _generations(ev, pairs["slot_alloc"], pairs["free_cache"], binds, unbinds, allocator_probed)
     res = _residency(ev, binds, unbinds, life)
+    counts: Dict[str, Any] = {"lookup_hits": int(binds.from_lookup.sum()), "cache_adds": int((binds.kind == 1).sum())}
+    del binds  # each stage's state is dropped once no later one needs it (the memory goal)
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
     _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"]))
-    prepare = _prepare_stats(ev, windows, pairs["prepare"], unbinds, life)
+    counts.update({
+        "ksm_copies": _ksm_copies(ev, pairs["ksm_copy"]),
+        "reuses": life.reuses,
+        "gaps": int(len(life.gap_entries)),
+        "allocator_probed": bool(allocator_probed),
+        "evictions": res.evictions,
+        "rereads": res.rereads,
+        "cache_deletes": int((unbinds.kind == 0).sum()),
+        "unresolved_unbinds": unbinds.unresolved,
+        "prepare": _prepare_stats(ev, windows, pairs["prepare"], unbinds, life),
+    })
+    del pairs, unbinds
 
     window_frame = _window_frame(ev, windows, races)
     race_frame = _race_frame(ev, windows, races)
+    del windows, races
     generations = life.frame(ev)
+    del life
     residency = res.frame(ev)
+    del res
     if entry is not None:
         window_frame = window_frame[window_frame["entry"] == entry]
         generations = generations[generations["entry"] == entry]
@@ -380,22 +398,8 @@ def analyze(
     if tid is not None:
         window_frame = window_frame[window_frame["tid"] == tid]
         race_frame = race_frame[race_frame["tid"] == tid]
-    frames = [f.reset_index(drop=True) for f in (window_frame, generations, residency, race_frame)]
-    window_frame, generations, residency, race_frame = frames
-
-    counts = {
-        "lookup_hits": int(binds.from_lookup.sum()),
-        "ksm_copies": _ksm_copies(ev, pairs["ksm_copy"]),
-        "reuses": life.reuses,
-        "gaps": int(len(life.gap_entries)),
-        "allocator_probed": bool(allocator_probed),
-        "evictions": res.evictions,
-        "rereads": res.rereads,
-        "cache_adds": int((binds.kind == 1).sum()),
-        "cache_deletes": int((unbinds.kind == 0).sum()),
-        "unresolved_unbinds": unbinds.unresolved,
-        "prepare": prepare,
-    }
+    window_frame, generations, residency, race_frame = (
+        f.reset_index(drop=True) for f in (window_frame, generations, residency, race_frame))
     summary = _summary(capture, ev, counts, window_frame, generations, race_frame, lost,
                        filters={"since_ns": since_ns, "until_ns": until_ns, "entry": entry, "tid": tid})
     return Analysis(capture=capture, windows=window_frame, generations=generations, residency=residency,
@@ -806,6 +810,14 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     return _Residency(alt, folio, eviction, reread, iv)
 
 
+def _sorted_codes(*sorted_arrays: np.ndarray) -> List[np.ndarray]:
+    """Dense codes (in value order) shared by uint64 arrays that are each sorted (lifecycle entries are): no
+    hash table as large as the input, and the searches walk forward."""
+    firsts = [a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a for a in sorted_arrays]
+    uniq = np.unique(np.concatenate(firsts))
+    return [np.searchsorted(uniq, a).astype(np.int64) for a in sorted_arrays]
+
+
 def _evictions(ev: _Events, life: _Life, alt: _Alternation, iv: Dict[str, np.ndarray]) -> np.ndarray:
     """Per residency interval: an eviction, a residency end after which the slot stays. The next event on E
     (slot or cache) is not a free of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio
@@ -814,12 +826,10 @@ def _evictions(ev: _Events, life: _Life, alt: _Alternation, iv: Dict[str, np.nda
     eviction = closed.copy()
     if not closed.any() or not len(life.alt.row):
         return eviction
-    codes, _ = pd.factorize(np.concatenate([life.alt.entry, alt.entry, iv["entry"][closed]]))
-    n_all = len(life.alt.entry) + len(alt.entry)
+    life_code, res_code, e_close = _sorted_codes(life.alt.entry, alt.entry, iv["entry"][closed])
     span = np.int64(ev.n + 1)
-    key = codes[:n_all].astype(np.int64) * span + np.concatenate([life.alt.row, alt.row])  # equal entry: equal code
-    e_close = codes[n_all:].astype(np.int64)
-    del codes
+    key = np.concatenate([life_code, res_code]) * span + np.concatenate([life.alt.row, alt.row])
+    del life_code, res_code
     order = np.argsort(key, kind="stable")
     key = key[order]
     rows_all = np.concatenate([life.alt.row, alt.row])[order]
@@ -1234,7 +1244,10 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
              filters: Dict[str, Any]) -> Dict[str, Any]:
     by_function: Dict[str, Dict[str, int]] = {}
     if ev.n:
-        per_func = np.bincount(ev.func_codes.astype(np.int64) * 2 + (~ev.is_call), minlength=2 * ev.n_funcs)
+        per_func = np.zeros(2 * ev.n_funcs, np.int64)
+        for lo in range(0, ev.n, _CHUNK):  # in chunks: an int64 index over the whole table is 8 B/event
+            codes = ev.func_codes[lo:lo + _CHUNK].astype(np.intp) * 2 + ~ev.is_call[lo:lo + _CHUNK]
+            per_func += np.bincount(codes, minlength=2 * ev.n_funcs)
         for name, (n_call, n_ret) in zip(ev.func_names, per_func.reshape(-1, 2)):
             if n_call or n_ret:
                 by_function[name] = {"call": int(n_call), "return": int(n_ret)}
@@ -1249,7 +1262,7 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "windows_with_entry": int(windows["entry"].notna().sum()),
         "windows_with_page": int(windows["obtain_ns"].notna().sum()),
         "lookup_hits": counts["lookup_hits"],
-        "entries": int(len(pd.unique(entry_data[~entry_null]))),
+        "entries": _distinct(entry_data, entry_null),
         "ksm_copies": counts["ksm_copies"],
         "generations": int(len(generations)),
         "reuses": counts["reuses"],
@@ -1277,6 +1290,12 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "filters": {k: v for k, v in filters.items() if v is not None},
         "time_range_ns": [int(ev.ts[0]), int(ev.ts[-1])] if ev.n else None,
     }
+
+
+def _distinct(values: np.ndarray, null: np.ndarray) -> int:
+    """How many distinct non-null values, counted chunk by chunk (no copy or hash table of the whole column)."""
+    parts = [pd.unique(values[lo:lo + _CHUNK][~null[lo:lo + _CHUNK]]) for lo in range(0, len(values), _CHUNK)]
+    return int(len(pd.unique(np.concatenate(parts)))) if parts else 0
 
 
 def _race_record(rec: Dict[str, Any]) -> Dict[str, Any]:
