@@ -244,3 +244,10 @@ def test_watch_timestamps():
     delta = {"faults": 1, "windows": 2, "lookups": 3, "releases": 4, "reuses": 5, "races": 6, "lost": 7}
     assert format_interval(None, delta).split() == ["1", "2", "3", "4", "5", "6", "7"]
     assert format_interval("12:00:00", delta).split()[0] == "12:00:00"
+
+
+def test_shell_completion_as_the_readme_says():
+    result = CliRunner().invoke(main, [], prog_name="swaprace", env={"_SWAPRACE_COMPLETE": "bash_source"})
+    assert result.exit_code == 0 and "_swaprace_completion()" in result.output
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert '_SWAPRACE_COMPLETE=bash_source swaprace' in readme
