@@ -108,6 +108,8 @@ def dry_run_summary(backend: Backend, plan: ProbePlan) -> Dict[str, Any]:
     """What ``record --dry-run`` reports; SwapraceError when a required role did not resolve."""
     summary = {"backend": backend.name, "symbols": plan.symbols,
                "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
+    if plan.thread_filter.active:
+        summary["thread_filter"] = plan.thread_filter.to_meta(backend.name)
     plan.require()
     return summary
 
