@@ -182,6 +182,14 @@ def doctor(kallsyms, traceable, clean, as_json):
               show_default=True, help="auto: bcc when it works here, else ftrace.")
 @click.option("-p", "--pid", type=int, default=None,
               help="Keep only this process's fault-path events (releases by other tasks are always kept).")
+@click.option("--comm", default=None, metavar="NAME",
+              help="Trace only the fault windows of threads named NAME (/proc/PID/comm), in the kernel; "
+                   "slot frees and reallocations by every task are always traced.")
+@click.option("--cgroup", default=None, metavar="PATH",
+              help="Trace only the fault windows of tasks in this cgroup v2 directory or below it (bcc).")
+@click.option("--ready-file", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write PATH (atomically) once every probe is armed, before CMD starts: wait for it "
+                   "instead of sleeping.")
 @click.option("--roles", default=None, help="Comma-separated roles to probe (default: all that resolve).")
 @click.option("--buffer-kb", type=click.IntRange(min=64), default=16384, show_default=True,
               help="ftrace: per-CPU ring buffer size.")
@@ -208,6 +216,7 @@ def record(as_json: bool, **options: Any) -> None:
         swaprace record -o run.parquet --duration 10
         swaprace record -o run.parquet --backend ftrace -- ./swap-workload --threads 4
         swaprace record --ebpf --backend ftrace
+        swaprace record -o db.parquet --comm postgres --ready-file /tmp/armed -d 60
     """
     from swaprace.probes import record as rec
     from swaprace.probes.backend import get_backend
@@ -250,12 +259,19 @@ def record(as_json: bool, **options: Any) -> None:
 @click.argument("count", type=click.IntRange(min=1), default=None, required=False)
 @click.option("-p", "--pid", type=int, default=None,
               help="Follow only this process's faults (releases by other tasks are always followed).")
+@click.option("--comm", default=None, metavar="NAME",
+              help="Follow only the faults of threads named NAME (releases by every task are followed).")
+@click.option("--cgroup", default=None, metavar="PATH",
+              help="Follow only the faults of tasks in this cgroup v2 directory or below it.")
+@click.option("-T/-t", "--timestamp/--no-timestamp", "timestamp", default=None,
+              help="-T: a time on every line, RACE lines too; -t: none, not even on interval lines "
+                   "[default: interval lines only].")
 @click.option("--maxactive", type=click.IntRange(min=1, max=4096), default=64, show_default=True,
               help="kretprobe instances per return probe.")
 @click.option("--ebpf", is_flag=True, help="Print the BPF program (defines + C) and exit.")
 @click.option("--dry-run", is_flag=True, help="Resolve the roles and say what would be attached; attach nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: intervals and races.")
-def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
+def watch(interval, count, pid, comm, cgroup, timestamp, maxactive, ebpf, dry_run, as_json):
     """Flag swap-entry reuse inside do_swap_page's race window live, with the in-kernel detector (bcc).
 
     Prints one line per INTERVAL seconds (faults, closed fault windows, lookups, releases, reuses, races,
@@ -269,12 +285,15 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
         swaprace watch 5 12       # twelve 5-second lines
         swaprace watch --json 1 3 | jq 'select(.type == "race")'
         swaprace watch --ebpf
+        swaprace watch -T --comm postgres
     """
     from swaprace.probes.backend import make_plan
+    from swaprace.probes.record import filter_warnings, with_thread_filter
     from swaprace.probes.bcc_backend import BccBackend, attachments
     from swaprace.probes.watch import WatchOptions, watch as run_watch
 
-    plan = make_plan(pid=pid, maxactive=maxactive, stream_events=False, detect=True)
+    plan = with_thread_filter(make_plan(pid=pid, maxactive=maxactive, stream_events=False, detect=True),
+                              comm, cgroup)
     if ebpf:
         click.echo(BccBackend().program_text(plan), nl=False)
         return
@@ -292,12 +311,15 @@ def watch(interval, count, pid, maxactive, ebpf, dry_run, as_json):
         return
     if pid is not None and not __import__("os").path.exists(f"/proc/{pid}"):
         raise SwapraceError(f"no process with pid {pid}")
+    for message in filter_warnings(plan):
+        click.echo(f"swaprace: warning: {message}", err=True)
 
     def write(line: str) -> None:
         click.echo(line)
         sys.stdout.flush()
 
-    totals = run_watch(plan, WatchOptions(interval=interval, count=count, as_json=as_json), write)
+    totals = run_watch(plan, WatchOptions(interval=interval, count=count, as_json=as_json, timestamp=timestamp),
+                       write)
     if not as_json:
         click.echo(f"total: {totals.get('races', 0)} race(s), {totals.get('stale', 0)} stale-install, "
                    f"{totals.get('lost', 0)} lost", err=True)

@@ -46,6 +46,7 @@ def test_committed_kallsyms_fixture_resolves_like_the_guest(run):
 
 
 def test_sigterm_mid_record_leaves_nothing_and_keeps_the_capture(run):
+    assert run.result["ready"]["backend"] == "ftrace", "the ready file never came"
     assert run.result["during_record"]["kprobe_events"], "the probes never attached"
     assert run.result["during_record"]["instances"]
     step = run.result["steps"]["record"]

@@ -1289,6 +1289,9 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "symbols": dict(meta.symbols),
         "source_format": capture.source_format,
         "filters": {k: v for k, v in filters.items() if v is not None},
+        # recorded with --pid/--comm/--cgroup: other threads' windows are absent on purpose
+        "thread_filter": meta.extra.get("thread_filter") or (
+            {"pid": meta.extra["pid_filter"]} if meta.extra.get("pid_filter") is not None else None),
         "time_range_ns": [int(ev.ts[0]), int(ev.ts[-1])] if ev.n else None,
     }
 

@@ -3,7 +3,7 @@ where the capture came from, whether events were lost, what was probed, then win
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Dict, List
 
 from swaprace.analysis.model import Analysis
 
@@ -16,6 +16,16 @@ def _sec(ns: int) -> str:
 
 def _us(ns: int) -> str:
     return f"{ns / 1e3:+.1f}us"
+
+
+def recorded_filter_text(recorded: Dict[str, Any]) -> str:
+    """The thread filter a capture was recorded with, in words (``CaptureMeta.extra["thread_filter"]``)."""
+    keys = [k for k in ("pid", "comm", "cgroup") if recorded.get(k) is not None]
+    what = " ".join(f"{k}={recorded[k]}" for k in keys)
+    applied = recorded.get("applied") or {}
+    where = ", ".join(f"{k} in {applied[k]}" for k in keys if k in applied)
+    return (f"fault windows of {what} only ({where}): other threads' windows are absent on purpose; slot "
+            "frees and reallocations by every task were traced")
 
 
 def render_summary(result: Analysis, source: str = "", races_limit: int = 50) -> str:
@@ -43,6 +53,9 @@ def render_summary(result: Analysis, source: str = "", races_limit: int = 50) ->
         span = (b - a) / 1e9
         out.append(f"time      {_sec(a)} .. {_sec(b)} s ({span:.3f} s)" if span >= 1 else
                    f"time      {_sec(a)} .. {_sec(b)} s ({span * 1e6:,.0f} us)")
+    recorded = s.get("thread_filter")
+    if recorded:
+        out.append(f"recorded  {recorded_filter_text(recorded)}")
     if s["filters"]:
         out.append("filters   " + "  ".join(f"{k}={hex(v) if k == 'entry' else v}" for k, v in s["filters"].items()))
     out.append("")

@@ -7,16 +7,20 @@ from typing import Optional, Sequence
 from swaprace.events import ROLES, Capture
 from swaprace.probes.backend import get_backend, make_plan
 from swaprace.probes.record import record as _record
+from swaprace.probes.record import with_thread_filter
 
 
 def record(output: Optional[str] = None, duration: Optional[float] = None, cmd: Optional[Sequence[str]] = None,
-           backend: str = "auto", pid: Optional[int] = None, roles: Sequence[str] = ROLES) -> Capture:
+           backend: str = "auto", pid: Optional[int] = None, roles: Sequence[str] = ROLES,
+           comm: Optional[str] = None, cgroup: Optional[str] = None, ready_file: Optional[str] = None) -> Capture:
     """Trace the swap-in path (root, a kernel with kprobes) until ``duration`` seconds pass or ``cmd`` exits.
 
     Returns the capture and writes it to ``output`` (atomically) when given. ``backend`` is ``auto`` (bcc when
-    it works here, else ftrace), ``bcc`` or ``ftrace``; ``pid`` limits fault-path events to one process.
+    it works here, else ftrace), ``bcc`` or ``ftrace``; ``pid``, ``comm`` (a task name) and ``cgroup`` (a cgroup v2
+directory) select the faulting threads whose windows are traced, in the kernel (slot frees and reallocations
+by every task stay traced: :mod:`swaprace.probes.filters`); ``ready_file`` is written once the probes are armed.
 
     >>> cap = swaprace.record("run.parquet", duration=10)   # doctest: +SKIP
     """
-    plan = make_plan(roles, pid=pid)
-    return _record(output, get_backend(backend), plan, duration=duration, cmd=cmd, pid=pid)
+    plan = with_thread_filter(make_plan(roles, pid=pid), comm, cgroup)
+    return _record(output, get_backend(backend), plan, duration=duration, cmd=cmd, pid=pid, ready_file=ready_file)

@@ -23,6 +23,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import ROLES
 from swaprace.kernel.catalog import Resolution, SymbolTable, load_symbols, resolve_roles
 from swaprace.kernel.layout import KernelLayout, check_arch, default_layout, detect_layout
+from swaprace.probes.filters import Cgroup, ThreadFilter
 
 BACKEND_NAMES = ("auto", "bcc", "ftrace")
 #: Backend name -> (module, class). "auto" tries them in this order.
@@ -38,7 +39,9 @@ class ProbePlan:
     """What to attach: the resolved roles, the process filter and the backend knobs."""
 
     resolutions: Dict[str, Resolution]
-    pid: Optional[int] = None  # trace only this process (thread group); None: every process
+    pid: Optional[int] = None  # trace only this process's (thread group's) faults; None: every process
+    comm: Optional[str] = None  # ... only faults of threads with this name (swaprace.probes.filters)
+    cgroup: Optional[Cgroup] = None  # ... only faults of tasks in this cgroup v2 subtree
     maxactive: int = 64  # kretprobe instances per probe (64 gave zero misses in the test guests)
     buffer_kb: int = 16384  # ftrace: per-CPU ring buffer size in KiB while recording
     stream_events: bool = True  # bcc: emit the event stream (False: in-kernel detection only)
@@ -50,6 +53,11 @@ class ProbePlan:
     extra: Dict[str, Any] = field(default_factory=dict)  # backend-specific options
     #: Struct offsets the probes read memory with (BTF of the running kernel, else verified defaults).
     layout: KernelLayout = field(default_factory=KernelLayout)
+
+    @property
+    def thread_filter(self) -> ThreadFilter:
+        """Which faulting threads are traced (the slot lifecycle never is filtered)."""
+        return ThreadFilter(pid=self.pid, comm=self.comm, cgroup=self.cgroup)
 
     @property
     def probed(self) -> Dict[str, Resolution]:

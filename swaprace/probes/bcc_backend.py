@@ -34,6 +34,7 @@ from swaprace.errors import SwapraceError, first_line
 from swaprace.events import ROLES, empty_events
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
+from swaprace.probes.filters import bpf_flags
 from swaprace.kernel.catalog import THREAD_ROLES, Candidate
 from swaprace.kernel.catalog import needs_return as catalog_needs_return
 from swaprace.kernel.layout import KernelLayout
@@ -122,9 +123,7 @@ def compile_flags(plan: ProbePlan, ringbuf: bool, *, ringbuf_pages: int = DEFAUL
     if ringbuf:
         flags += ["-DUSE_RINGBUF=1", f"-DRINGBUF_PAGES={ringbuf_pages}"]
     flags.append(f"-DEMIT_EVENTS={1 if plan.stream_events else 0}")
-    if plan.pid is not None:
-        flags.append(f"-DFILTER_TGID={int(plan.pid)}")
-    return flags
+    return flags + bpf_flags(plan.thread_filter)
 
 
 def attachments(plan: ProbePlan) -> List[Tuple[str, str, str]]:
@@ -352,6 +351,8 @@ class BccBackend(Backend):
                                 "(see the compiler output above; `--ebpf` prints the program)") from None
         try:
             check_compiled(self._bpf)  # the compiler's record layout is the loader's, field by field
+            if plan.cgroup is not None:
+                self._set_cgroup(plan.cgroup.realpath)
             for kind, symbol, fn in attachments(plan):
                 self._attach(kind, symbol, fn, plan.maxactive)
             self._open_outputs(plan)
@@ -359,6 +360,21 @@ class BccBackend(Backend):
         except BaseException:
             self.stop()
             raise
+
+    def _set_cgroup(self, path: str) -> None:
+        """Put the --cgroup directory into the program's cgroup array (the kernel refuses a v1 one)."""
+        assert self._bpf is not None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise SwapraceError(f"--cgroup {path}: {exc.strerror}") from None
+        try:
+            self._bpf["filter_cgroup"][0] = fd  # bcc's CgroupArray takes the fd as an int
+        except Exception as exc:
+            raise SwapraceError(f"--cgroup {path}: the kernel refused it as a cgroup v2 directory "
+                                f"({first_line(exc)})") from None
+        finally:
+            os.close(fd)  # the map holds its own reference to the cgroup
 
     def _arm(self, on: bool) -> None:
         assert self._bpf is not None

@@ -30,6 +30,7 @@ from swaprace.errors import SwapraceError
 from swaprace.events import KEY_COLUMN, empty_events, normalize
 from swaprace.probes import tracefs
 from swaprace.probes.backend import Backend, ProbePlan
+from swaprace.probes.filters import ftrace_filter
 from swaprace.kernel.catalog import THREAD_ROLES, Candidate, needs_return
 from swaprace.kernel.layout import KernelLayout
 
@@ -104,6 +105,24 @@ def kprobe_lines(plan: ProbePlan, group: str) -> List[str]:
     return lines
 
 
+def event_filters(plan: ProbePlan, group: str) -> Dict[str, str]:
+    """event name -> ``filter`` text, for the thread-role events (the faulting threads' own) only: the slot
+    lifecycle stays unfiltered (see :mod:`swaprace.probes.filters`). SwapraceError for what a filter cannot
+    express (``--cgroup``, a glob character in ``--comm``)."""
+    text = ftrace_filter(plan.thread_filter)
+    if text is None:
+        return {}
+    out: Dict[str, str] = {}
+    for role, res in plan.probed.items():
+        if role not in THREAD_ROLES or res.candidate is None:
+            continue
+        call, ret = event_names(group, role)
+        out[call] = text
+        if needs_return(res.candidate):
+            out[ret] = text
+    return out
+
+
 class FtraceBackend(Backend):
     """kprobe_events + trace_pipe."""
 
@@ -153,7 +172,9 @@ class FtraceBackend(Backend):
         for role, res in plan.resolutions.items():
             if not res.ok:
                 header.append(f"# {role}: not probed (tried {', '.join(res.tried)}: {res.reason})")
-        return "\n".join(header + kprobe_lines(plan, self._group)) + "\n"
+        filters = [f"# filter {self._group}/{event}: {text}" for event, text in
+                   event_filters(plan, self._group).items()]
+        return "\n".join(header + filters + kprobe_lines(plan, self._group)) + "\n"
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, plan: ProbePlan) -> None:
@@ -161,6 +182,7 @@ class FtraceBackend(Backend):
         if why is not None:
             raise SwapraceError(f"ftrace backend cannot run here: {why}")
         plan.require()
+        event_filters(plan, self._group)  # refuse a filter ftrace cannot apply before attaching anything
         self._plan = plan
         try:
             self._attach(plan)
@@ -197,6 +219,12 @@ class FtraceBackend(Backend):
         # The group's enable arms its kprobes one after the other (slow under emulation): with the instance's
         # buffer off meanwhile, no call is recorded whose return probe is not armed yet; all start together.
         tracefs.write_text(self._instance / "tracing_on", "0")
+        for event, text in event_filters(plan, self._group).items():
+            path = self._instance / "events" / self._group / event / "filter"
+            try:
+                tracefs.write_text(path, text + "\n")
+            except SwapraceError as exc:
+                raise SwapraceError(f"{exc}: filter {text!r}{_error_log_tail(root)}") from None
         tracefs.write_text(self._instance / "events" / self._group / "enable", "1")
         tracefs.write_text(self._instance / "tracing_on", "1")
 

@@ -27,7 +27,9 @@ from swaprace.capture import write_capture, write_raw_trace
 from swaprace.errors import SwapraceError
 from swaprace.events import ROLES, Capture, CaptureMeta, empty_events, normalize
 from swaprace.osutil import STOP_SIGNALS, signals_deferred
+from swaprace.osutil import atomic_write_text
 from swaprace.probes.backend import Backend, ProbePlan, make_plan
+from swaprace.probes.filters import check_comm, resolve_cgroup, running_with_comm
 
 POLL_INTERVAL_S = 0.2
 #: How long a stopped command may take to undo its own set-up (cgroups, KSM...) before it is killed.
@@ -56,6 +58,8 @@ class RecordOptions:
     duration: Optional[float] = None
     backend_name: str = "auto"
     pid: Optional[int] = None
+    comm: Optional[str] = None
+    cgroup: Optional[str] = None  # a cgroup v2 directory
     roles: Optional[str] = None  # comma-separated; None: every role
     buffer_kb: int = 16384
     maxactive: int = 64
@@ -63,6 +67,7 @@ class RecordOptions:
     raw_trace: Optional[str] = None
     ebpf: bool = False
     dry_run: bool = False
+    ready_file: Optional[str] = None
     cmd: Tuple[str, ...] = ()
 
     def role_list(self) -> Tuple[str, ...]:
@@ -77,14 +82,34 @@ class RecordOptions:
 
 def record_plan(opts: RecordOptions) -> ProbePlan:
     """The probe plan of ``opts``, resolved against the live kernel."""
-    return make_plan(opts.role_list(), pid=opts.pid, buffer_kb=opts.buffer_kb, maxactive=opts.maxactive,
+    plan = make_plan(opts.role_list(), pid=opts.pid, buffer_kb=opts.buffer_kb, maxactive=opts.maxactive,
                      stream_events=opts.stream, raw_trace=opts.raw_trace)
+    return with_thread_filter(plan, opts.comm, opts.cgroup)
+
+
+def with_thread_filter(plan: ProbePlan, comm: Optional[str], cgroup: Optional[str]) -> ProbePlan:
+    """``plan`` with the ``--comm``/``--cgroup`` filters checked and resolved (SwapraceError: one line)."""
+    if comm is not None:
+        plan.comm = check_comm(comm)
+    if cgroup is not None:
+        plan.cgroup = resolve_cgroup(cgroup)
+    return plan
+
+
+def filter_warnings(plan: ProbePlan) -> List[str]:
+    """What is doubtful about the thread filter, but not wrong (a name nobody has yet may come later)."""
+    if plan.comm is not None and not running_with_comm(plan.comm):
+        return [f"no thread is named {plan.comm!r} now: --comm matches nothing until one is "
+                "(names as in /proc/PID/comm)"]
+    return []
 
 
 def dry_run_summary(backend: Backend, plan: ProbePlan) -> Dict[str, Any]:
     """What ``record --dry-run`` reports; SwapraceError when a required role did not resolve."""
     summary = {"backend": backend.name, "symbols": plan.symbols,
                "unresolved": {r: res.reason for r, res in plan.resolutions.items() if not res.ok}}
+    if plan.thread_filter.active:
+        summary["thread_filter"] = plan.thread_filter.to_meta(backend.name)
     plan.require()
     return summary
 
@@ -104,10 +129,13 @@ def record_capture(opts: RecordOptions, backend: Backend, plan: ProbePlan, *, pr
             raise SwapraceError("no active swap: nothing would be swapped in (swapon a file or device first)")
         if warn:
             warn("no active swap yet (CMD may enable it)")
+    if warn:
+        for message in filter_warnings(plan):
+            warn(message)
     if opts.duration is None and not opts.cmd and announce:
         announce("recording until Ctrl-C (or SIGTERM)...")
     return record(opts.output, backend, plan, duration=opts.duration, cmd=opts.cmd or None, pid=opts.pid,
-                  progress=progress)
+                  progress=progress, ready_file=opts.ready_file)
 
 
 def record_summary(output: Optional[str], capture: Capture) -> Dict[str, Any]:
@@ -184,11 +212,14 @@ class _StopFlag:
 
 def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: Optional[float] = None,
            cmd: Optional[Sequence[str]] = None, pid: Optional[int] = None,
-           progress: Optional[ProgressFn] = None, stop: Optional[Callable[[], bool]] = None) -> Capture:
+           progress: Optional[ProgressFn] = None, stop: Optional[Callable[[], bool]] = None,
+           ready_file: Optional[str] = None) -> Capture:
     """Trace until ``duration`` seconds, ``cmd`` exits, a stop signal, or ``stop()`` returns True.
 
     Writes the capture to ``output`` (unless None) and returns it. ``pid`` (or ``plan.pid``) limits the
-    fault-path events to one process. Raises :class:`SwapraceError` when nothing could be attached (nothing is
+    fault-path events to one process (as ``plan.comm`` and ``plan.cgroup`` do: :mod:`swaprace.probes.filters`).
+    ``ready_file`` is written (atomically; a stale one is removed first) once every probe is armed, before
+    CMD starts: a script waits for it instead of sleeping. Raises :class:`SwapraceError` when nothing could be attached (nothing is
     written then), or after writing the capture when the backend failed midway.
     """
     if pid is not None:
@@ -204,6 +235,8 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     child: Optional[subprocess.Popen] = None
     child_finished = False  # the command ended on its own (not stopped by us)
     started = False
+    if ready_file is not None:
+        _remove_stale(ready_file)
     with _StopFlag() as flag:
         try:
             meta.start_time_ns = time.time_ns()
@@ -211,6 +244,8 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
             backend.start(plan)
             started = True
             t0 = time.monotonic()
+            if ready_file is not None:
+                _write_ready(ready_file, backend, plan)
             if cmd:
                 child = _spawn(cmd)
             while flag.signum is None:
@@ -261,6 +296,9 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
         meta.extra["backend_failure"] = f"{type(failure).__name__}: {failure}"
     if plan.pid is not None:
         meta.extra["pid_filter"] = plan.pid
+    if plan.thread_filter.active:
+        # windows of other threads are absent on purpose: the analysis and analyze's summary say so
+        meta.extra["thread_filter"] = plan.thread_filter.to_meta(backend.name)
     events = normalize(pd.concat(frames, ignore_index=True)) if frames else empty_events()
     meta.lost_intervals = backend.lost_intervals(events)
     meta.extra["layout"] = plan.layout.to_dict()
@@ -279,6 +317,27 @@ def record(output: Optional[str], backend: Backend, plan: ProbePlan, duration: O
     if plan.raw_trace is not None and raw is not None:
         write_raw_trace(plan.raw_trace, raw, meta)
     return capture
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SwapraceError(f"cannot remove the old ready file {path}: {exc.strerror}") from None
+
+
+def _write_ready(path: str, backend: Backend, plan: ProbePlan) -> None:
+    """The ready signal: one JSON line, written whole or not at all."""
+    import json
+
+    text = json.dumps({"pid": os.getpid(), "backend": backend.name, "roles": sorted(plan.probed),
+                       "ts_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)}, sort_keys=True)
+    try:
+        atomic_write_text(path, text + "\n")
+    except OSError as exc:
+        raise SwapraceError(f"cannot write the ready file {path}: {exc.strerror or exc}") from None
 
 
 def _libc_prctl():

@@ -15,11 +15,12 @@
 //       R_NR_SRC        NRSRC_*: how the call knows how many entries it covers
 //       R_CL_SI, R_CL_CI, R_CL_OFF  the (si, ci, ci_start) arguments of a cluster-relative free
 //       R_RET_BOOL      1: the function returns bool (only %al is defined)
-//       R_THREAD        1: a fault-side role, filtered by FILTER_TGID (catalog.THREAD_ROLES)
+//       R_THREAD        1: a fault-side role, filtered by FILTER_* (catalog.THREAD_ROLES)
 //       R_RETURN=1      a return probe is attached
 //   * struct offsets from BTF (swaprace/kernel/layout.py): FOLIO_SWAP_OFF FOLIO_FLAGS_OFF PG_HEAD FOLIO_ORDER_OFF
 //     PAGE_SIZE_B SI_TYPE_OFF SI_CINFO_OFF CLUSTER_SIZE CLUSTER_SLOTS;
-//   * USE_RINGBUF / RINGBUF_PAGES, EMIT_EVENTS, FILTER_TGID, MAX_RACES, ENTRY_STATES.
+//   * USE_RINGBUF / RINGBUF_PAGES, EMIT_EVENTS, MAX_RACES, ENTRY_STATES;
+//   * the thread filters FILTER_TGID, FILTER_COMM_LO/_HI, FILTER_CGROUP (+ FILTER_CGROUP_ID, informative).
 //
 // The detector, per the spec, and where it cannot follow it:
 //   * Slot state per entry (LRU hash `slots`): allocation and free sequence numbers updated with
@@ -185,13 +186,31 @@ static __always_inline u32 current_tid(void)
     return (u32)bpf_get_current_pid_tgid();
 }
 
+#ifdef FILTER_CGROUP
+// --cgroup: the directory's fd, put in by the loader before the program is armed
+BPF_CGROUP_ARRAY(filter_cgroup, 1);
+#endif
+
+// The thread filters (--pid, --comm, --cgroup: swaprace/probes/filters.py); only R_THREAD roles ask: the slot
+// lifecycle of every task stays traced, since another task's free and reallocation is what a race is made of.
 static __always_inline int filtered_out(void)
 {
 #ifdef FILTER_TGID
-    return (bpf_get_current_pid_tgid() >> 32) != FILTER_TGID;
-#else
-    return 0;
+    if ((bpf_get_current_pid_tgid() >> 32) != FILTER_TGID)
+        return 1;
 #endif
+#ifdef FILTER_COMM_LO
+    u64 comm[2] = {};  // zeroed: the helper copies up to the NUL only
+    bpf_get_current_comm(&comm, sizeof(comm));
+    if (comm[0] != FILTER_COMM_LO || comm[1] != FILTER_COMM_HI)
+        return 1;
+#endif
+#ifdef FILTER_CGROUP
+    // the cgroup or one below it (v2); an error (no fd in the array) also filters out
+    if (filter_cgroup.check_current_task(0) != 1)
+        return 1;
+#endif
+    return 0;
 }
 
 static __always_inline u64 read_u64(u64 addr)

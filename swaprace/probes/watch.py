@@ -51,12 +51,13 @@ def difference(now: Dict[str, int], before: Dict[str, int]) -> Dict[str, int]:
     return {key: now[key] - before.get(key, 0) for key in now}
 
 
-def format_header() -> str:
-    return "TIME     " + " ".join(f"{h:>9}" for h, _ in COLUMNS)
+def format_header(timestamp: bool = True) -> str:
+    return ("TIME     " if timestamp else "") + " ".join(f"{h:>9}" for h, _ in COLUMNS)
 
 
-def format_interval(clock: str, delta: Dict[str, int]) -> str:
-    return f"{clock:<8} " + " ".join(f"{delta[key]:>9,}" for _, key in COLUMNS)
+def format_interval(clock: Optional[str], delta: Dict[str, int]) -> str:
+    """An interval line; ``clock`` None: without its TIME column (``watch -t``)."""
+    return (f"{clock:<8} " if clock is not None else "") + " ".join(f"{delta[key]:>9,}" for _, key in COLUMNS)
 
 
 def format_race(race: dict) -> str:
@@ -77,6 +78,17 @@ class WatchOptions:
     interval: float = 1.0
     count: Optional[int] = None
     as_json: bool = False
+    #: None: interval lines carry the time, RACE lines not (the default); True: every line (``-T``); False:
+    #: none (``-t``).
+    timestamp: Optional[bool] = None
+
+    @property
+    def interval_time(self) -> bool:
+        return self.timestamp is not False
+
+    @property
+    def race_time(self) -> bool:
+        return self.timestamp is True
 
 
 def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
@@ -90,10 +102,11 @@ def watch(plan: ProbePlan, options: WatchOptions, write: Callable[[str], None],
         raise SwapraceError(f"watch needs the bcc backend: {why}")
 
     def on_race(race: dict) -> None:
+        clock = time.strftime("%H:%M:%S") if options.race_time else None
         if options.as_json:
-            write(jsonout.dumps({"type": "race", **race}, sort_keys=True))
+            write(jsonout.dumps({"type": "race", **race, **({"time": clock} if clock else {})}, sort_keys=True))
         else:
-            write(format_race(race))
+            write(f"{clock:<8} {format_race(race)}" if clock else format_race(race))
 
     backend.on_race = on_race
     # SIGTERM and SIGHUP (the terminal went away) detach like Ctrl-C does
@@ -109,7 +122,7 @@ def _watch_loop(backend, plan: ProbePlan, options: WatchOptions, write: Callable
     try:
         backend.start(plan)
         if not options.as_json:
-            write(format_header())
+            write(format_header(options.interval_time))
         before = interval_counts(backend.counters(), backend.losses())
         done = 0
         while options.count is None or done < options.count:
@@ -119,11 +132,12 @@ def _watch_loop(backend, plan: ProbePlan, options: WatchOptions, write: Callable
             delta = difference(now, before)
             before = now
             done += 1
+            clock = time.strftime("%H:%M:%S") if options.interval_time else None
             if options.as_json:
-                write(json.dumps({"type": "interval", "time": time.strftime("%H:%M:%S"), **delta},
+                write(json.dumps({"type": "interval", **({"time": clock} if clock else {}), **delta},
                                  sort_keys=True))
             else:
-                write(format_interval(time.strftime("%H:%M:%S"), delta))
+                write(format_interval(clock, delta))
         totals = before
     except KeyboardInterrupt:
         pass

@@ -71,14 +71,18 @@ def main(out_dir: str) -> int:
     result["ksm_run_before"] = Path("/sys/kernel/mm/ksm/run").read_text().strip()
     vm_before = vmstat()
     t0 = time.monotonic()
+    ready = out / "record.ready"
     proc = subprocess.Popen(SWAPRACE + ["record", "-o", str(out / "record.parquet"), "--backend", "ftrace",
-                                        "--json", "--raw-trace", str(out / "record.trace"), "--"] + WORKLOAD +
+                                        "--json", "--raw-trace", str(out / "record.trace"),
+                                        "--ready-file", str(ready), "--"] + WORKLOAD +
                             ["--threads", "2", "--mem", "16", "--limit", "8", "--seconds", "600", "--ksm",
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300  # python + pandas start slowly under TCG
-    while time.monotonic() < deadline and proc.poll() is None and not all(leftovers().values()):
-        time.sleep(0.2)
+    # --ready-file: written once every probe is armed (no polling of tracefs for what the recorder set up)
+    while time.monotonic() < deadline and proc.poll() is None and not ready.exists():
+        time.sleep(0.1)
     result["steps"]["attach_s"] = round(time.monotonic() - t0, 1)
+    result["ready"] = json.loads(ready.read_text()) if ready.exists() else None
     result["during_record"] = leftovers()
     attached = vmstat()
     while time.monotonic() < deadline and proc.poll() is None:
