@@ -112,14 +112,21 @@ class Counting:
         text += "".join(COUNT_FN.format(i=i) for i in range(len(self.attach)))
         t0 = time.monotonic()
         self.bpf = BPF(text=text)
+        try:
+            self._attach(plan)
+        except BaseException:
+            self.bpf.cleanup()
+            raise
+        self.start_seconds = time.monotonic() - t0
+        self.fds = {f"{kind}:{symbol}": self.bpf.funcs[f"cnt_{i}".encode()].fd
+                    for i, (kind, symbol, _fn) in enumerate(self.attach)}
+
+    def _attach(self, plan) -> None:
         for i, (kind, symbol, _fn) in enumerate(self.attach):
             if kind == "kprobe":
                 self.bpf.attach_kprobe(event=symbol, fn_name=f"cnt_{i}")
             else:
                 self.bpf.attach_kretprobe(event=symbol, fn_name=f"cnt_{i}", maxactive=plan.maxactive)
-        self.start_seconds = time.monotonic() - t0
-        self.fds = {f"{kind}:{symbol}": self.bpf.funcs[f"cnt_{i}"].fd
-                    for i, (kind, symbol, _fn) in enumerate(self.attach)}
 
     def hits(self) -> int:
         return int(sum(sum(v) for v in self.bpf["hits"].values()))
@@ -145,7 +152,12 @@ class Traced:
         t0 = time.monotonic()
         self.backend.start(plan)
         self.start_seconds = time.monotonic() - t0
-        self.fds = {f"{kind}:{symbol}": self.backend._bpf.funcs[fn].fd for kind, symbol, fn in attachments(plan)}
+        try:
+            self.fds = {f"{kind}:{symbol}": self.backend._bpf.funcs[fn.encode()].fd
+                        for kind, symbol, fn in attachments(plan)}
+        except BaseException:
+            self.backend.stop()
+            raise
 
     def _totals(self):
         counters = self.backend.counters()
