@@ -224,7 +224,7 @@ def measure(label, factory, args, report, intervals=()):
         row["runs"] = runs
         row["seconds"] = median([r["seconds"] for r in runs])
         row["hits_per_s"] = round(median([r["hits"] / r["seconds"] for r in runs]))
-        if "events" in runs[0]:
+        if "events" in runs[0] and getattr(prog, "stream", True):
             row["events_per_s"] = round(median([r["events"] / r["seconds"] for r in runs]))
             row["written_vs_counted"] = round(median([r["events"] / max(r["hits"], 1) for r in runs]), 4)
             row["lost"] = [r["lost"] for r in runs]
@@ -264,23 +264,27 @@ def print_table(report) -> None:
     base = report["untraced_s_median"]
     print(f"kernel {report['kernel']}: workload {report['workload']}, untraced {base:.2f} s "
           f"(median of {report['untraced_s']})")
-    print("| mode | run time / untraced | events/s written | written / kernel hits | lost "
+    print("| mode | run time / untraced (timed run; bpf_stats run) | events/s written | written / kernel hits | lost "
           "| hits/s (kernel) | ns per probe run (bpf_stats) | compile+attach s |")
     print("|---|---|---|---|---|---|---|---|")
     for row in report["modes"]:
         if "failed" in row and "seconds" not in row:
             print(f"| {row['mode']} | failed: {row['failed']} | | | | | | |")
             continue
-        ratio = row["seconds"] / base
+        ratio = f"x{row['seconds'] / base:.3f}"
+        if "stats_run_seconds" in row:
+            ratio += f"; x{row['stats_run_seconds'] / base:.3f}"
         ev = f"{row['events_per_s']:,}" if "events_per_s" in row else "-"
         wc = row.get("written_vs_counted", "-")
         lost = ", ".join(f"{x:,}" for x in row["lost"]) if "lost" in row else "-"
         ns = row.get("ns_per_hit", "-")
-        print(f"| {row['mode']} | x{ratio:.3f} | {ev} | {wc} | {lost} | {row['hits_per_s']:,} | {ns} "
+        print(f"| {row['mode']} | {ratio} | {ev} | {wc} | {lost} | {row['hits_per_s']:,} | {ns} "
               f"| {row.get('compile_attach_s', '-')} |")
     if report.get("detect_vs_counting") is not None:
         print(f"detection-only added time / counting baseline's added time: x{report['detect_vs_counting']} "
               "(goal <= 2)")
+    if report.get("detect_vs_counting_ns") is not None:
+        print(f"detection-only BPF ns per probe run / counting baseline's: x{report['detect_vs_counting_ns']}")
     print("where loss starts (same stream drained less often):")
     for row in report["modes"]:
         for s in row.get("slow_drain", []):
@@ -345,6 +349,8 @@ def main() -> int:
     count, detect = by.get(factories["count"][0], {}), by.get(factories["detect"][0], {})
     if "seconds" in count and "seconds" in detect and count["seconds"] > base:
         report["detect_vs_counting"] = round((detect["seconds"] - base) / (count["seconds"] - base), 2)
+    if count.get("ns_per_hit") and detect.get("ns_per_hit"):
+        report["detect_vs_counting_ns"] = round(detect["ns_per_hit"] / count["ns_per_hit"], 2)
     print_table(report)
     if args.json:
         print(json.dumps(report, indent=1))
