@@ -34,6 +34,7 @@ from swaprace.kernel.symbols import symbol_overrides
 from swaprace.capture import PARQUET_MAGIC, read_capture
 from swaprace.errors import SwapraceError
 from swaprace.events import Capture, CaptureMeta, empty_events
+from swaprace.readers.blocks import line_blocks
 from swaprace.readers.jsonl import read_jsonl_stream
 from swaprace.readers.tools import (PERF_DATA_MAGIC, TRACE_DAT_MAGIC, BlockReader, KallsymsMap,
                                     has_raw_locations, tool_output, unpadded)
@@ -241,20 +242,7 @@ def detect_format(path: Path, head: bytes) -> str:
 
 def _blocks(fh: BinaryIO) -> Iterator[bytes]:
     """The file in blocks that end on a line boundary."""
-    rest = b""
-    while True:
-        data = fh.read(_BLOCK)
-        if not data:
-            if rest:
-                yield rest
-            return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        yield data[: cut + 1]
-        rest = data[cut + 1:]
+    return line_blocks(fh, _BLOCK)
 
 
 @contextlib.contextmanager

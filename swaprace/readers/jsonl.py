@@ -23,6 +23,7 @@ from swaprace.events import (COLUMNS, INPUT_COLUMNS, PHASES, ROLES, SWP_OFFSET_M
                              CaptureMeta, empty_events, normalize)
 from swaprace.kernel.symbols import role_of_symbol, symbol_overrides
 from swaprace.readers.validate import I32_MAX, I64_MAX, check_events, meta_from_obj
+from swaprace.readers.blocks import line_blocks
 
 #: Text parsed per block: a block's decoded dicts (~2 KB a line) are the reader's only per-line overhead.
 BLOCK_BYTES = 256 << 10
@@ -87,20 +88,7 @@ def read_jsonl_stream(raw: BinaryIO, path: Path) -> Capture:
 def _text_blocks(raw: BinaryIO) -> Iterator[List[str]]:
     """Lines of about BLOCK_BYTES at a time, decoded as the text reader did (UTF-8, bad bytes escaped,
     universal newlines)."""
-    rest = b""
-    while True:
-        data = raw.read(BLOCK_BYTES)
-        if not data:
-            if rest:
-                yield _lines(rest)
-            return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        yield _lines(data[:cut + 1])
-        rest = data[cut + 1:]
+    return map(_lines, line_blocks(raw, BLOCK_BYTES))
 
 
 def _lines(block: bytes) -> List[str]:
