@@ -92,7 +92,7 @@ deviations; each is counted where it can happen, and the file's header says why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -111,8 +111,6 @@ _EEXIST = np.uint64((1 << 32) - 17)
 #: Row numbers are int32 (captures up to 2**31 events): half the memory of int64 on the hot arrays.
 _ROW = np.int32
 _NONE = -1
-#: Rows per chunk where a whole-table pass would otherwise allocate per-event temporaries.
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -172,7 +170,7 @@ class _Events:
         """Row numbers of events of ``role`` (and ``phase``), in order."""
         rows = self._role_rows.get(role)
         if rows is None:
-            return np.empty(0, dtype=_ROW)  # int32 like the others: one absent role must not widen a concatenation
+            return np.empty(0, dtype=np.int64)
         if phase == "call":
             return rows[self.is_call[rows]]
         if phase == "return":
@@ -181,38 +179,21 @@ class _Events:
 
     def u64(self, column: str, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(values as uint64 with 0 for null, valid mask) of a nullable column at ``rows``."""
-        data, null = self.column(column)
-        values, missing = data[rows].astype(np.uint64, copy=False), null[rows]
-        values[missing] = 0  # the buffer may hold anything under the mask; this gather is a copy already
-        return values, ~missing
-
-    def column(self, column: str) -> Tuple[np.ndarray, np.ndarray]:
-        """(values, null mask) of a nullable column over all rows, the frame's own buffers where it has them (a
-        copy would cost 9 B/event per column). Values under the mask are undefined: :meth:`u64` zeroes them."""
         cached = self._u64.get(column)
         if cached is None:
-            cached = _masked_buffers(self.df[column]) if column in self.df.columns else None
-            if cached is None and column in self.df.columns:
+            if column in self.df.columns:
                 col = self.df[column]
-                cached = (col.to_numpy(dtype="uint64", na_value=0), col.isna().to_numpy())
-            elif cached is None:  # an older capture without the column: all null
-                cached = (np.zeros(self.n, np.uint64), np.ones(self.n, bool))
+                cached = (col.to_numpy(dtype="uint64", na_value=0), ~col.isna().to_numpy())
+            else:  # an older capture without the column: all null
+                cached = (np.zeros(self.n, np.uint64), np.zeros(self.n, bool))
             self._u64[column] = cached
-        return cached
+        data, valid = cached
+        return data[rows], valid[rows]
 
     def nr(self, rows: np.ndarray) -> np.ndarray:
         """How many entries each event covers (``nr``; 1 where the function has none)."""
         values, valid = self.u64("nr", rows)
         return np.where(valid & (values > 1), values, 1).astype(np.int64)
-
-
-def _masked_buffers(col: pd.Series) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(data, mask) of a nullable unsigned column without a copy (None when it is not a masked array)."""
-    arr = col.array
-    data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)  # pandas' masked arrays (no public view)
-    if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray) or data.dtype.kind != "u":
-        return None
-    return data, mask
 
 
 def _code(categories: pd.Index, name: str) -> int:
@@ -229,9 +210,8 @@ def _dense_small_ints(values: np.ndarray) -> Tuple[np.ndarray, int]:
         return codes.astype(np.int64), len(uniq)
     present = np.zeros(int(values.max()) + 1, np.int32)
     present[values] = 1
-    k = int(present.sum())
-    code_of = (np.cumsum(present) - 1).astype(np.uint16 if k <= 1 << 16 else np.int32)  # 2 B/event when it can
-    return code_of[values], k
+    code_of = (np.cumsum(present) - 1).astype(np.int32)
+    return code_of[values], int(present.sum())
 
 
 def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -304,28 +284,9 @@ def _group_cumsum(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return total - (total[first] - values[first])
 
 
-def _entry_row_order(entries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``np.lexsort((rows, entries))`` (by entry, then row, ties in input order), without comparison-sorting
-    two 64-bit keys: a stable sort by row, then a radix pass over dense entry codes."""
-    codes, uniq = pd.factorize(entries, sort=True)
-    by_row = np.argsort(rows, kind="stable")
-    return by_row[stable_order(codes[by_row], len(uniq))]
-
-
 def _asof(sorted_keys: np.ndarray, query_keys: np.ndarray) -> np.ndarray:
     """Index of the last sorted key <= each query key (-1 when none)."""
-    return _search(sorted_keys, query_keys, "right") - 1
-
-
-def _search(sorted_keys: np.ndarray, queries: np.ndarray, side: Literal["left", "right"] = "left") -> np.ndarray:
-    """``np.searchsorted`` with the queries visited in sorted order: each search then starts where the last one
-    ended instead of at the top of the keys (about 3x faster for many random queries)."""
-    if len(queries) < 1024 or len(sorted_keys) < 1024:
-        return np.searchsorted(sorted_keys, queries, side=side)
-    by_value = np.argsort(queries)
-    out = np.empty(len(queries), np.intp)
-    out[by_value] = np.searchsorted(sorted_keys, queries[by_value], side=side)
-    return out
+    return np.searchsorted(sorted_keys, query_keys, side="right") - 1
 
 
 # --- the analysis ------------------------------------------------------------------------------------------
@@ -358,38 +319,21 @@ def analyze(
 
     windows = _windows(ev, pairs["fault"])
     _assign_window_entries(ev, windows, ev.rows("lookup", "call"))
-    # Before the slot histories exist: its searches' peak then does not stack on them (the memory goal).
-    _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     binds = _binds(ev, pairs["lookup"])
     unbinds = _unbinds(ev, pairs["free_cache"], binds)
     allocator_probed = "slot_alloc" in capture.meta.symbols or len(ev.rows("slot_alloc")) > 0
     life = _generations(ev, pairs["slot_alloc"], pairs["free_cache"], binds, unbinds, allocator_probed)
     res = _residency(ev, binds, unbinds, life)
-    counts: Dict[str, Any] = {"lookup_hits": int(binds.from_lookup.sum()), "cache_adds": int((binds.kind == 1).sum())}
-    del binds  # each stage's state is dropped once no later one needs it (the memory goal)
+    _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
     _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"]))
-    counts.update({
-        "ksm_copies": _ksm_copies(ev, pairs["ksm_copy"]),
-        "reuses": life.reuses,
-        "gaps": int(len(life.gap_entries)),
-        "allocator_probed": bool(allocator_probed),
-        "evictions": res.evictions,
-        "rereads": res.rereads,
-        "cache_deletes": int((unbinds.kind == 0).sum()),
-        "unresolved_unbinds": unbinds.unresolved,
-        "prepare": _prepare_stats(ev, windows, pairs["prepare"], unbinds, life),
-    })
-    del pairs, unbinds
+    prepare = _prepare_stats(ev, windows, pairs["prepare"], unbinds, life)
 
     window_frame = _window_frame(ev, windows, races)
     race_frame = _race_frame(ev, windows, races)
-    del windows, races
     generations = life.frame(ev)
-    del life
     residency = res.frame(ev)
-    del res
     if entry is not None:
         window_frame = window_frame[window_frame["entry"] == entry]
         generations = generations[generations["entry"] == entry]
@@ -398,8 +342,22 @@ def analyze(
     if tid is not None:
         window_frame = window_frame[window_frame["tid"] == tid]
         race_frame = race_frame[race_frame["tid"] == tid]
-    window_frame, generations, residency, race_frame = (
-        f.reset_index(drop=True) for f in (window_frame, generations, residency, race_frame))
+    frames = [f.reset_index(drop=True) for f in (window_frame, generations, residency, race_frame)]
+    window_frame, generations, residency, race_frame = frames
+
+    counts = {
+        "lookup_hits": int(binds.from_lookup.sum()),
+        "ksm_copies": _ksm_copies(ev, pairs["ksm_copy"]),
+        "reuses": life.reuses,
+        "gaps": int(len(life.gap_entries)),
+        "allocator_probed": bool(allocator_probed),
+        "evictions": res.evictions,
+        "rereads": res.rereads,
+        "cache_adds": int((binds.kind == 1).sum()),
+        "cache_deletes": int((unbinds.kind == 0).sum()),
+        "unresolved_unbinds": unbinds.unresolved,
+        "prepare": prepare,
+    }
     summary = _summary(capture, ev, counts, window_frame, generations, race_frame, lost,
                        filters={"since_ns": since_ns, "until_ns": until_ns, "entry": entry, "tid": tid})
     return Analysis(capture=capture, windows=window_frame, generations=generations, residency=residency,
@@ -431,13 +389,25 @@ def _is_folio(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return valid & (values != 0) & (values < ERR_PTR_MIN)
 
 
+def _entry_codes(*entry_arrays: np.ndarray) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Dense codes of uint64 entries shared across arrays (sorted by entry value), and the unique entries."""
+    allv = np.concatenate(entry_arrays) if entry_arrays else np.empty(0, np.uint64)
+    uniq = np.unique(allv)
+    out, start = [], 0
+    codes = np.searchsorted(uniq, allv).astype(np.int64)
+    for arr in entry_arrays:
+        out.append(codes[start:start + len(arr)])
+        start += len(arr)
+    return out, uniq
+
+
 def _first_after(key_sorted: np.ndarray, order: np.ndarray, span: int, q_code: np.ndarray, after: np.ndarray,
                  before: np.ndarray) -> np.ndarray:
     """Index (into the unsorted stream) of the first item of group ``q_code`` with after < row < before."""
     out = np.full(len(q_code), _NONE, np.int64)
     if len(key_sorted) == 0 or len(q_code) == 0:
         return out
-    pos = _search(key_sorted, q_code * span + after, "right")
+    pos = np.searchsorted(key_sorted, q_code * span + after, side="right")
     pos_c = np.minimum(pos, len(key_sorted) - 1)
     hit_key = key_sorted[pos_c]
     ok = (pos < len(key_sorted)) & (hit_key // span == q_code) & (hit_key % span < before)
@@ -457,18 +427,15 @@ class _Keyed:
         out = np.full(len(q_tid), _NONE, np.int64)
         if len(self.rows) == 0 or len(q_tid) == 0:
             return out
-        # Codes only group equal (tid, entry) pairs: hashing (factorize) spares sorting the entries.
-        e_codes, e_uniq = pd.factorize(np.concatenate([self.entries, q_entry.astype(np.uint64)]))
-        t_codes, _ = pd.factorize(np.concatenate([self.tids, q_tid.astype(np.int64)]))
-        pair = t_codes.astype(np.int64) * max(len(e_uniq), 1) + e_codes
-        del e_codes, t_codes
-        codes, uniq = pd.factorize(pair)
+        (e_stream, e_query), _ = _entry_codes(self.entries, q_entry.astype(np.uint64))
+        t_all = np.concatenate([self.tids, q_tid.astype(np.int64)])
+        t_codes, _ = pd.factorize(t_all)
+        n_e = int(max(e_stream.max(initial=0), e_query.max(initial=0))) + 1
+        pair = t_codes.astype(np.int64) * n_e + np.concatenate([e_stream, e_query])
+        codes, _ = pd.factorize(pair)
         s_code, q_code = codes[: len(self.rows)].astype(np.int64), codes[len(self.rows):].astype(np.int64)
         keys = s_code * self.span + self.rows
-        if len(self.rows) < 2 or bool(np.all(self.rows[1:] >= self.rows[:-1])):
-            order = stable_order(s_code, len(uniq))  # rows ascending: a radix pass by code gives (code, row)
-        else:
-            order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys, kind="stable")
         return _first_after(keys[order], order, self.span, q_code, after.astype(np.int64),
                             before.astype(np.int64))
 
@@ -608,7 +575,7 @@ class _Alternation:
 
     @classmethod
     def build(cls, entry, row, is_open, kind) -> "_Alternation":
-        order = _entry_row_order(entry, row)
+        order = np.lexsort((row, entry))  # by entry, then row
         entry, row, is_open, kind = entry[order], row[order], is_open[order], kind[order]
         first = np.ones(len(row), bool)
         first[1:] = entry[1:] != entry[:-1]
@@ -664,7 +631,7 @@ class _Life:
     def code_of(self, entries: np.ndarray) -> np.ndarray:
         """Dense code of each entry (-1 for an entry with no slot events)."""
         firsts = self.alt.entry[self.alt.first]
-        pos = _search(firsts, entries)
+        pos = np.searchsorted(firsts, entries)
         pos_c = np.minimum(pos, max(len(firsts) - 1, 0))
         ok = (len(firsts) > 0) & (pos < len(firsts))
         if len(firsts):
@@ -794,11 +761,28 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     kind = np.concatenate([binds.kind, unbinds.kind])
     folio = np.concatenate([binds.folio, np.zeros(len(unbinds.row), np.uint64)])
     alt = _Alternation.build(entries, rows, is_open, kind)
-    del rows, entries, is_open, kind  # build keeps reordered copies
     folio = folio[alt.order]
     iv = alt.intervals()
     n = len(iv["entry"])
-    eviction = _evictions(ev, life, alt, iv)  # its temporaries are gone before the re-read search
+    # Eviction: a residency end after which the slot stays: the next event on E (slot or cache) is not a free
+    # of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio free it right after their
+    # delete; reclaim's __remove_mapping keeps a slot that a pte still holds).
+    closed = iv["close_idx"] >= 0
+    eviction = closed.copy()
+    if closed.any() and len(life.alt.row):
+        (e_all, e_close), _ = _entry_codes(np.concatenate([life.alt.entry, alt.entry]), iv["entry"][closed])
+        rows_all = np.concatenate([life.alt.row, alt.row])
+        is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])
+        span = np.int64(ev.n + 1)
+        key = e_all * span + rows_all
+        order = np.argsort(key, kind="stable")
+        key, rows_all, is_free = key[order], rows_all[order], is_free[order]
+        c_rows = iv["close_row"][closed]
+        nxt = np.searchsorted(key, e_close * span + c_rows, side="right")  # the first event after the close
+        nxt_c = np.minimum(nxt, len(key) - 1)
+        has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
+        freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
+        eviction[np.flatnonzero(closed)] = ~freed_with_it
     # Re-read: a cache_add that begins a residency in a generation that already had one.
     gen = _generation_at(life, iv["entry"], np.where(iv["open_row"] >= 0, iv["open_row"], 0))
     prev_same_entry = np.zeros(n, bool)
@@ -810,46 +794,12 @@ def _residency(ev: _Events, binds: _BindEvents, unbinds: _UnbindEvents, life: _L
     return _Residency(alt, folio, eviction, reread, iv)
 
 
-def _sorted_codes(*sorted_arrays: np.ndarray) -> List[np.ndarray]:
-    """Dense codes (in value order) shared by uint64 arrays that are each sorted (lifecycle entries are): no
-    hash table as large as the input, and the searches walk forward."""
-    firsts = [a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a for a in sorted_arrays]
-    uniq = np.unique(np.concatenate(firsts))
-    return [np.searchsorted(uniq, a).astype(np.int64) for a in sorted_arrays]
-
-
-def _evictions(ev: _Events, life: _Life, alt: _Alternation, iv: Dict[str, np.ndarray]) -> np.ndarray:
-    """Per residency interval: an eviction, a residency end after which the slot stays. The next event on E
-    (slot or cache) is not a free of the slot by the same thread (folio_free_swap / 7.x __swap_cache_del_folio
-    free it right after their delete; reclaim's __remove_mapping keeps a slot that a pte still holds)."""
-    closed = iv["close_idx"] >= 0
-    eviction = closed.copy()
-    if not closed.any() or not len(life.alt.row):
-        return eviction
-    life_code, res_code, e_close = _sorted_codes(life.alt.entry, alt.entry, iv["entry"][closed])
-    span = np.int64(ev.n + 1)
-    key = np.concatenate([life_code, res_code]) * span + np.concatenate([life.alt.row, alt.row])
-    del life_code, res_code
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    rows_all = np.concatenate([life.alt.row, alt.row])[order]
-    is_free = np.concatenate([~life.alt.is_open, np.zeros(len(alt.row), bool)])[order]
-    del order
-    c_rows = iv["close_row"][closed]
-    nxt = _search(key, e_close * span + c_rows, "right")  # the first event after the close
-    nxt_c = np.minimum(nxt, len(key) - 1)
-    has_next = (nxt < len(key)) & (key[nxt_c] // span == e_close)
-    freed_with_it = has_next & is_free[nxt_c] & (ev.tid[rows_all[nxt_c]] == ev.tid[c_rows])
-    eviction[np.flatnonzero(closed)] = ~freed_with_it
-    return eviction
-
-
 def _generation_at(life: _Life, entries: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Global generation id live at ``rows`` for ``entries`` (-1: none of its slot events yet)."""
     lcode = life.code_of(entries)
     span = np.int64(max(int(life.alt.row.max(initial=0)), int(rows.max(initial=0))) + 2)
     lkey = life.alt.code.astype(np.int64) * span + life.alt.row
-    idx = _search(lkey, np.maximum(lcode, 0) * span + rows, "right") - 1
+    idx = np.searchsorted(lkey, np.maximum(lcode, 0) * span + rows, side="right") - 1
     ok = (lcode >= 0) & (idx >= 0)
     idx_c = np.maximum(idx, 0)
     if len(lkey):
@@ -1115,25 +1065,9 @@ def _prepare_stats(ev: _Events, w: _Windows, prepare_pairs, unbinds: _UnbindEven
     failed = e_ok & v_ok & (low == _EEXIST)
     out = {"calls": int(len(calls)), "backoffs": int(failed.sum()), "conflicts": 0,
            "installs_after_failed_prepare": 0}
+    # SWAP_HAS_CACHE taken: a successful prepare or an allocation; dropped: swapcache_clear, a cache delete, a
+    # free of the slot. Two takes in a row are a conflict: the guard let two threads through.
     s_rows, s_entries = _expand(rets[success], entry[success], ev.nr(calls[success]))
-    if len(s_rows):  # no successful prepare, no conflict: the sort over every take and drop is spared
-        out["conflicts"] = _prepare_conflicts(ev, s_rows, s_entries, unbinds, life)
-    # A thread whose prepare of E failed must back out: an install of E after it in the same window is a bug.
-    f_rows, f_entries = _expand(rets[failed], entry[failed], ev.nr(calls[failed]))
-    has = np.flatnonzero(w.install >= 0)
-    if len(f_rows) and len(has):
-        found = _Keyed(f_rows, ev.tid[f_rows], f_entries, ev.n + 1).first(w.tid[has], w.entry[has], w.call[has],
-                                                                           w.install[has])
-        out["installs_after_failed_prepare"] = int((found >= 0).sum())
-    return out
-
-
-def _prepare_conflicts(ev: _Events, s_rows: np.ndarray, s_entries: np.ndarray, unbinds: _UnbindEvents,
-                       life: _Life) -> int:
-    """Successful prepares of E while SWAP_HAS_CACHE was already taken.
-
-    SWAP_HAS_CACHE is taken by a successful prepare or an allocation and dropped by swapcache_clear, a cache
-    delete or a free of the slot. Two takes in a row are a conflict: the guard let two threads through."""
     c_rows, c_entries = _entry_calls(ev, "prepare_clear")
     d = unbinds.kind == 0
     a_code, a_row = life.starts()
@@ -1144,13 +1078,22 @@ def _prepare_conflicts(ev: _Events, s_rows: np.ndarray, s_entries: np.ndarray, u
     take = np.concatenate([np.ones(len(s_rows) + len(a_row), bool),
                            np.zeros(len(c_rows) + int(d.sum()) + len(f_row), bool)])
     is_prepare = np.concatenate([np.ones(len(s_rows), bool), np.zeros(len(rows) - len(s_rows), bool)])
-    order = _entry_row_order(entries, rows)
-    entries, take, is_prepare = entries[order], take[order], is_prepare[order]
-    same = np.zeros(len(rows), bool)
-    same[1:] = entries[1:] == entries[:-1]
-    prev_take = np.zeros(len(rows), bool)
-    prev_take[1:] = take[:-1]
-    return int((is_prepare & same & prev_take).sum())
+    if len(rows):
+        order = np.lexsort((rows, entries))
+        entries, take, is_prepare = entries[order], take[order], is_prepare[order]
+        same = np.zeros(len(rows), bool)
+        same[1:] = entries[1:] == entries[:-1]
+        prev_take = np.zeros(len(rows), bool)
+        prev_take[1:] = take[:-1]
+        out["conflicts"] = int((is_prepare & same & prev_take).sum())
+    # A thread whose prepare of E failed must back out: an install of E after it in the same window is a bug.
+    f_rows, f_entries = _expand(rets[failed], entry[failed], ev.nr(calls[failed]))
+    has = np.flatnonzero(w.install >= 0)
+    if len(f_rows) and len(has):
+        found = _Keyed(f_rows, ev.tid[f_rows], f_entries, ev.n + 1).first(w.tid[has], w.entry[has], w.call[has],
+                                                                           w.install[has])
+        out["installs_after_failed_prepare"] = int((found >= 0).sum())
+    return out
 
 
 # --- frames and summary -------------------------------------------------------------------------------------
@@ -1244,14 +1187,11 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
              filters: Dict[str, Any]) -> Dict[str, Any]:
     by_function: Dict[str, Dict[str, int]] = {}
     if ev.n:
-        per_func = np.zeros(2 * ev.n_funcs, np.int64)
-        for lo in range(0, ev.n, _CHUNK):  # in chunks: an int64 index over the whole table is 8 B/event
-            codes = ev.func_codes[lo:lo + _CHUNK].astype(np.intp) * 2 + ~ev.is_call[lo:lo + _CHUNK]
-            per_func += np.bincount(codes, minlength=2 * ev.n_funcs)
+        per_func = np.bincount(ev.func_codes.astype(np.int64) * 2 + (~ev.is_call), minlength=2 * ev.n_funcs)
         for name, (n_call, n_ret) in zip(ev.func_names, per_func.reshape(-1, 2)):
             if n_call or n_ret:
                 by_function[name] = {"call": int(n_call), "return": int(n_ret)}
-    entry_data, entry_null = ev.column("entry")
+    entries, entries_ok = ev.u64("entry", np.arange(ev.n))
     meta = capture.meta
     return {
         "events": int(ev.n),
@@ -1262,7 +1202,7 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
         "windows_with_entry": int(windows["entry"].notna().sum()),
         "windows_with_page": int(windows["obtain_ns"].notna().sum()),
         "lookup_hits": counts["lookup_hits"],
-        "entries": _distinct(entry_data, entry_null),
+        "entries": int(len(np.unique(entries[entries_ok]))),
         "ksm_copies": counts["ksm_copies"],
         "generations": int(len(generations)),
         "reuses": counts["reuses"],
@@ -1294,12 +1234,6 @@ def _summary(capture: Capture, ev: _Events, counts: Dict[str, Any], windows: pd.
             {"pid": meta.extra["pid_filter"]} if meta.extra.get("pid_filter") is not None else None),
         "time_range_ns": [int(ev.ts[0]), int(ev.ts[-1])] if ev.n else None,
     }
-
-
-def _distinct(values: np.ndarray, null: np.ndarray) -> int:
-    """How many distinct non-null values, counted chunk by chunk (no copy or hash table of the whole column)."""
-    parts = [pd.unique(values[lo:lo + _CHUNK][~null[lo:lo + _CHUNK]]) for lo in range(0, len(values), _CHUNK)]
-    return int(len(pd.unique(np.concatenate(parts)))) if parts else 0
 
 
 def _race_record(rec: Dict[str, Any]) -> Dict[str, Any]:
