@@ -421,3 +421,25 @@ print(int(Path({str(group / usage)!r}).read_text()))
     assert records > 3 * region  # the test means something: the records alone would dwarf the region
     assert region <= charged < region + 2 * 1024 * 1024, (charged, region, records)
 
+
+
+def test_the_helpers_structs_match_their_ctypes_mirrors():
+    """One layout, checked: the compiled helper reports its struct sizes and the loader compares them with the
+    ctypes mirrors; a mirror that differs is refused with one line (here: a Window without its last two fields)."""
+    import ctypes
+
+    if not native.find_compiler():
+        pytest.skip("no C compiler")
+    lib = ctypes.CDLL(str(native.build()))
+    native.check_struct_sizes(lib)  # the real ones match
+
+    class Short(ctypes.Structure):
+        _fields_ = native.Window._fields_[:-2]
+
+    real = native.Window
+    try:
+        native.Window = Short
+        with pytest.raises(SwapraceError, match="sr_window 40 B in C, 32 B here"):
+            native.check_struct_sizes(lib)
+    finally:
+        native.Window = real

@@ -158,6 +158,17 @@ def untrusted(path: Path) -> str | None:
     return None
 
 
+def check_struct_sizes(lib: ctypes.CDLL) -> None:
+    """The helper's structs, as its compiler laid them out, against the ctypes mirrors here (one layout, checked)."""
+    sizes = (ctypes.c_uint64 * 4)()
+    lib.sr_struct_sizes(sizes)
+    mirrors = {"sr_config": Config, "sr_result": Result, "sr_window": Window, "sr_mismatch": Mismatch}
+    wrong = [f"{name} {compiled} B in C, {ctypes.sizeof(mirror)} B here"
+             for (name, mirror), compiled in zip(mirrors.items(), sizes) if compiled != ctypes.sizeof(mirror)]
+    if wrong:
+        raise SwapraceError("the stress helper's structs differ from swaprace/stress/native.py: " + "; ".join(wrong))
+
+
 class Helper:
     """The loaded helper. One region per process: the C side keeps its state in globals."""
 
@@ -180,6 +191,7 @@ class Helper:
         lib.sr_thread_windows.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.POINTER(Window))]
         lib.sr_thread_windows.restype = ctypes.c_uint64
         self.lib = lib
+        check_struct_sizes(lib)
         self.config = Config()
         self.result = Result()
 

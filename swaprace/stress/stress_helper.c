@@ -535,6 +535,16 @@ int sr_stop_requested(void)
 	return stop_requested;
 }
 
+/* The structs native.py mirrors with ctypes, as this compiler laid them out: the loader compares them with its
+ * own before the first call, so a field added on one side only is an error, not a silently shifted read. */
+void sr_struct_sizes(uint64_t out[4])
+{
+	out[0] = sizeof(struct sr_config);
+	out[1] = sizeof(struct sr_result);
+	out[2] = sizeof(struct sr_window);
+	out[3] = sizeof(struct sr_mismatch);
+}
+
 void sr_request_stop(void)
 {
 	stop_requested = 1;
