@@ -444,7 +444,7 @@ def vm_shell(ctx: click.Context, kernel: str) -> None:
 @click.option("--processes", type=int, default=2, show_default=True, help="Unrelated workload processes.")
 @click.option("--mem", default="32M", show_default=True, help="Working set per process (e.g. 64M).")
 @click.option("--limit", default=None, help="Memory cgroup limit for all processes [default: 3/8 of the working set].")
-@click.option("--swap", default=None, help="Swap file size [default: working set + 8M: stays > half full].")
+@click.option("--swap", default=None, help="Swap file size [default: 9/8 of the working set: stays > half full].")
 @click.option("--ksm/--no-ksm", default=True, show_default=True, help="Identical pages merged by a fast KSM scan.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of page choice and content.")
 @click.option("--swap-file", default=None, help="Where to create the swap file [default: /var/tmp/swaprace-stress.swap].")

@@ -130,9 +130,12 @@ def _children_named(parent: int, prefix: str) -> list:
 def test_sigterm_and_ctrl_c_kill_qemu(signum: int) -> None:
     require_qemu()
     ensure_image("bookworm")  # so that the command below is booting, not building
+    # A shell starts background jobs with SIGINT ignored and a child inherits that (a CI runner in the
+    # background): give the command Ctrl-C's default, as a terminal would.
     cli = subprocess.Popen(
         [sys.executable, "-m", "swaprace", "vm", "run", "--", "sleep", "3600"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     qemu: list = []
