@@ -303,10 +303,12 @@ def test_cgroup_v2_limit_is_memory_high_with_a_far_hard_limit(tmp_path):
     """v2: memory.high (reclaim and throttle, never an OOM kill) at the planned limit, memory.max far above."""
     plan = machine.Plan(swap_path=str(tmp_path / "s"), swap_bytes=MiB, cgroup_version=2, cgroup_path=str(tmp_path),
                         limit_bytes=24 * MiB)
-    (tmp_path / "memory.current").write_text(str(64 * MiB + 20 * MiB))  # the region + two interpreters
+    # the region + two interpreters' heaps (anon) + page cache, which is reclaimable: not counted
+    (tmp_path / "memory.current").write_text(str(64 * MiB + 20 * MiB + 15 * MiB))
+    (tmp_path / "memory.stat").write_text(f"anon {84 * MiB}\nfile {15 * MiB}\n")
     box = machine.Machine(plan, machine.StateLog(tmp_path / "state.json"))
     box.apply_limit(192 * MiB, 64 * MiB)
-    assert box.interpreter_bytes == 20 * MiB  # the interpreters' own charge comes on top of the planned limit
+    assert box.interpreter_bytes == 20 * MiB  # the interpreters' own anon comes on top of the planned limit
     assert (tmp_path / "memory.high").read_text() == str(44 * MiB)
     assert (tmp_path / "memory.max").read_text() == str(192 * MiB)
     assert getattr(box, "keeper", None) is None

@@ -139,12 +139,22 @@ def test_sigterm_and_ctrl_c_kill_qemu(signum: int) -> None:
     )
     deadline = time.monotonic() + 60
     qemu: list = []
-    while not qemu and time.monotonic() < deadline and cli.poll() is None:
-        time.sleep(0.2)
-        qemu = _children_named(cli.pid, "qemu-system")
-    assert qemu, "QEMU did not start"
-    cli.send_signal(signum)
-    _, stderr = cli.communicate(timeout=30)
+    try:
+        while not qemu and time.monotonic() < deadline and cli.poll() is None:
+            time.sleep(0.2)
+            qemu = _children_named(cli.pid, "qemu-system")
+        assert qemu, "QEMU did not start"
+        cli.send_signal(signum)
+        _, stderr = cli.communicate(timeout=30)
+    finally:  # a failure must not leave an hour-long guest behind
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        for pid in qemu:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     assert cli.returncode == 130, stderr
     assert b"swaprace: interrupted" in stderr and b"Traceback" not in stderr
     assert not Path(f"/proc/{qemu[0]}").exists()
