@@ -303,7 +303,7 @@ class BccBackend(Backend):
         self._symbols: Dict[str, str] = {}
         self._last_misses: Dict[str, int] = {}
         self._uncounted: set[str] = set()  # loss sources with no counter to read (see uncounted())
-        self._recursion_counted: Optional[bool] = None  # kernel/features.py, looked up once (start())
+        self._recursion_counted: Optional[bool] = None  # kernel/features.py, looked up once
         self.on_race: Optional[Callable[[dict], None]] = None
 
     # --- feature check ----------------------------------------------------------------------------------
@@ -343,8 +343,6 @@ class BccBackend(Backend):
         self._plan = plan
         self._symbols = plan.symbols
         ensure_kernel_headers()  # a kernel with CONFIG_IKHEADERS and no header package (the lab kernels)
-        # read BTF here, not in the first poll of the stream, where seconds under TCG would delay the drain
-        self._recursion_counted = kprobe_recursion_misses_counted() is True
         try:
             self._bpf = BPF(text=program_source(), cflags=flags)
         except Exception as exc:  # bcc raises bare Exception for compile/load failures
