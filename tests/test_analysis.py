@@ -160,16 +160,25 @@ def test_skip_swapcache_private_read_is_stale_after_a_reuse():
 def test_skip_swapcache_read_after_the_reallocation_is_stale_until_the_new_data_is_written():
     # T missed E and committed to it; E was freed and reallocated before T's read: the slot still held the old
     # (or, on zram, discarded) data while the new generation's sat in the swap cache (found by the oracle).
-    def run(write: bool):
+    def run(write: bool, probed: bool = True, first=E, nr=None, result=0):
         evs = [*fault_start(100, 1, E, 0), call(110, 2, "swap_free", entry=E), call(111, 2, "free_swap_slot", entry=E),
                *realloc(120, 3, E, F2)]
         if write:
-            evs += [call(125, 3, "swap_writepage", folio=F2, entry=E), ret(126, 3, "swap_writepage", 0)]
+            evs += [call(125, 3, "swap_writepage", folio=F2, entry=first, nr=nr), ret(126, 3, "swap_writepage", result)]
         evs += [call(130, 1, "swap_readpage", folio=F1, entry=E), *install_and_return(140, 1, E)]
-        return analyze(cap(*evs)).summary["races"]
+        c = cap(*evs)
+        if probed:
+            c.meta.symbols["swap_write"] = "swap_writepage"
+        return analyze(c).summary["races"]
     unwritten = run(write=False)
     assert [r["class"] for r in unwritten] == ["stale-install"] and "before its new data" in unwritten[0]["reason"]
+    assert not unwritten[0]["uncertain"]
     assert [r["class"] for r in run(write=True)] == ["benign"]
+    assert [r["class"] for r in run(write=True, first=E - 2, nr=4)] == ["benign"]  # pageout of a large folio
+    assert [r["class"] for r in run(write=True, first=E - 2, nr=2)] == ["stale-install"]  # E is not in the range
+    assert [r["class"] for r in run(write=True, result=2**64 - 5)] == ["stale-install"]  # -EIO: nothing written
+    blind = run(write=False, probed=False)  # a recorder without the swap_write role cannot tell
+    assert [r["class"] for r in blind] == ["stale-install"] and blind[0]["uncertain"]
 
 
 def test_prepare_backoffs_conflicts_and_installs_after_a_failed_prepare():

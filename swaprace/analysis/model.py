@@ -60,8 +60,9 @@ re-read of E is not that: the slot and its data stay.
   * ``benign``: T installs the folio bound to E in its new generation (live data). This is the case where the
     fixed kernel's ``folio_test_swapcache && page_private == entry`` check passes. On the skip-swapcache path,
     a private read made after the reallocation is live data only if the new generation's data had been
-    written to the slot (``swap_write`` of E returned) before T's read; otherwise T read a slot whose new data
-    still sat in the swap cache.
+    written to the slot (``swap_write`` of E returned 0) before T's read; otherwise T read a slot whose new data
+    still sat in the swap cache. A capture without the ``swap_write`` role cannot tell: such a race is classed
+    stale-install and marked uncertain.
   * ``recovered``: T never installs E in W. Its ``pte_same`` check, the 4969c1192d15 swap-cache check, or
     the 13ddaf26be32 ``swapcache_prepare`` failure made it back out.
 * **uncertain**: a race is marked ``uncertain`` when its window overlaps a lost-event interval, or the capture
@@ -86,7 +87,8 @@ deviations; each is counted where it can happen, and the file's header says why:
 * It keeps four free/allocation steps per entry; a window that saw more is marked uncertain.
 * A returning fault drops the stale windows below it on the thread's stack (lost returns, counted).
 * What the LRU maps forgot is reported as a lower bound.
-* It does not use ``swap_write``: a skip-path read after a reallocation is classed stale.
+* For a skip-path read after a reallocation it keeps only the generation's first completed ``swap_write`` of
+  the slot (offline: any write between the reallocation and the read).
 """
 
 from __future__ import annotations
@@ -327,7 +329,8 @@ def analyze(
     _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
-    _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"]))
+    writes_probed = "swap_write" in capture.meta.symbols or len(ev.rows("swap_write")) > 0
+    _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"], writes_probed))
     prepare = _prepare_stats(ev, windows, pairs["prepare"], unbinds, life)
 
     window_frame = _window_frame(ev, windows, races)
@@ -1003,16 +1006,22 @@ class _LossMap:
 
 
 class _Writes:
-    """Completed writes of a slot's data (``swap_write`` returns), per entry."""
+    """Completed writes of a slot's data (``swap_write`` returning 0), per entry range. On a SWP_SYNCHRONOUS_IO
+    device (the only kind the skip-swapcache path reads) the data is on the device when the call returns."""
 
-    def __init__(self, ev: _Events, write_pairs: Tuple[np.ndarray, np.ndarray]):
+    def __init__(self, ev: _Events, write_pairs: Tuple[np.ndarray, np.ndarray], probed: bool):
         calls, rets = (a.astype(np.int64) for a in write_pairs)
         entry, ok = ev.u64("entry", calls)
+        value, v_ok = ev.u64("retval", rets)
+        ok &= v_ok & (value == 0)
         self.calls, self.rets, self.entry = calls[ok], rets[ok], entry[ok]
+        self.nr = ev.nr(self.calls).astype(np.uint64)  # pageout writes the whole folio
+        self.probed = probed
 
     def written(self, entry: int, after_row: int, before_row: int) -> bool:
-        """A write of ``entry`` started after ``after_row`` and returned before ``before_row``."""
-        sel = (self.entry == np.uint64(entry)) & (self.calls > after_row) & (self.rets < before_row)
+        """A write covering ``entry`` started after ``after_row`` and returned before ``before_row``."""
+        e = np.uint64(entry)
+        sel = (self.entry <= e) & (e < self.entry + self.nr) & (self.calls > after_row) & (self.rets < before_row)
         return bool(sel.any())
 
 
@@ -1033,6 +1042,10 @@ def _classify(ev: _Events, w: _Windows, races: _Races, res: _Residency, life: _L
         elif w.obtain_kind[k] == 2:
             if writes.written(entry, realloc, int(w.obtain[k])):
                 races.cls[i], races.reason[i] = 1, "read the new generation's data after it was written to the slot"
+            elif not writes.probed:
+                races.cls[i], races.uncertain[i] = 2, True
+                races.reason[i] = ("read the reallocated slot, and swap writes were not probed: whether it held "
+                                   "the new generation's data is unknown")
             else:
                 races.cls[i], races.reason[i] = 2, ("installed a private read of the reallocated slot made before "
                                                     "its new data was written there")

@@ -254,9 +254,12 @@ CATALOG: Dict[str, List[Candidate]] = {
            "int swap_writeout(struct swap_io_ctx *ctx, struct folio *folio): Debian 7.3.4 (introducing commit "
            "unverified); the entry is folio->swap", nr_src="folio"),
         # 6.1: int swap_writepage(struct page *, struct writeback_control *): the entry is page_private (+40).
+        # pageout() passes &folio->page (shrink_folio_list, mm/vmscan.c 6.1) and __swap_writepage writes the
+        # whole folio, so the head page gives the range (PG_head and the order, as for a folio).
         _c("swap_write", "swap_writepage", 0, None, 0, "int",
            "int swap_writepage(struct page *page, struct writeback_control *wbc) on 6.1 (page before the folio "
-           "conversions; commit unverified): the entry is page_private"),
+           "conversions; commit unverified): the entry is page_private; pageout passes the folio's head page",
+           nr_src="folio"),
     ],
     "prepare": [
         _c("prepare", "swapcache_prepare", 0, 0, None, "int",

@@ -36,7 +36,8 @@
 //     that saw more is marked uncertain).
 //   * Classes as offline: recovered (no install), stale-install (private read, KSM copy before the
 //     reallocation, or a folio not bound to E since the reallocation), benign (the folio bound to E in its new
-//     generation).
+//     generation, or a private read made after the new generation's data was written: each slot keeps its
+//     generation's first completed swap_write only, so a later write proves nothing here: stale, conservatively).
 //   * Windows are a per-thread stack of WSTACK: a return that was lost leaves its window below the next one, which
 //     then gets the thread's events; the next return pops it and drops the stale ones below (counted:
 //     windows_without_return); a full stack drops its oldest window (window_stack_overflows).
@@ -93,6 +94,8 @@ struct sr_slot {
     u32 residencies;  // bindings by cache_add in the current generation
     u32 prepared;     // SWAP_HAS_CACHE taken by a successful swapcache_prepare
     u32 pad;
+    u64 written_call_ts;  // the current generation's first completed write to the slot (swap_write = 0)
+    u64 written_ret_ts;
 };
 
 struct sr_window {
@@ -409,6 +412,8 @@ static __always_inline void slot_alloc_one(u64 entry, u64 now, u32 tid)
     s->freed = 0;
     s->residencies = 0;
     s->prepared = 0;
+    s->written_call_ts = 0;
+    s->written_ret_ts = 0;
     count(STAT_SLOT_ALLOCS);
 }
 
@@ -723,7 +728,13 @@ static __always_inline void on_swap_put(struct pt_regs *ctx, u64 entry, u64 foli
         return;
     u32 klass = RACE_STALE_INSTALL;
     if (w->obtain_kind - 1 == OBTAIN_READ) {
-        klass = RACE_STALE_INSTALL;  // a private read made before the reallocation
+        // A private read made before the reallocation is stale. One made after it is live once the new
+        // generation's data was on the device (a write that began after the reallocation returned before the
+        // read: swap_writepage/swap_writeout are synchronous on the SWP_SYNCHRONOUS_IO devices this path reads).
+        struct sr_slot *s = slots.lookup(&w->entry);
+        int live = w->obtain_ts > realloc.ts && s && s->written_ret_ts && s->written_call_ts > realloc.ts &&
+                   s->written_ret_ts < w->obtain_ts;
+        klass = live ? RACE_BENIGN : RACE_STALE_INSTALL;
     } else if (w->ksm_ts && w->ksm_ts < realloc.ts) {
         klass = RACE_STALE_INSTALL;  // a KSM copy made before the reallocation
     } else if (w->ksm_ts) {
@@ -921,11 +932,26 @@ DEFINE_RET_PROBE(swap_read, SWAP_READ, ROLE_SWAP_READ, 0, {})
 #endif
 
 #ifdef HAVE_SWAP_WRITE
-// Recorded for the offline model's skip-swapcache rule (a late private read is live only after the new
-// generation's data was written); the detector does not use it (see the model docstring's detector notes).
-DEFINE_CALL_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, {})
+// The skip-swapcache rule: a late private read is live only after the new generation's data was written.
+// Each slot keeps its generation's first completed write (pageout writes the whole folio).
+static __always_inline void on_write_return(struct sr_pending *call, u64 ret, u64 now)
+{
+    if ((u32)ret || !call->entry)  // int: 0 is success (the data is on the device)
+        return;
+    FOR_RANGE(i, call->nr) {
+        u64 e = call->entry + i;
+        struct sr_slot *s = slots.lookup(&e);
+        if (s && !s->freed && !s->written_ret_ts) {
+            s->written_call_ts = call->ts;
+            s->written_ret_ts = now;
+        }
+    }
+}
 #ifdef SWAP_WRITE_RETURN
-DEFINE_RET_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, 0, {})
+DEFINE_CALL_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, STASH(ROLE_SWAP_WRITE))
+DEFINE_RET_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, 1, { if (paired) on_write_return(&call, ret, now); })
+#else
+DEFINE_CALL_PROBE(swap_write, SWAP_WRITE, ROLE_SWAP_WRITE, {})
 #endif
 #endif
 

@@ -205,8 +205,12 @@ def do_swap_page(k: Kernel, t: Thread, mm: int, addr: int, write: bool) -> Fault
     for a, i in extra:
         k.set_pte_present((mm, a), installed, i)
         extra_stale |= installed.data[i] != k.latest[(mm, a)]
+        k.latest[(mm, a)] = installed.data[i]
     k.truth.append(Install(t.tid, mm, addr, E, ev_ts, installed.data[inst_idx], k.latest[key], path, extra_stale,
                            read_unwritten, k.slots[off].gen != gen0, relookup))
+    # A lost write is lost once: from now on the process sees what was installed, so a later swap-out and swap-in
+    # of this page carries the corruption faithfully and is not a second stale install.
+    k.latest[key] = installed.data[inst_idx]
     if not k.v61 and _should_free_7x(k, installed, write):
         folio_free_swap(k, t, installed)
     yield

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .fault import do_swap_page
 from .sched import Step, Thread, Wait
-from .state import Folio, Kernel, Pte
+from .state import Folio, Kernel, Pte, entry_of
 from .swapcore import (
     add_to_swap_cache,
     cache_delete,
@@ -134,9 +134,15 @@ def reclaim(k: Kernel, t: Thread, pick: int) -> Step:
         f.maps.discard((mm, addr, idx))
         k.ptes[(mm, addr)] = Pte(swap=f.swap + idx)
         yield
-    for i in range(f.nr):  # pageout: the data reaches the device
+    # pageout: 6.1 swap_writepage(&folio->page, wbc) (entry = page_private of the head page), 7.x
+    # swap_writeout(ctx, folio); the whole folio is written, and on a SWP_SYNCHRONOUS_IO device the data is on
+    # the device when the call returns.
+    write_fn = "swap_writepage" if k.v61 else "swap_writeout"
+    k.tracer.emit(t, write_fn, "call", folio=f.fid, entry=entry_of(f.swap), nr=f.nr)
+    for i in range(f.nr):
         k.slots[f.swap + i].data = f.data[i]
         k.slots[f.swap + i].data_gen = k.slots[f.swap + i].gen
+    k.tracer.emit(t, write_fn, "return", retval=0)
     yield
     if not f.maps and not f.refs:  # __remove_mapping: folio_ref_freeze fails while anyone holds a ref
         cache_delete(k, t, f)

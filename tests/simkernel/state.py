@@ -133,7 +133,7 @@ class Kernel:
         self.slots: list[Slot] = [Slot() for _ in range(config.nslots + 1)]  # index 0 unused (header)
         self.cache: dict[int, Folio] = {}  # slot offset -> folio (every page of a large folio)
         self.ptes: dict[Addr, Pte] = {}
-        self.latest: dict[Addr, int] = {}  # truth: the latest data written to (mm, addr)
+        self.latest: dict[Addr, int] = {}  # truth: what (mm, addr) last held: a write, or a stale install
         self.anon_root: dict[int, int] = {}  # mm -> anon_vma root (a fork child shares its parent's)
         self.tracer = Tracer(config.flavour)
         self.truth: list[Install] = []

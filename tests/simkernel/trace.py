@@ -35,14 +35,14 @@ PROBED: dict[str, dict[str, str]] = {
         "free_cache": "folio_free_swap", "slot_alloc": "folio_alloc_swap", "slot_free": "free_swap_slot",
         "swap_put": "swap_free", "zap_put": "free_swap_and_cache", "swap_dup": "swap_duplicate",
         "cache_add": "add_to_swap_cache", "cache_delete": "__delete_from_swap_cache", "swap_read": "swap_readpage",
-        "prepare": "swapcache_prepare", "prepare_clear": "swapcache_clear",
+        "prepare": "swapcache_prepare", "prepare_clear": "swapcache_clear", "swap_write": "swap_writepage",
     },
     "7.x": {
         "fault": "do_swap_page", "lookup": "swap_cache_get_folio", "ksm_copy": "ksm_might_need_to_copy",
         "free_cache": "folio_free_swap", "slot_alloc": "__swap_cache_add_folio", "slot_free": "__swap_cluster_free_entries",
         "swap_put": "folio_put_swap", "zap_put": "swap_put_entries_direct", "swap_dup": "folio_dup_swap",
         "cache_add": "__swap_cache_do_add_folio", "cache_delete": "__swap_cache_del_folio",
-        "swap_read": "swap_read_folio",
+        "swap_read": "swap_read_folio", "swap_write": "swap_writeout",
     },
 }
 
