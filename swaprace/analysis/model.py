@@ -50,9 +50,11 @@ re-read of E is not that: the slot and its data stay.
   T **installs** E at its first ``swap_put`` covering E in W after it obtained the page. On 6.1 that is
   ``swap_free(entry)`` right before ``set_pte_at``; on 7.x it is ``folio_put_swap(folio, page)``.
 * **Race** in W: after T obtained its page and before T installs (or before W ends when T never installs), E's
-  slot is freed and then allocated again (a reuse of E). On the skip-swapcache path the window opens at T's
-  lookup miss instead: T already committed to E (``__swap_count(entry) == 1``, no swapcache_prepare without
-  13ddaf26be32) and reads the slot directly, whichever generation's data it then holds. Classes:
+  slot is freed and then allocated again (a reuse of E). On the skip-swapcache path the window opens at the
+  fault's start instead: T's ``orig_pte`` was read before ``do_swap_page``, and its read of the slot does not
+  go through SWAP_HAS_CACHE (no swapcache_prepare without 13ddaf26be32), so it reads whichever generation's
+  data the slot then holds -- nothing at all yet, when the slot was allocated again between T's pte read and
+  its lookup and the new data is still on its way to the device (found by the simulated kernel). Classes:
   * ``stale-install``: T installs E with data that is not E's current data. That data came from a private
     read (skip-swapcache path) made before the reallocation, from a KSM copy (``ksm_might_need_to_copy``
     returning a new folio) made before the reallocation, or from a folio not bound to E in the new
@@ -917,10 +919,10 @@ def _obtain_and_install(ev: _Events, w: _Windows, lookup_pairs, ksm_pairs) -> No
         sel = miss[earlier]
         w.obtain[sel], w.obtain_kind[sel] = rows[found[earlier]], kind
         w.folio[sel] = folios[found[earlier]]
-    # The race window opens where T got its page; on the skip-swapcache path at its lookup miss (see above).
+    # The race window opens where T got its page; on the skip-swapcache path at the fault's start (see above).
     w.opens[cand] = w.obtain[cand]
     read = cand[(w.obtain_kind[cand] == 2)]
-    w.opens[read] = np.where(paired, l_ret, _NONE)[np.searchsorted(cand, read)]
+    w.opens[read] = w.call[read]
     # T's install: its first swap_put covering E after it obtained the page -- or naming the folio it obtained:
     # 7.x drops the count with folio_put_swap(swapcache, ...), whose entry is read from folio->swap, and a
     # race can have bound that folio to another entry by then.

@@ -105,7 +105,7 @@ struct sr_window {
     u64 folio;            // the folio T obtained
     u64 alloc_seq;        // the entry's sequence numbers when T obtained its page
     u64 free_seq;
-    u64 miss_alloc_seq;   // the same at T's lookup miss: the skip-swapcache window opens there
+    u64 miss_alloc_seq;   // the same at T's fault start (set at its lookup miss): the skip-path window
     u64 miss_free_seq;
     u64 ksm_ts;           // T's KSM copy (0: none)
     u64 ksm_folio;
@@ -509,8 +509,8 @@ static __always_inline void obtain(struct sr_window *w, u32 kind, u64 folio, u64
     w->alloc_seq = s ? s->alloc_seq : 0;
     w->free_seq = s ? s->free_seq : 0;
     if (kind == OBTAIN_READ) {
-        // The private read of the skip-swapcache path: T committed to E at its lookup miss and reads the slot
-        // whichever generation's data it then holds, so the window opens at the miss (the offline rule).
+        // The private read of the skip-swapcache path reads the slot whichever generation's data it then holds
+        // (nothing yet, right after a reallocation), so the window opens at the fault's start (the offline rule).
         w->alloc_seq = w->miss_alloc_seq;
         w->free_seq = w->miss_free_seq;
     }
@@ -659,6 +659,26 @@ static __always_inline void on_lookup_call(u64 entry, u64 now)
     }
 }
 
+// The sequence number a slot had at `since`: `seq` stepped back over the ring's marks made at or after it. The
+// skip-swapcache window opens at the fault's start (T read its pte before do_swap_page), before T's lookup
+// names E. A ring that no longer holds a mark it needs makes the window uncertain.
+static __always_inline u64 seq_before(struct sr_mark *ring, u64 seq, u64 since, u32 *uncertain)
+{
+    for (int j = 0; j <= ALLOC_RING; j++) {  // one more than the ring: its overflow is seen
+        if (seq == 0)
+            break;
+        struct sr_mark *m = &ring[seq & (ALLOC_RING - 1)];
+        if (m->seq != seq) {
+            *uncertain = 1;
+            break;
+        }
+        if (m->ts < since)
+            break;
+        seq--;
+    }
+    return seq;
+}
+
 static __always_inline void on_lookup_return(u64 entry, u64 folio, u64 now)
 {
     if (!is_folio(folio))
@@ -675,8 +695,8 @@ static __always_inline void on_lookup_return(u64 entry, u64 folio, u64 now)
             obtain(w, OBTAIN_LOOKUP, folio, now);
         } else if (!w->missed) {
             struct sr_slot *s = slots.lookup(&entry);  // no state yet: every later free/allocation is new
-            w->miss_alloc_seq = s ? s->alloc_seq : 0;
-            w->miss_free_seq = s ? s->free_seq : 0;
+            w->miss_alloc_seq = s ? seq_before(s->allocs, s->alloc_seq, w->start, &w->uncertain) : 0;
+            w->miss_free_seq = s ? seq_before(s->frees, s->free_seq, w->start, &w->uncertain) : 0;
             w->missed = 1;
         }
     }
