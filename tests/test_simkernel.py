@@ -378,6 +378,23 @@ def test_skip_read_after_the_new_generation_was_written_is_live() -> None:
     assert list(races["class"]) == ["stale-install"] and races["uncertain"].all()
 
 
+# Found by the property test (6.1, zram, no guards): T102's fault reads its pte (E); T101 installs and frees E;
+# reclaim allocates E again, and before it has written the new data T102 misses E in the cache and reads the
+# slot: nothing of the new generation is there yet. The pte holds E again by T102's pte_same: a stale install.
+# swaprace missed it while the skip-path window opened at the lookup miss (after the reallocation).
+def test_skip_read_of_a_slot_reallocated_before_the_lookup_is_stale() -> None:
+    sc = Scenario(KernelConfig("6.1", 4, sync_io=True, cache_guard=False, skip_guard=False), {1: [0]},
+                  swapped=[(1, 0)],
+                  threads=[ThreadSpec(101, 1, [("access", 0, 0), ("access", 0, 1)]),
+                           ThreadSpec(102, 1, [("access", 0, 0)]), ThreadSpec(KSWAPD, 0, [("reclaim", 0)], "kswapd0")],
+                  choices=[0, 0, 0, 0, 0, 1, 0])
+    capture, truth, installs = merge([run(sc)])
+    assert [i.read_unwritten for i, _ in installs if i.stale] == [True]
+    races = analyze(capture).races
+    assert stale_found(races) == truth
+    assert races["window_start_ns"].iloc[0] < races["release_ns"].iloc[0] < races["obtain_ns"].iloc[0]
+
+
 def test_skip_aba_with_unchanged_data_is_reported() -> None:
     """Skip path without 13ddaf26be32, nobody writes: E is freed and allocated again for the same data while T102
     holds a private read of E's first generation, and T102 installs it. The kernel's ABA happened (pte_same passed
