@@ -393,7 +393,7 @@ def _arg_codes(buf: np.ndarray, eq: np.ndarray, has: np.ndarray) -> np.ndarray:
 def _nr_to_returns(tid, func_codes, call, ret_rows, nr, nr_ok):
     """Give each return in ``ret_rows`` the ``nr`` of the same thread's latest call of the same function."""
     n = len(tid)
-    order = np.lexsort((np.arange(n), tid))
+    order = np.argsort(tid, kind="stable")  # by thread, then by row
     prev = np.empty(n, np.int64)
     prev[order[1:]] = order[:-1]
     prev[order[0]] = -1
