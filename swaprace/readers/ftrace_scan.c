@@ -239,8 +239,10 @@ static int scan_line(const text *t, int64_t ls, int64_t le, int64_t *irow, uint6
     }
     int64_t tc = last_before(t, ':', lc, ls);
     if (tc < 0) return 0;
-    memset(irow, 0, NI * sizeof *irow);
-    memset(urow, 0, NU * sizeof *urow);
+    /* no memset of the row (for a row this small, its start-up cost was a fifth of the scan): the fields not
+     * always written are set here, and named values are stored only where found (sr_ftrace_scan) */
+    irow[I_FLAGS] = irow[I_TGID] = 0;
+    urow[U_FIRST] = 0;
     irow[I_LS] = ls;
     irow[I_LE] = le;
     int64_t ts_start;
@@ -316,8 +318,10 @@ int64_t sr_ftrace_scan(const uint8_t *buf, int64_t n, int64_t *side, int64_t max
             int r = scan_line(&t, ls, le, irow, urow);
             if (r == SR_DEFER) return SR_DEFER;
             if (r == 1) {
-                for (int c = 0; c < NI; c++) irows[c * max_rows + nr] = irow[c];
-                for (int c = 0; c < NU; c++) urows[c * max_rows + nr] = urow[c];
+                for (int c = 0; c < I_COMM_CODE; c++) irows[c * max_rows + nr] = irow[c];
+                for (int c = 0; c < U_NAMED0; c++) urows[c * max_rows + nr] = urow[c];
+                for (int c = 0; c < SR_NAMES; c++)
+                    urows[(U_NAMED0 + c) * max_rows + nr] = irow[I_NAMED] >> c & 1 ? urow[U_NAMED0 + c] : 0;
                 irows[I_COMM_CODE * max_rows + nr] =
                     intern(&comms, &t, irows + I_COMM0 * max_rows, irows + I_COMM1 * max_rows, nr);
                 irows[I_SYM_CODE * max_rows + nr] =
