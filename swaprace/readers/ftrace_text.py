@@ -14,6 +14,11 @@ Speed: Python's ``re`` costs several microseconds a line, so lines are not parse
 numpy byte array; the positions of the few punctuation bytes that delimit fields (``: (``, ``[]``, ``()``,
 ``<``, ``+``, ``=``) are found once, and every field is located per line with ``searchsorted`` and decoded
 from small fixed-width windows. Only comment and ``CPU:N [LOST M EVENTS]`` lines (a handful) go through Python.
+
+Faster still, where a C compiler is: the same fields come from one C pass over the bytes
+(:mod:`swaprace.readers.ftrace_scan`, which transliterates the numpy rules and hands any block it is unsure of
+back to them). Either scan yields the same :class:`_Rows`; everything that knows the kernel -- roles, keys,
+entries, sizes, losses, metadata -- is the Python below, shared by both.
 """
 
 from __future__ import annotations
