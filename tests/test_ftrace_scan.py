@@ -199,3 +199,19 @@ def test_layout_mismatch_is_refused(fresh_scanner):
     assert path is not None
     with pytest.raises(SwapraceError, match="layout"):
         ftrace_scan._Lib(path, ARG_NAMES[:-1])
+
+
+_TOKENS = [b" ", b"  ", b" " * 17, b" " * 33, b"-", b"1", b"42", b"0", b"9" * 7, b"9" * 9, b"9" * 13, b"9" * 21,
+           b"[", b"]", b"(", b")", b":", b": (", b".", b"<-", b"<", b"+", b"=", b"0x", b"ff", b"f" * 17, b"$",
+           b"entry", b" entry=", b" nr=", b" ci_slots=", b"swap_free", b"do_swap_page", b"#", b"C", b"\r", b"\n",
+           b"\x00", b"\xff", b"\xe9", b"a-1 [000] ..... 1.5: p: (swap_free+0x0/0x40) entry=0x1\n",
+           b"a-1 (  7) [001] 2.25: r: (x+0x1/0x2 <- folio_alloc_swap) ret=0x400\n"]
+
+
+@needs_compiler
+@settings(max_examples=EXAMPLES * 5, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(pieces=st.lists(st.sampled_from(_TOKENS), max_size=80))
+def test_token_soup_scans_identically(pieces):
+    """Lines assembled from the delimiters, digits and names the scanner looks at, in any order."""
+    assert_same(b"".join(pieces))
