@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""ftrace text parsing speed, old (reference) and new parser measured in the same run.
+"""ftrace text parsing speed: the reference parser and the package's two field scans, measured in the same run.
 
 Input: a synthetic `trace` dump (default 2 million kprobe lines, benchmarks/synth.py), or ``--real NAME``: the
 event lines of a committed real capture (tests/fixtures/real/NAME.trace) repeated up to ``--lines``. Printed,
-for the reference parser (benchmarks/ftrace_text_ref.py, the implementation before the speed work) and for the
-package's:
+for the reference parser (``old``: benchmarks/ftrace_text_ref.py, the implementation before the speed work) and
+for the package's parser with its numpy field scan (``numpy``) and with the C scanner (``c``,
+swaprace/readers/ftrace_scan.c; SWAPRACE_FTRACE_SCANNER selects them):
 
 * ``parse_ftrace_bytes`` on the file's 8 MiB blocks, one thread (what each read_any worker does);
 * ``read_any`` on the file, end to end (block reads, parsing on all CPUs, concat, sort);
 
-as lines/s of wall time and of CPU time, and the new/old ratios. Runs alternate old/new and keep the best of
-``--repeat``, so load on the machine hits both alike; a bare Python line count is printed as the yardstick
-(ratios against it cancel noise). The two paths' event tables are checked equal.
+as lines/s of wall time and of CPU time, the ratios to the reference and to a bare Python line count of the same
+file (ratios against it cancel much of the noise of a loaded machine). Runs alternate between the parsers and
+keep the best of ``--repeat``, so load hits all alike. The three event tables are checked equal.
 
     python3 benchmarks/bench_ftrace_parse.py
     python3 benchmarks/bench_ftrace_parse.py --real ftrace-bookworm-6.1 --lines 2e6 --repeat 3
@@ -20,12 +21,13 @@ as lines/s of wall time and of CPU time, and the new/old ratios. Runs alternate 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,7 +37,7 @@ import ftrace_text_ref  # noqa: E402
 from synth import synthetic_events, to_ftrace_text  # noqa: E402
 
 import swaprace.readers as readers  # noqa: E402
-from swaprace.readers import _blocks, read_any  # noqa: E402
+from swaprace.readers import _blocks, ftrace_scan, read_any  # noqa: E402
 from swaprace.readers.ftrace_text import parse_ftrace_bytes  # noqa: E402
 
 CACHE = Path(os.environ.get("SWAPRACE_BENCH_CACHE", Path.home() / ".cache" / "swaprace" / "bench"))
@@ -89,6 +91,23 @@ def _read_any_old(path: Path):
         readers.parse_ftrace_bytes = saved
 
 
+@contextlib.contextmanager
+def scanner(name: str) -> Iterator[None]:
+    """The package's parser with field scan ``name`` (``c`` or ``numpy``)."""
+    saved = os.environ.get(ftrace_scan.ENV)
+    os.environ[ftrace_scan.ENV] = name
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[ftrace_scan.ENV]
+        else:
+            os.environ[ftrace_scan.ENV] = saved
+
+
+PATHS = ("old", "numpy", "c")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=float, default=2e6)
@@ -106,31 +125,36 @@ def main() -> None:
         w, c = best.get(name, (float("inf"), float("inf")))
         best[name] = (min(w, wall), min(c, cpu))
 
+    results = {}
     for _ in range(args.repeat):
         with open(path, "rb") as fh:
             wall, cpu, _ = _timed(lambda: sum(1 for _ in fh))
         keep("line count", wall, cpu)
-        for label, parse in (("old", ftrace_text_ref.parse_ftrace_bytes), ("new", parse_ftrace_bytes)):
-            wall, cpu, _ = _timed(lambda: [parse(b) for b in blocks])  # noqa: B023
-            keep(f"parse_ftrace_bytes {label}", wall, cpu)
-        wall, cpu, old = _timed(lambda: _read_any_old(path))
+        wall, cpu, _ = _timed(lambda: [ftrace_text_ref.parse_ftrace_bytes(b) for b in blocks])
+        keep("parse_ftrace_bytes old", wall, cpu)
+        for name in PATHS[1:]:
+            with scanner(name):
+                wall, cpu, _ = _timed(lambda: [parse_ftrace_bytes(b) for b in blocks])
+            keep(f"parse_ftrace_bytes {name}", wall, cpu)
+        wall, cpu, results["old"] = _timed(lambda: _read_any_old(path))
         keep("read_any old", wall, cpu)
-        wall, cpu, new = _timed(lambda: read_any(path))
-        keep("read_any new", wall, cpu)
-    pd.testing.assert_frame_equal(old.events, new.events)  # type: ignore[attr-defined]
-    assert old.skipped_lines == new.skipped_lines  # type: ignore[attr-defined]
+        for name in PATHS[1:]:
+            with scanner(name):
+                wall, cpu, results[name] = _timed(lambda: read_any(path))
+            keep(f"read_any {name}", wall, cpu)
+    for name in PATHS[1:]:
+        pd.testing.assert_frame_equal(results["old"].events, results[name].events)  # type: ignore[attr-defined]
+        assert results["old"].skipped_lines == results[name].skipped_lines  # type: ignore[attr-defined]
+    new = results["c"]
 
     print(f"input                {path.name}: {n_lines:,} lines ({len(data) / 2**20:.0f} MiB), "
           f"{len(blocks)} blocks, events {len(new.events):,}, skipped {new.skipped_lines}")  # type: ignore
-    print(f"{'':38} {'wall lines/s':>14} {'CPU lines/s':>14}")
-    for name, (wall, cpu) in best.items():
-        print(f"{name:38} {n_lines / wall:>14,.0f} {n_lines / cpu:>14,.0f}")
-    for what in ("parse_ftrace_bytes", "read_any"):
-        (w_old, c_old), (w_new, c_new) = best[f"{what} old"], best[f"{what} new"]
-        print(f"ratio new/old {what:23} {w_old / w_new:>14.2f} {c_old / c_new:>14.2f}")
+    print(f"{'':30} {'wall lines/s':>13} {'CPU lines/s':>13} {'wall /count':>12} {'wall /old':>10}")
     w_lc, c_lc = best["line count"]
-    w_new, c_new = best["read_any new"]
-    print(f"read_any new / line count {'':11} {w_lc / w_new:>14.3f} {c_lc / c_new:>14.3f}")
+    for name, (wall, cpu) in best.items():
+        what = name.rsplit(" ", 1)[0]
+        vs_old = best.get(f"{what} old", (wall, cpu))[0] / wall
+        print(f"{name:30} {n_lines / wall:>13,.0f} {n_lines / cpu:>13,.0f} {w_lc / wall:>12.3f} {vs_old:>10.2f}")
     print(f"load average         {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (read_any parses on "
           f"{min(os.cpu_count() or 1, 8)} threads)")
 

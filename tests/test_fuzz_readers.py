@@ -17,6 +17,7 @@ import resource
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from swaprace.errors import SwapraceError
-from swaprace.readers import read_any
+from swaprace.native import find_compiler
+from swaprace.readers import ftrace_scan, read_any
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
@@ -93,13 +95,15 @@ def mutate(data: bytes, edits) -> bytes:
     return bytes(buf)
 
 
-def read_or_error(path: Path, fmt: str | None = None) -> None:
+def read_or_error(path: Path, fmt: str | None = None):
+    """The capture, or the SwapraceError's message."""
     try:
         capture = read_any(path, fmt)
     except SwapraceError as exc:
         assert str(exc).strip() and "\n" not in str(exc).strip(), repr(str(exc))
-        return
+        return str(exc)
     assert len(capture.events.columns) == len(COLUMNS)  # a result: the model's table
+    return capture
 
 
 def _rss_mib() -> float:
@@ -112,12 +116,31 @@ def bounded_memory():
     assert _rss_mib() < MAX_RSS_MIB, f"reader memory grew to {_rss_mib():.0f} MiB"
 
 
+def _with_scanner(scanner: str, path: Path, fmt: str | None):
+    os.environ[ftrace_scan.ENV] = scanner
+    try:
+        return read_or_error(path, fmt)
+    finally:
+        del os.environ[ftrace_scan.ENV]
+
+
 @FUZZ
 @given(edits=st.lists(_edit, max_size=6), fmt=st.sampled_from([None, "ftrace"]))
 def test_ftrace_text_reader(tmp_path_factory, edits, fmt):
+    """On both field scanners (C where a compiler is, and numpy), with the same result or the same error."""
     path = tmp_path_factory.mktemp("f") / "cap.trace"
     path.write_bytes(mutate(FTRACE, edits))
-    read_or_error(path, fmt)
+    numpy_way = _with_scanner("numpy", path, fmt)
+    if find_compiler() is None:
+        return
+    c_way = _with_scanner("c", path, fmt)
+    assert type(c_way) is type(numpy_way), (c_way, numpy_way)
+    if isinstance(numpy_way, str):
+        assert c_way == numpy_way
+        return
+    pd.testing.assert_frame_equal(numpy_way.events, c_way.events)
+    assert (numpy_way.skipped_lines, numpy_way.unknown_functions, numpy_way.meta.to_json()) == \
+        (c_way.skipped_lines, c_way.unknown_functions, c_way.meta.to_json())
 
 
 @FUZZ

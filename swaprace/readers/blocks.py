@@ -14,10 +14,10 @@ def line_blocks(fh: BinaryIO, size: int) -> Iterator[bytes]:
             if rest:
                 yield rest
             return
-        data = rest + data
         cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
+        if cut < 0:  # (rest never holds a newline: the block's last one is this read's last one)
+            rest += data
             continue
-        yield data[: cut + 1]
+        # one copy of the block, not two (rest + data, then a slice of it)
+        yield b"".join((rest, memoryview(data)[: cut + 1]))
         rest = data[cut + 1:]

@@ -14,6 +14,11 @@ Speed: Python's ``re`` costs several microseconds a line, so lines are not parse
 numpy byte array; the positions of the few punctuation bytes that delimit fields (``: (``, ``[]``, ``()``,
 ``<``, ``+``, ``=``) are found once, and every field is located per line with ``searchsorted`` and decoded
 from small fixed-width windows. Only comment and ``CPU:N [LOST M EVENTS]`` lines (a handful) go through Python.
+
+Faster still, where a C compiler is: the same fields come from one C pass over the bytes
+(:mod:`swaprace.readers.ftrace_scan`, which transliterates the numpy rules and hands any block it is unsure of
+back to them). Either scan yields the same :class:`_Rows`; everything that knows the kernel -- roles, keys,
+entries, sizes, losses, metadata -- is the Python below, shared by both.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,7 @@ import pyarrow as pa
 
 from swaprace.errors import SwapraceError
 from swaprace.kernel.symbols import role_of_symbol
+from swaprace.readers import ftrace_scan
 from swaprace.readers.validate import meta_from_json
 from swaprace.events import KEY_COLUMN, CaptureMeta, _split_entries, empty_events
 from swaprace.kernel.catalog import returns_entry
@@ -93,9 +99,75 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     """Parse a block of ftrace text (whole lines) into events; see the module docstring."""
     if not data.endswith(b"\n"):
         data = data + b"\n"
-    # Blank lines around the text: fixed-width windows near the first/last line stay inside the buffer.
-    data = _PAD + data + _PAD
+    # The raw fields of every event line: from the C scanner where it is built (one pass, several times
+    # faster), else from numpy; both give the same rows (tests/test_ftrace_scan.py).
+    rows = _c_rows(data)
+    if rows is None:
+        # Blank lines around the text: fixed-width windows near the first/last line stay inside the buffer
+        # (the C scanner reads newlines beyond either end instead).
+        data = _PAD + data + _PAD
+        rows = _numpy_rows(data, np.frombuffer(data, np.uint8))
     buf = np.frombuffer(data, np.uint8)
+    chunk = FtraceChunk(events=_NO_EVENTS)  # replaced below (building an empty table costs more than a block)
+    _parse_side_lines(data, buf, rows.starts, rows.ends, chunk)
+    return _events(data, buf, rows, chunk, symbols)
+
+
+@dataclass
+class _Rows:
+    """The raw fields of a block: one row per event line (in line order) with positions into the block and
+    numbers as the text has them, plus what the line counts need. Nothing kernel-specific."""
+
+    starts: np.ndarray  # lines for _parse_side_lines (every line, or those that begin with "#" or "C")
+    ends: np.ndarray  # without a final "\r"
+    nonblank: int  # non-blank lines
+    ls: np.ndarray  # event lines: start, end
+    le: np.ndarray
+    ts: np.ndarray  # uint64 ns (wrapped where ts_bad)
+    ts_bad: np.ndarray  # negative, or seconds beyond int64 ns
+    cpu: np.ndarray
+    tid: np.ndarray
+    tgid: np.ndarray
+    tgid_known: np.ndarray
+    comm_start: np.ndarray  # task name span
+    comm_end: np.ndarray
+    sym_start: np.ndarray  # kernel symbol span
+    sym_end: np.ndarray
+    is_ret: np.ndarray
+    args: Callable[[Union[np.ndarray, slice]], dict]  # the :func:`_named_args` result for the given rows
+    #: (codes, row of each code's first appearance) of the task names and symbols, where the scanner numbered them
+    comm_codes: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    sym_codes: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+
+def _c_rows(data: bytes) -> Optional[_Rows]:
+    """The C scanner's rows, or None where it is not built or leaves the block to numpy."""
+    scan = ftrace_scan.scan(data, ARG_NAMES)
+    if scan is None:
+        return None
+    i, u = scan.irows, scan.urows  # one contiguous array per field
+    flags = i[ftrace_scan.I_FLAGS]
+
+    def args(sel) -> dict:
+        found = i[ftrace_scan.I_NAMED, sel]
+        out: Dict[str, Tuple[np.ndarray, ...]] = {
+            name: (u[ftrace_scan.U_NAMED0 + c, sel], (found >> c) & 1 == 1) for c, name in enumerate(ARG_NAMES)}
+        out[_FIRST] = (u[ftrace_scan.U_FIRST, sel], flags[sel] & ftrace_scan.F_FIRST_OK != 0,
+                       i[ftrace_scan.I_FIRST_CODE, sel].astype(np.int16))
+        return out
+
+    def codes(field: int, firsts: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        return None if firsts is None else (i[field], firsts)
+
+    return _Rows(scan.side_starts, scan.side_ends, scan.nonblank, i[ftrace_scan.I_LS], i[ftrace_scan.I_LE],
+                 u[ftrace_scan.U_TS], flags & ftrace_scan.F_TS_BAD != 0, i[ftrace_scan.I_CPU], i[ftrace_scan.I_TID],
+                 i[ftrace_scan.I_TGID], flags & ftrace_scan.F_TGID_KNOWN != 0, i[ftrace_scan.I_COMM0],
+                 i[ftrace_scan.I_COMM1], i[ftrace_scan.I_SYM0], i[ftrace_scan.I_SYM1], flags & ftrace_scan.F_RET != 0,
+                 args, codes(ftrace_scan.I_COMM_CODE, scan.comm_firsts), codes(ftrace_scan.I_SYM_CODE, scan.sym_firsts))
+
+
+def _numpy_rows(data: bytes, buf: np.ndarray) -> _Rows:
+    """The rows, located with numpy (the path without a C compiler); see the module docstring."""
     # One pass classifies every byte; the positions of the few delimiters are all the parser needs
     # (bytes.translate to a 0/1 mask and a boolean nonzero are several times faster than a numpy table lookup).
     special = np.flatnonzero(np.frombuffer(data.translate(_IS_SPECIAL), bool))
@@ -106,9 +178,6 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     starts[1:] = ends[:-1] + 1
     cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR)
     ends = ends - cr
-    nonblank = ends > starts
-    chunk = FtraceChunk(events=_NO_EVENTS)  # replaced below (building an empty table costs more than a block)
-    _parse_side_lines(data, buf, starts, ends, chunk)
 
     pos = {c: special[kinds == _SPECIAL[c]] for c in (_COLON, _LPAR, _RPAR, _LT, _PLUS, _EQ, _LBR, _RBR)}
     colons = pos[_COLON]
@@ -164,15 +233,25 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
     ok &= ok_rp & (sym_end > sym_start)
 
     sel = np.flatnonzero(ok)
-    funcs = _strings(buf, sym_start[sel], sym_end[sel]).dictionary_encode()
-    func_names = _decoded(funcs.dictionary)
+    rpar_s, le_s = rpar[sel], le[sel]
+    return _Rows(starts, ends, int(np.count_nonzero(ends > starts)), ls[sel], le_s, ts[sel], ts_bad[sel], cpu[sel], tid[sel], tgid[sel], tgid_known[sel],
+                 comm_start[sel], dash[sel], sym_start[sel], sym_end[sel], is_ret[sel],
+                 lambda rows: _named_args(buf, pos[_EQ], rpar_s[rows], le_s[rows]))
+
+
+def _events(data: bytes, buf: np.ndarray, rows: _Rows, chunk: FtraceChunk, symbols: Optional[Mapping[str, str]]
+            ) -> FtraceChunk:
+    """The event table of a block's rows: roles from symbols, keys, entries and sizes (kernel knowledge)."""
+    ls, le, ts, ts_bad, is_ret, tid = rows.ls, rows.le, rows.ts, rows.ts_bad, rows.is_ret, rows.tid
+    sel = np.arange(len(ls))
+    func_codes, func_names = _dictionary(buf, rows.sym_start, rows.sym_end, rows.sym_codes, slice(None))
     func_roles = [role_of_symbol(name, symbols) for name in func_names]
-    func_codes = funcs.indices.to_numpy(zero_copy_only=False)
     role_known = np.array([r is not None for r in func_roles] + [False], bool)[func_codes]
     if len(func_names) and not role_known.all():
         counts = np.bincount(func_codes[~role_known], minlength=len(func_names))
         chunk.unknown_functions = {func_names[i]: int(c) for i, c in enumerate(counts) if c}
-    _anchor_lost_marks(chunk, ls[sel], ts[sel].astype(np.int64))
+    if chunk.lost_marks:
+        _anchor_lost_marks(chunk, ls, ts.astype(np.int64))
     sel = sel[role_known]
     func_codes = func_codes[role_known]
     bad = ts_bad[sel]
@@ -181,22 +260,23 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
         first_bad = sel[bad][0]
         chunk.bad_timestamp_line = data[ls[first_bad]:le[first_bad]].decode("utf-8", "backslashreplace")[:120]
         sel, func_codes = sel[~bad], func_codes[~bad]
-    chunk.skipped = int(nonblank.sum()) - len(sel) - chunk.lost_report_lines - sum(chunk.unknown_functions.values())
+    chunk.skipped = rows.nonblank - len(sel) - chunk.lost_report_lines - sum(chunk.unknown_functions.values())
     if len(sel) == 0:
         chunk.events = empty_events()
         return chunk
+    pick: Union[np.ndarray, slice] = slice(None) if len(sel) == len(ls) else sel  # every row: views, not copies
 
-    comms = _strings(buf, comm_start[sel], dash[sel]).dictionary_encode()
+    comms = _dictionary(buf, rows.comm_start, rows.comm_end, rows.comm_codes, pick)
     # Per-function facts, looked up by function code (no per-row strings).
     role_names = sorted({r for r in func_roles if r is not None})
     role_code_of_func = np.array([role_names.index(r) if r else -1 for r in func_roles], np.int16)
     key_of_func = np.array([{"entry": 1, "folio": 2}.get(KEY_COLUMN.get(r or "") or "", 0) for r in func_roles],
                            np.int8)
     by_value = np.array([returns_entry(name) for name in func_names], bool)
-    is_ret_s = is_ret[sel]
+    is_ret_s = is_ret[pick]
     call = ~is_ret_s
     key = key_of_func[func_codes]
-    args = _named_args(buf, pos[_EQ], rpar[sel], le[sel])
+    args = rows.args(pick)
     first, first_ok, first_name = args.pop(_FIRST)
     legacy_key = call & first_ok & (first_name < 0)  # an unnamed first argument ("arg1=") is the key
 
@@ -236,11 +316,12 @@ def parse_ftrace_bytes(data: bytes, symbols: Optional[Mapping[str, str]] = None)
         entry_ok = entry_ok | cl
     ret_entry = is_ret_s & by_value[func_codes]
     if ret_entry.any():  # 6.1 folio_alloc_swap returns the entry: the call's folio size goes with it
-        nr, nr_ok = _nr_to_returns(tid[sel], func_codes, call, ret_entry, nr, nr_ok)
-    tid_s = tid[sel]
+        nr, nr_ok = _nr_to_returns(tid[pick], func_codes, call, ret_entry, nr, nr_ok)
+    tid_s = tid[pick]
     chunk.events = event_frame(
-        ts=ts[sel].astype(np.int64), cpu=cpu[sel], pid=np.where(tgid_known[sel], tgid[sel], tid_s), tid=tid_s,
-        comm=(comms.indices.to_numpy(zero_copy_only=False), _decoded(comms.dictionary)),
+        ts=ts[pick].astype(np.int64), cpu=rows.cpu[pick], pid=np.where(rows.tgid_known[pick], rows.tgid[pick], tid_s),
+        tid=tid_s,
+        comm=comms,
         func=(func_codes, func_names), role=(role_code_of_func[func_codes], role_names),
         phase=(is_ret_s.astype(np.int8), ["call", "return"]),
         entry=(entry, call & entry_ok), folio=(folio, call & folio_ok),
@@ -317,7 +398,7 @@ def _arg_codes(buf: np.ndarray, eq: np.ndarray, has: np.ndarray) -> np.ndarray:
 def _nr_to_returns(tid, func_codes, call, ret_rows, nr, nr_ok):
     """Give each return in ``ret_rows`` the ``nr`` of the same thread's latest call of the same function."""
     n = len(tid)
-    order = np.lexsort((np.arange(n), tid))
+    order = np.argsort(tid, kind="stable")  # by thread, then by row
     prev = np.empty(n, np.int64)
     prev[order[1:]] = order[:-1]
     prev[order[0]] = -1
@@ -578,12 +659,33 @@ def _strings(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.BinaryAr
                                  [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.binary())
 
 
-def _decoded(values: pa.Array) -> list[str]:
+def _decoded(values: List[bytes]) -> list[str]:
     """Distinct byte strings as text; bytes that are not UTF-8 are kept, escaped (``str\\xe9ss``)."""
-    names = [v.decode("utf-8", "backslashreplace") for v in values.to_pylist()]
+    names = [v.decode("utf-8", "backslashreplace") for v in values]
     if len(set(names)) < len(names):  # "\\xe9" typed literally and a 0xe9 byte: keep the codes distinct
         names = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]
     return names
+
+
+def _dictionary(buf: np.ndarray, start: np.ndarray, end: np.ndarray,
+                numbered: Optional[Tuple[np.ndarray, np.ndarray]], sel: Union[np.ndarray, slice]
+                ) -> Tuple[np.ndarray, list]:
+    """(codes, names) of the strings buf[start:end] of rows ``sel``, names in order of first appearance (Arrow's
+    dictionary encoding). ``numbered``: the C scanner's codes over all rows and each code's first row; they are
+    renumbered for ``sel`` in O(rows), with no per-row bytes gathered."""
+    if numbered is None:
+        encoded = _strings(buf, start[sel], end[sel]).dictionary_encode()
+        return encoded.indices.to_numpy(zero_copy_only=False), _decoded(encoded.dictionary.to_pylist())
+    codes, firsts = numbered
+    codes = codes[sel]
+    first_at = np.full(len(firsts), len(codes), np.int64)
+    first_at[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # repeated indices: the last write (first row) wins
+    used = np.flatnonzero(first_at < len(codes))
+    used = used[np.argsort(first_at[used], kind="stable")]
+    renumber = np.full(len(firsts), -1, np.int64)
+    renumber[used] = np.arange(len(used))
+    rows = firsts[used]
+    return renumber[codes], _decoded([bytes(buf[start[r]:end[r]]) for r in rows])
 
 
 # --- whole files -----------------------------------------------------------------------------------------------

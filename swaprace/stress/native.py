@@ -1,4 +1,5 @@
-"""Build and load the native stress helper (stress_helper.c) with the system C compiler.
+"""Build and load the native stress helper (stress_helper.c) with the system C compiler (the generic build and
+load checks live in :mod:`swaprace.native`).
 
 The helper is compiled once per source version into a cache directory and loaded with ctypes. Its
 pthreads do the page touching, so Python's GIL never serializes the faults.
@@ -7,16 +8,15 @@ pthreads do the page touching, so Python's GIL never serializes the faults.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import stat
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 from swaprace.errors import SwapraceError
+from swaprace.native import build_shared, cache_dir, find_compiler, untrusted
+
+__all__ = ["Config", "Helper", "Mismatch", "Result", "Window", "build", "cache_dir", "check_struct_sizes",
+           "find_compiler", "untrusted"]
 
 SOURCE = Path(__file__).with_name("stress_helper.c")
 CFLAGS = ["-O2", "-Wall", "-shared", "-fPIC", "-pthread"]
@@ -90,72 +90,12 @@ PHASES = {0: "read", 1: "write", 2: "child-read", 3: "final-sweep", 4: "locked-c
 SCENARIO_ROUNDS, SCENARIO_SKIP_SWAPCACHE, SCENARIO_SWAPCACHE_FREED = 0, 1, 2
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("SWAPRACE_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "swaprace"
-
-
-def find_compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 def build(compiler: Optional[str] = None) -> Optional[Path]:
     """Compile the helper (once per source version) and return the shared object's path; None when this
     machine has no C compiler (the caller then uses :mod:`swaprace.stress.pyhelper`)."""
     if os.environ.get("SWAPRACE_STRESS_HELPER") == "python":  # force the fallback (its tests use this)
         return None
-    compiler = compiler or find_compiler()
-    if compiler is None:
-        return None
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / f"stress_helper-{digest}.so"
-    if target.exists() and untrusted(target) is None:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if untrusted(target.parent) is not None or (target.exists() or target.is_symlink()):
-        # e.g. root under `sudo -E` with the user's cache: never load (or build into) what another user can
-        # write; build a private copy for this run instead
-        import atexit
-
-        private = Path(tempfile.mkdtemp(prefix="swaprace-helper-"))
-        atexit.register(shutil.rmtree, private, ignore_errors=True)
-        target = private / target.name
-    fd, tmp = tempfile.mkstemp(prefix=".stress_helper-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.run([compiler, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["no output"])[0]
-            raise SwapraceError(f"building the stress helper with {compiler} failed: {first}")
-        os.chmod(tmp, 0o755)  # not group- or world-writable, whatever the umask (see untrusted())
-        os.replace(tmp, target)  # atomic: concurrent runs never load a half-written object
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
-
-
-def untrusted(path: Path) -> str | None:
-    """Why loading code from ``path`` (a file or directory) would let another user run code as us, or None.
-
-    It must not be a symbolic link, must belong to us or root, and must not be writable by group or others;
-    for a file, the same holds for its directory.
-    """
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        return f"{path}: {exc.strerror}"
-    if stat.S_ISLNK(st.st_mode):
-        return f"{path} is a symbolic link"
-    if st.st_uid not in (os.geteuid(), 0):
-        return f"{path} belongs to uid {st.st_uid}"
-    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and st.st_uid == 0):
-        return f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-    if not stat.S_ISDIR(st.st_mode):
-        return untrusted(path.parent)
-    return None
+    return build_shared(SOURCE, "stress_helper", CFLAGS, "the stress helper", compiler or find_compiler())
 
 
 def check_struct_sizes(lib: ctypes.CDLL) -> None:
