@@ -95,3 +95,14 @@ def test_widener_is_reported_absent_on_stock_kernels(monkeypatch, tmp_path: Path
     monkeypatch.setattr(scenarios, "WIDEN_US", tmp_path / "absent")
     assert not scenarios.widener_available()
     assert scenarios.set_widener(None, 20000, 1) == {"available": False, "widen_us": 0}
+
+
+def test_a_build_without_its_tools_fails_at_once_naming_the_packages(lab_env: Path, monkeypatch) -> None:
+    """pahole runs only at the end of a kernel build (BTF): without this check the build failed after 20 min."""
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name in ("pahole", "flex") else real_which(name))
+    assert {"dwarves", "flex"} <= set(lab.missing_build_packages())
+    with pytest.raises(SwapraceError, match=r"apt-get install .*dwarves"):
+        lab.build_lab_kernel("lab-2024")

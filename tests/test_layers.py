@@ -21,7 +21,7 @@ ALLOWED = {
     "stress": {"analysis", "probes", "readers", "kernel"},
     "vm": set(),
 }
-BASE = {"events", "errors", "osutil", "jsonout", "capture", "__init__", "__version__"}
+BASE = {"events", "errors", "osutil", "native", "jsonout", "capture", "__init__", "__version__"}
 
 
 def _imports(path: Path) -> Set[str]:

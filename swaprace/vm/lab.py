@@ -67,6 +67,22 @@ def source_tarball() -> Path:
     return path
 
 
+#: What a kernel build runs besides make and the compiler, and the Debian package of each. pahole is needed only
+#: at the very end (BTF for vmlinux), so without this check a build fails after 20 minutes.
+BUILD_TOOLS = {"flex": "flex", "bison": "bison", "bc": "bc", "cpio": "cpio", "pahole": "dwarves", "make": "make",
+               "gcc": "gcc"}
+BUILD_HEADERS = {"/usr/include/libelf.h": "libelf-dev", "/usr/include/openssl/ssl.h": "libssl-dev"}
+
+
+def missing_build_packages() -> list:
+    """The Debian packages a lab kernel build needs that this machine lacks (empty: it can build)."""
+    import shutil
+
+    missing = [pkg for tool, pkg in BUILD_TOOLS.items() if shutil.which(tool) is None]
+    missing += [pkg for path, pkg in BUILD_HEADERS.items() if not Path(path).exists()]
+    return sorted(set(missing))
+
+
 def build_dir() -> Path:
     from swaprace.vm.image import cache_dir
 
@@ -165,6 +181,9 @@ def build_lab_kernel(kernel: str, progress=None, rebuild: bool = False) -> Dict[
             cached = cached_lab_kernel(kernel)
             if cached:
                 return cached
+        missing = missing_build_packages()
+        if missing:
+            raise SwapraceError(f"building a lab kernel needs these packages: apt-get install {' '.join(missing)}")
         here = lab_dir()
         output = kernel_dir / f"vmlinuz-{key}"
         log_path = kernel_dir / "build.log"

@@ -2,6 +2,7 @@
 with the machine's swap, cgroups, KSM knobs and kprobe events captured before and after.
 
     python3 tests/guest/stress_check.py OUT_DIR [stress options...]
+    python3 tests/guest/stress_check.py OUT_DIR --as-a-user-runs-it   # `swaprace stress --yes --duration 60`
 
 Leaves OUT_DIR/result.json ({before, after, rc, stderr}), OUT_DIR/stress.json (the --json summary) and
 OUT_DIR/stress.parquet (the capture).
@@ -31,8 +32,11 @@ def machine_state():
 
 def main(out: Path, options):
     before = machine_state()
-    done = subprocess.run(["swaprace", "stress", "--record", str(out / "stress.parquet"), "--json", *options],
-                          capture_output=True, text=True)
+    if options == ["--as-a-user-runs-it"]:  # every default, as the README's user runs it (no recording)
+        argv = ["swaprace", "stress", "--yes", "--duration", "60", "--json"]
+    else:
+        argv = ["swaprace", "stress", "--record", str(out / "stress.parquet"), "--json", *options]
+    done = subprocess.run(argv, capture_output=True, text=True)
     (out / "stress.json").write_text(done.stdout)
     after = machine_state()
     (out / "result.json").write_text(json.dumps({"before": before, "after": after, "rc": done.returncode,
