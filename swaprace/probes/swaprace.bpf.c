@@ -449,7 +449,9 @@ static __always_inline void bind_one(u64 entry, u64 folio, u64 now, int from_add
         return;  // a lookup of the folio already bound: the same residency
     count(STAT_BINDINGS);
     if (from_add) {
-        if (s->residencies)
+        // A re-read begins a residency in a generation that already had one. An add while a folio is still
+        // bound means that folio's delete was not seen (a BPF recursion miss): as offline, the residency goes on.
+        if (s->residencies && !s->bound_folio)
             count(STAT_REREADS);
         s->residencies++;
     }
