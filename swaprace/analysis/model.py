@@ -200,6 +200,12 @@ class _Events:
         return np.where(valid & (values > 1), values, 1).astype(np.int64)
 
 
+def _role_probed(capture: Capture, ev: _Events, role: str) -> bool:
+    """Whether the recorder probed ``role``: named in the capture's symbols, or seen in its events (a capture
+    without metadata)."""
+    return role in capture.meta.symbols or len(ev.rows(role)) > 0
+
+
 def _code(categories: pd.Index, name: str) -> int:
     return int(categories.get_loc(name)) if name in categories else -2
 
@@ -325,14 +331,14 @@ def analyze(
     _assign_window_entries(ev, windows, ev.rows("lookup", "call"))
     binds = _binds(ev, pairs["lookup"])
     unbinds = _unbinds(ev, pairs["free_cache"], binds)
-    allocator_probed = "slot_alloc" in capture.meta.symbols or len(ev.rows("slot_alloc")) > 0
+    allocator_probed = _role_probed(capture, ev, "slot_alloc")
     life = _generations(ev, pairs["slot_alloc"], pairs["free_cache"], binds, unbinds, allocator_probed)
     res = _residency(ev, binds, unbinds, life)
     _obtain_and_install(ev, windows, pairs["lookup"], pairs["ksm_copy"])
     races = _races(ev, windows, life)
     lost = _LossMap(capture, ev)
-    writes_probed = "swap_write" in capture.meta.symbols or len(ev.rows("swap_write")) > 0
-    _classify(ev, windows, races, res, life, lost, _Writes(ev, pairs["swap_write"], writes_probed))
+    _classify(ev, windows, races, res, life, lost,
+              _Writes(ev, pairs["swap_write"], _role_probed(capture, ev, "swap_write")))
     prepare = _prepare_stats(ev, windows, pairs["prepare"], unbinds, life)
 
     window_frame = _window_frame(ev, windows, races)

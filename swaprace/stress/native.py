@@ -95,7 +95,7 @@ def build(compiler: Optional[str] = None) -> Optional[Path]:
     machine has no C compiler (the caller then uses :mod:`swaprace.stress.pyhelper`)."""
     if os.environ.get("SWAPRACE_STRESS_HELPER") == "python":  # force the fallback (its tests use this)
         return None
-    return build_shared(SOURCE, "stress_helper", CFLAGS, "the stress helper", compiler or find_compiler())
+    return build_shared(SOURCE, "stress_helper", CFLAGS, "the stress helper", compiler)
 
 
 def check_struct_sizes(lib: ctypes.CDLL) -> None:
